@@ -1,0 +1,178 @@
+"""The HTTP API for backends and operators: sessions, dumps, health, metrics.
+
+Every error is JSON ``{error, detail}`` with a status a script can branch on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from rtcstats_server.app_keys import METRICS, RECORDS, DUMPS
+from rtcstats_server.dumps.frames import FrameStreamDecoder
+from rtcstats_server.exceptions import NotFound, ProtocolViolation, StoreUnavailable
+from rtcstats_server.metadata.record import (
+    EQUALITY_FILTERS,
+    SessionQuery,
+    SessionState,
+    decode_cursor,
+    encode_cursor,
+    to_json_ready,
+)
+
+SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
+MAX_LIMIT = 1000
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(data), status=status, content_type="application/json"
+    )
+
+
+def error(status: int, code: str, detail: str) -> web.Response:
+    return json_response({"error": code, "detail": detail}, status)
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ProtocolViolation as exc:
+        return error(400, exc.reason, exc.detail)
+    except NotFound as exc:
+        return error(404, "not_found", str(exc))
+    except StoreUnavailable as exc:
+        return error(503, "store_unavailable", str(exc))
+    except web.HTTPException as exc:
+        if exc.status >= 400 and not exc.content_type.startswith("application/json"):
+            return error(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
+        raise
+
+
+def _parse_time(name: str, value: str) -> datetime:
+    try:
+        if value.isdigit():
+            return datetime.fromtimestamp(int(value) / 1000, UTC)
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except (ValueError, OverflowError, OSError):
+        raise ProtocolViolation("bad_filter", f"{name} must be ISO 8601 or epoch ms") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def parse_query(params: Any) -> SessionQuery:
+    known = {*EQUALITY_FILTERS, "since", "until", "limit", "cursor"}
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise ProtocolViolation("bad_filter", f"unknown parameter(s): {', '.join(unknown)}")
+    equals = {name: params[name] for name in EQUALITY_FILTERS if name in params}
+    if "state" in equals and equals["state"] not in {s.value for s in SessionState}:
+        raise ProtocolViolation("bad_filter", "state must be one of: " + ", ".join(SessionState))
+    try:
+        limit = int(params.get("limit", 100))
+    except ValueError:
+        raise ProtocolViolation("bad_filter", "limit must be an integer") from None
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ProtocolViolation("bad_filter", f"limit must be between 1 and {MAX_LIMIT}")
+    return SessionQuery(
+        equals=equals,
+        since=_parse_time("since", params["since"]) if "since" in params else None,
+        until=_parse_time("until", params["until"]) if "until" in params else None,
+        limit=limit,
+        cursor=decode_cursor(params["cursor"]) if "cursor" in params else None,
+    )
+
+
+async def list_sessions(request: web.Request) -> web.Response:
+    query = parse_query(request.query)
+    records = await request.app[RECORDS].query(query)
+    next_cursor = None
+    if len(records) == query.limit:
+        last = records[-1]
+        next_cursor = encode_cursor(last["started_at"], last["id"])
+    return json_response(
+        {"sessions": [to_json_ready(r) for r in records], "next_cursor": next_cursor}
+    )
+
+
+async def _record(request: web.Request) -> dict[str, Any]:
+    session_id = request.match_info["id"]
+    if not SESSION_ID.match(session_id):
+        raise NotFound(f"no session {session_id!r}")
+    record = await request.app[RECORDS].get(session_id)
+    if record is None:
+        raise NotFound(f"no session {session_id}")
+    return record
+
+
+async def get_session(request: web.Request) -> web.Response:
+    return json_response(to_json_ready(await _record(request)))
+
+
+async def get_dump(request: web.Request) -> web.StreamResponse:
+    record = await _record(request)
+    key = record.get("dump_key")
+    if not key:
+        raise NotFound(f"session {record['id']} has no stored dump (yet)")
+    raw = request.query.get("format") == "zstd"
+    if request.query.get("format", "jsonl") not in {"zstd", "jsonl"}:
+        raise ProtocolViolation("bad_filter", "format must be jsonl or zstd")
+    chunks = request.app[DUMPS].read(key)
+    first = await anext(chunks, None)  # NotFound surfaces before the headers go out
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "application/zstd" if raw else "application/x-ndjson",
+            "Content-Disposition": f'attachment; filename="{record["id"]}.rtcstats'
+            + ('.zst"' if raw else '.jsonl"'),
+        }
+    )
+    await response.prepare(request)
+    decoder = None if raw else FrameStreamDecoder()
+    chunk = first
+    while chunk is not None:
+        if decoder is None:
+            await response.write(chunk)
+        else:
+            await response.write(await asyncio.to_thread(decoder.feed, chunk))
+        chunk = await anext(chunks, None)
+    await response.write_eof()
+    return response
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    problems: dict[str, str] = {}
+    for name, backend in (("metadata", request.app[RECORDS]), ("storage", request.app[DUMPS])):
+        try:
+            await asyncio.wait_for(backend.ping(), timeout=5)
+        except (StoreUnavailable, TimeoutError, OSError) as exc:
+            problems[name] = str(exc) or type(exc).__name__
+    if problems:
+        return json_response({"status": "degraded", "problems": problems}, 503)
+    return json_response({"status": "ready"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/v1/sessions", list_sessions)
+    app.router.add_get("/v1/sessions/{id}", get_session)
+    app.router.add_get("/v1/sessions/{id}/dump", get_dump)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)

@@ -1,0 +1,17 @@
+"""Typed keys for the shared resources an application carries (no globals)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from rtcstats_server.config import Config
+from rtcstats_server.metadata.base import SessionStore
+from rtcstats_server.metrics import Metrics
+from rtcstats_server.sessions import SessionManager
+from rtcstats_server.storage.base import DumpStore
+
+CONFIG = web.AppKey("config", Config)
+METRICS = web.AppKey("metrics", Metrics)
+DUMPS = web.AppKey("dumps", DumpStore)
+RECORDS = web.AppKey("records", SessionStore)
+MANAGER = web.AppKey("manager", SessionManager)

@@ -1,0 +1,62 @@
+"""Every error this package raises on purpose, in one hierarchy.
+
+Each class says who can act on it: an operator (configuration), a client (the close
+code or HTTP status it produces), or a backend (storage / metadata outages, which
+the caller turns into retries or a degraded readiness).
+"""
+
+from __future__ import annotations
+
+
+class RtcstatsError(Exception):
+    """Base of everything raised on purpose; anything else is a bug."""
+
+
+class ConfigError(RtcstatsError):
+    """A configuration key has a value we cannot run with.
+
+    ``key`` is the dotted path an operator would search for in the YAML file.
+    """
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}")
+        self.key = key
+        self.problem = problem
+
+
+class HandshakeRefused(RtcstatsError):
+    """A websocket upgrade we answer with an HTTP error instead of a socket.
+
+    ``reason`` is the metric label; ``detail`` is the one-line body the client sees.
+    """
+
+    def __init__(self, status: int, reason: str, detail: str) -> None:
+        super().__init__(f"{status} {reason}: {detail}")
+        self.status = status
+        self.reason = reason
+        self.detail = detail
+
+
+class ProtocolViolation(RtcstatsError):
+    """A client message we cannot accept; ``close_code`` is what the socket gets.
+
+    A violation with ``close_code`` None is dropped and counted, the socket stays.
+    """
+
+    def __init__(self, reason: str, detail: str, close_code: int | None = None) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+        self.close_code = close_code
+
+
+class DumpFormatError(RtcstatsError):
+    """A stored or uploaded dump that does not follow any layout we read."""
+
+
+class StoreUnavailable(RtcstatsError):
+    """A backend (metadata store, object storage) cannot be reached right now."""
+
+
+class NotFound(RtcstatsError):
+    """The session or dump asked for does not exist."""

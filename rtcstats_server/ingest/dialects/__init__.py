@@ -1,0 +1,70 @@
+"""The client dialects, chosen by websocket subprotocol."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from rtcstats_server.exceptions import HandshakeRefused
+from rtcstats_server.ingest.dialects.base import Handshake, Reply, Result
+from rtcstats_server.ingest.dialects.jitsi import (
+    CLIENT_SUBPROTOCOLS,
+    PUSHER_SUBPROTOCOL,
+    JitsiDecoder,
+)
+from rtcstats_server.ingest.dialects.legacy import LegacyDecoder
+from rtcstats_server.ingest.dialects.rtcstats_js import RtcstatsJsDecoder
+
+
+class Decoder(Protocol):
+    subprotocol: str
+    client_session_id: str | None
+    sends_acks: bool
+    resumable: bool
+    file_format: int | None
+
+    def opening(self, last_seq: int) -> list[Result]: ...
+
+    def ack(self, seq: int) -> Reply | None: ...
+
+    def feed(self, text: str) -> list[Result]: ...
+
+    def close_line(self, code: int) -> str: ...
+
+
+_BY_NAME: dict[str, type[RtcstatsJsDecoder] | type[LegacyDecoder] | type[JitsiDecoder]] = {
+    "rtcstats#5.0": RtcstatsJsDecoder,
+    "rtcstats#4.0": RtcstatsJsDecoder,
+    "2.0": LegacyDecoder,
+    **{name: JitsiDecoder for name in CLIENT_SUBPROTOCOLS},
+}
+
+
+def known(subprotocol: str) -> bool:
+    return subprotocol in _BY_NAME or bool(PUSHER_SUBPROTOCOL.match(subprotocol))
+
+
+def choose_subprotocol(offered: str) -> str:
+    """The first offered subprotocol we speak, or a 400 naming what we accept."""
+    candidates = [part.strip() for part in offered.split(",") if part.strip()]
+    for name in candidates:
+        if known(name):
+            return name
+    if not candidates:
+        raise HandshakeRefused(
+            400, "no_subprotocol", "Sec-WebSocket-Protocol is required (e.g. 3.1_STANDARD)"
+        )
+    raise HandshakeRefused(
+        400,
+        "unknown_subprotocol",
+        "unsupported Sec-WebSocket-Protocol; use rtcstats#5.0, rtcstats#4.0, 3.1_STANDARD, "
+        "3.1_LEGACY, <n>_JVB|_JICOFO|_JIBRI|_JIGASI or 2.0",
+    )
+
+
+def open_decoder(handshake: Handshake) -> Decoder:
+    cls = _BY_NAME.get(handshake.subprotocol)
+    if cls is None:
+        if not PUSHER_SUBPROTOCOL.match(handshake.subprotocol):
+            raise HandshakeRefused(400, "unknown_subprotocol", "unsupported subprotocol")
+        cls = JitsiDecoder
+    return cls(handshake)

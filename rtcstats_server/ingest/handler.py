@@ -1,0 +1,144 @@
+"""The websocket handler: a short loop that feeds a dialect decoder and a session.
+
+Everything about the wire format lives in the decoders; everything about a
+session's life lives in ``sessions``. This module only checks the upgrade request,
+moves messages between the two, and turns hostile input into its defined answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+
+from aiohttp import WSMsgType, web
+from aiohttp.http_websocket import WebSocketError
+
+from rtcstats_server.config import Config
+from rtcstats_server.exceptions import HandshakeRefused, ProtocolViolation
+from rtcstats_server.ingest.dialects import Decoder, choose_subprotocol, open_decoder
+from rtcstats_server.ingest.dialects.base import DumpLine, EndOfSession, Handshake, Identity, Reply
+from rtcstats_server.metadata.record import EndReason
+from rtcstats_server.metrics import Metrics
+from rtcstats_server.sessions import Session, SessionManager
+
+log = logging.getLogger(__name__)
+
+#: Request paths we store as the session's url: printable, no traversal, bounded.
+PATH_PATTERN = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$")
+
+#: aiohttp's own protocol-error close codes → why the session ended.
+_ERROR_REASONS = {1009: EndReason.MESSAGE_TOO_BIG, 1007: EndReason.BAD_MESSAGES}
+
+
+def read_handshake(request: web.Request, config: Config) -> Handshake:
+    raw = request.raw_path
+    if len(raw) > config.ingest.max_path_bytes:
+        raise HandshakeRefused(400, "bad_path", "request path is too long")
+    path_part = raw.split("?", 1)[0]
+    if not PATH_PATTERN.match(path_part) or "/../" in f"{path_part}/" or "\\" in path_part:
+        raise HandshakeRefused(400, "bad_path", "request path has characters we do not accept")
+    subprotocol = choose_subprotocol(request.headers.get("Sec-WebSocket-Protocol", ""))
+    query = {key: request.query.getone(key) for key in request.query}
+    return Handshake(
+        path=raw,
+        query=query,
+        subprotocol=subprotocol,
+        user_agent=request.headers.get("User-Agent", "")[:512],
+        origin=request.headers.get("Origin", "")[:256],
+        remote=request.remote or "",
+    )
+
+
+class IngestHandler:
+    def __init__(self, config: Config, manager: SessionManager, metrics: Metrics) -> None:
+        self.config = config
+        self.manager = manager
+        self.metrics = metrics
+
+    def refuse(self, refusal: HandshakeRefused) -> web.Response:
+        self.metrics.refused.labels(refusal.reason).inc()
+        return web.Response(status=refusal.status, text=refusal.detail + "\n")
+
+    async def __call__(self, request: web.Request) -> web.StreamResponse:
+        if not self.manager.accepting:
+            return self.refuse(HandshakeRefused(503, "shutting_down", "server is shutting down"))
+        try:
+            handshake = read_handshake(request, self.config)
+            decoder = open_decoder(handshake)
+        except HandshakeRefused as refusal:
+            return self.refuse(refusal)
+        ws = web.WebSocketResponse(
+            protocols=(handshake.subprotocol,),
+            compress=self.config.ingest.permessage_deflate,
+            max_msg_size=self.config.ingest.max_message_bytes,
+        )
+        await ws.prepare(request)
+        traffic = self.metrics.traffic[handshake.subprotocol]
+        traffic.connections += 1
+        traffic.open += 1
+        session = await self.manager.connect(decoder, handshake, ws)
+        try:
+            await self._pump(ws, session, decoder)
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            traffic.open -= 1
+            await self.manager.disconnected(session, ws, ws.close_code)
+        return ws
+
+    async def _pump(self, ws: web.WebSocketResponse, session: Session, decoder: Decoder) -> None:
+        manager = self.manager
+        metrics = self.metrics
+        traffic = metrics.traffic[session.dialect]
+        now = asyncio.get_running_loop().time
+        max_session = self.config.ingest.max_session_bytes
+        max_bad = self.config.ingest.max_bad_messages
+        bad = 0
+        while True:
+            msg = await ws.receive()
+            kind = msg.type
+            if kind is WSMsgType.TEXT:
+                text: str = msg.data
+                size = len(text) if text.isascii() else len(text.encode())
+                session.last_activity = now()
+                session.messages += 1
+                session.bytes_received += size
+                traffic.messages += 1
+                traffic.bytes += size
+                if session.bytes_received > max_session:
+                    metrics.dropped.labels("session_too_large").inc()
+                    await manager.finish(session, EndReason.SESSION_TOO_LARGE, 1009)
+                    return
+                try:
+                    results = decoder.feed(text)
+                except ProtocolViolation as violation:
+                    metrics.dropped.labels(violation.reason).inc()
+                    session.dropped += 1
+                    bad += 1
+                    if bad >= max_bad:
+                        await manager.finish(session, EndReason.BAD_MESSAGES, 1007)
+                        return
+                    continue
+                for result in results:
+                    if type(result) is DumpLine:
+                        await manager.accept(session, result)
+                    elif type(result) is Identity:
+                        await manager.identity(session, result.fields)
+                    elif type(result) is Reply:
+                        await ws.send_str(result.text)
+                    elif type(result) is EndOfSession:
+                        session.ended_by_client = True
+            elif kind is WSMsgType.BINARY:
+                metrics.dropped.labels("binary_frame").inc()
+                await manager.finish(session, EndReason.BINARY_FRAME, 1003)
+                return
+            elif kind is WSMsgType.ERROR:
+                error = ws.exception()
+                code = error.code if isinstance(error, WebSocketError) else 1002
+                reason = _ERROR_REASONS.get(code, EndReason.PROTOCOL_ERROR)
+                metrics.dropped.labels(reason.value).inc()
+                await manager.finish(session, reason, code)
+                return
+            else:  # CLOSE, CLOSING, CLOSED
+                return

@@ -1,0 +1,134 @@
+"""The session record: the public schema backends read, and the query over it.
+
+A record is a plain dict-shaped document so that the same fields land unchanged in
+SQLite JSON, a MongoDB document and the API's JSON. Times are timezone-aware UTC
+datetimes (BSON dates in MongoDB, ISO 8601 in the API).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+from rtcstats_server.exceptions import ProtocolViolation
+
+
+class SessionState(StrEnum):
+    """Where a session is in its life; the order is the only allowed direction."""
+
+    STREAMING = "streaming"
+    DETACHED = "detached"
+    FINISHING = "finishing"
+    STORED = "stored"
+
+    @property
+    def rank(self) -> int:
+        return _STATE_ORDER.index(self)
+
+
+_STATE_ORDER = list(SessionState)
+
+
+class EndReason(StrEnum):
+    CLIENT_CLOSED = "client_closed"
+    CONFERENCE_LEFT = "conference_left"
+    IDLE_TIMEOUT = "idle_timeout"
+    RESUME_EXPIRED = "resume_expired"
+    SHUTDOWN = "shutdown"
+    RECOVERED = "recovered"
+    MESSAGE_TOO_BIG = "message_too_big"
+    BINARY_FRAME = "binary_frame"
+    BAD_MESSAGES = "bad_messages"
+    PROTOCOL_ERROR = "protocol_error"
+    SESSION_TOO_LARGE = "session_too_large"
+    DUMP_ERROR = "dump_error"
+
+
+#: Fields a query may filter on with equality; each has an index in every store.
+EQUALITY_FILTERS = ("conference_id", "user_id", "client_session_id", "app", "state")
+
+#: Every field of a record, in the order the API shows them.
+RECORD_FIELDS = (
+    "id",
+    "client_session_id",
+    "dialect",
+    "conference_id",
+    "user_id",
+    "meeting_id",
+    "app",
+    "endpoint_id",
+    "parent_session_id",
+    "display_name",
+    "url",
+    "origin",
+    "user_agent",
+    "remote_address",
+    "node_id",
+    "state",
+    "started_at",
+    "ended_at",
+    "duration_s",
+    "updated_at",
+    "messages",
+    "bytes_received",
+    "dropped_messages",
+    "connections",
+    "last_seq",
+    "close_code",
+    "end_reason",
+    "dump_key",
+    "dump_bytes",
+    "dump_raw_bytes",
+)
+
+
+#: Fields that hold datetimes (stores that keep JSON turn them back on read).
+DATETIME_FIELDS = frozenset({"started_at", "ended_at", "updated_at"})
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class SessionQuery:
+    """Filters of ``GET /v1/sessions``: equality on ids, a time range on started_at."""
+
+    equals: dict[str, str] = field(default_factory=dict)
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int = 100
+    cursor: tuple[datetime, str] | None = None
+
+
+def encode_cursor(started_at: datetime, session_id: str) -> str:
+    """An opaque position after which the next page starts (newest first)."""
+    raw = orjson.dumps([started_at.isoformat(), session_id])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        when, session_id = orjson.loads(raw)
+        return datetime.fromisoformat(when), str(session_id)
+    except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
+        raise ProtocolViolation("bad_cursor", "cursor is not one this API returned") from None
+
+
+def to_json_ready(record: dict[str, Any]) -> dict[str, Any]:
+    """The API form of a record: ISO times, every known field present."""
+    out: dict[str, Any] = {}
+    for name in RECORD_FIELDS:
+        value = record.get(name)
+        out[name] = value.isoformat() if isinstance(value, datetime) else value
+    for name, value in record.items():
+        if name not in out and not name.startswith("_"):
+            out[name] = value.isoformat() if isinstance(value, datetime) else value
+    return out

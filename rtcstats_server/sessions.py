@@ -1,0 +1,500 @@
+"""A session's life, and the one object allowed to move it forward.
+
+    streaming ──socket lost (3.1 only)──▶ detached ──resume──▶ streaming
+        │                                     │
+        └────────────── finish ───────────────┴──▶ finishing ──▶ stored
+
+``SessionManager`` owns every live session: it creates or resumes them on connect,
+appends their events to the dump, flushes and acknowledges, detaches them when a
+resumable client drops, and finishes them (close line, store the dump, write the
+record). A sweeper task does what time decides: periodic flushes, idle timeouts
+and expired resumes. At start it finishes what a crash left behind (``recovered``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import socket as socket_module
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+
+from rtcstats_server.config import Config
+from rtcstats_server.dumps.frames import compress_frame, iter_frames
+from rtcstats_server.dumps.layout import MAGIC, metadata_line
+from rtcstats_server.dumps.writer import DumpWriter
+from rtcstats_server.exceptions import RtcstatsError
+from rtcstats_server.ingest.dialects import Decoder
+from rtcstats_server.ingest.dialects.base import DumpLine, Handshake
+from rtcstats_server.ingest.dialects.jitsi import FINAL_CLOSE_CODES
+from rtcstats_server.metadata.base import SessionStore
+from rtcstats_server.metadata.record import EndReason, SessionState, utcnow
+from rtcstats_server.metrics import Metrics
+from rtcstats_server.storage.base import DumpStore, dump_key
+
+log = logging.getLogger(__name__)
+
+#: Close code written when the connection ended without a close frame.
+ABNORMAL_CLOSURE = 1006
+
+
+class ClientSocket(Protocol):
+    """The part of a websocket connection a session uses."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    async def send_str(self, data: str, compress: int | None = None) -> None: ...
+
+    async def close(self, *, code: int = 1000, message: bytes = b"", drain: bool = True) -> bool: ...
+
+
+def default_node_id(data_dir: Path) -> str:
+    """Stable across restarts of one collector, distinct between data dirs."""
+    digest = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:8]
+    return f"{socket_module.gethostname()}-{digest}"
+
+
+class Session:
+    __slots__ = (
+        "acked_seq",
+        "bytes_received",
+        "client_session_id",
+        "close_code",
+        "connections",
+        "decoder",
+        "detached_at",
+        "dialect",
+        "dirty_since",
+        "dropped",
+        "ended_by_client",
+        "fields",
+        "finished",
+        "handshake",
+        "id",
+        "last_activity",
+        "last_seq",
+        "lines",
+        "messages",
+        "recorded",
+        "socket",
+        "started_at",
+        "state",
+        "unacked",
+        "writer",
+    )
+
+    def __init__(self, session_id: str, decoder: Decoder, handshake: Handshake, writer: DumpWriter):
+        self.id = session_id
+        self.decoder = decoder
+        self.handshake = handshake
+        self.dialect = decoder.subprotocol
+        self.client_session_id = decoder.client_session_id
+        self.writer = writer
+        self.state = SessionState.STREAMING
+        self.started_at = utcnow()
+        self.socket: ClientSocket | None = None
+        self.fields: dict[str, Any] = {}
+        self.last_seq = 0
+        self.acked_seq = 0
+        self.unacked = 0
+        self.lines = 0
+        self.messages = 0
+        self.bytes_received = 0
+        self.dropped = 0
+        self.connections = 0
+        self.recorded = False
+        self.ended_by_client = False
+        self.last_activity = 0.0
+        self.dirty_since = 0.0
+        self.detached_at = 0.0
+        self.close_code: int | None = None
+        self.finished: asyncio.Future[None] | None = None
+
+
+class SessionManager:
+    def __init__(
+        self,
+        config: Config,
+        dumps: DumpStore,
+        records: SessionStore,
+        metrics: Metrics,
+    ) -> None:
+        self.config = config
+        self.dumps = dumps
+        self.records = records
+        self.metrics = metrics
+        self.node_id = config.server.node_id or default_node_id(config.server.data_dir)
+        self.live_dir = config.live_dir
+        self.sessions: dict[str, Session] = {}
+        self.by_client: dict[str, Session] = {}
+        self._sweeper: asyncio.Task[None] | None = None
+        self._loop_time = time.monotonic
+        self.accepting = True
+
+    # -- start and stop -------------------------------------------------------------
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.live_dir.mkdir, parents=True, exist_ok=True)
+        await self.recover()
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="session-sweeper")
+
+    async def stop(self) -> None:
+        """Drain: every live session is finished and stored before we return."""
+        self.accepting = False
+        if self._sweeper is not None:
+            sweeper, self._sweeper = self._sweeper, None
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+        live = list(self.sessions.values())
+        results = await asyncio.gather(
+            *(self.finish(s, EndReason.SHUTDOWN, 1001) for s in live), return_exceptions=True
+        )
+        for session, result in zip(live, results, strict=True):
+            if isinstance(result, BaseException):
+                log.error("session %s could not be stored at shutdown: %r", session.id, result)
+
+    # -- connect, resume ------------------------------------------------------------
+
+    async def connect(self, decoder: Decoder, handshake: Handshake, sock: ClientSocket) -> Session:
+        session = self._resumable(decoder)
+        if session is not None:
+            old = session.socket
+            session.socket = None
+            if old is not None and not old.closed:
+                await old.close(code=1000, message=b"resumed on a new connection")
+            session.decoder = decoder
+            session.state = SessionState.STREAMING
+            await self.flush(session, ack=False)
+            self.metrics.resumed.inc()
+            log.info(
+                "session %s resumed (client %s, last seq %d)",
+                session.id,
+                session.client_session_id,
+                session.last_seq,
+            )
+        else:
+            session = self._new_session(decoder, handshake)
+        session.socket = sock
+        session.connections += 1
+        session.last_activity = self._loop_time()
+        for reply in decoder.opening(session.last_seq):
+            await sock.send_str(reply.text)  # type: ignore[union-attr]
+        session.acked_seq = session.last_seq
+        return session
+
+    def _resumable(self, decoder: Decoder) -> Session | None:
+        client_id = decoder.client_session_id
+        if not decoder.resumable or client_id is None:
+            return None
+        if not getattr(decoder, "is_reconnect", False):
+            return None
+        session = self.by_client.get(client_id)
+        if session is None or session.dialect != decoder.subprotocol:
+            return None
+        if session.state not in (SessionState.STREAMING, SessionState.DETACHED):
+            return None
+        return session
+
+    def _new_session(self, decoder: Decoder, handshake: Handshake) -> Session:
+        session_id = uuid.uuid4().hex
+        writer = DumpWriter(
+            self.live_dir / f"{session_id}.rtcstats.zst",
+            self.config.dumps.zstd_level,
+            self.config.dumps.fsync,
+        )
+        session = Session(session_id, decoder, handshake, writer)
+        meta = {
+            "fileFormat": decoder.file_format,
+            "clientProtocol": decoder.subprotocol,
+            "url": handshake.path,
+            "origin": handshake.origin or None,
+            "userAgent": handshake.user_agent or None,
+            "startTime": round(session.started_at.timestamp() * 1000),
+            "remoteAddresses": [handshake.remote] if handshake.remote else None,
+            "sessionId": session_id,
+            "statsSessionId": decoder.client_session_id,
+            "collector": "rtcstats-collector",
+        }
+        writer.append(MAGIC)
+        writer.append(metadata_line(meta))
+        self.sessions[session_id] = session
+        if decoder.client_session_id is not None:
+            self.by_client[decoder.client_session_id] = session
+        return session
+
+    # -- events ---------------------------------------------------------------------
+
+    async def accept(self, session: Session, line: DumpLine) -> None:
+        """Append one event; flush when a size or acknowledgement threshold is met."""
+        seq = line.seq
+        if seq is not None:
+            if seq <= session.last_seq:
+                session.dropped += 1
+                self.metrics.dropped.labels("duplicate_seq").inc()
+                return
+            session.last_seq = seq
+        if not session.recorded:
+            await self._create_record(session)
+        writer = session.writer
+        if session.dirty_since == 0.0:
+            session.dirty_since = self._loop_time()
+        writer.append(line.text)
+        session.lines += 1
+        session.unacked += 1
+        if writer.buffered_bytes >= self.config.dumps.flush_bytes or (
+            session.decoder.sends_acks and session.unacked >= self.config.ingest.ack_every_entries
+        ):
+            await self.flush(session)
+
+    async def _create_record(self, session: Session) -> None:
+        session.recorded = True
+        client_id = session.client_session_id
+        if client_id is None:
+            client_id = session.decoder.client_session_id  # pushers name it in messages
+            session.client_session_id = client_id
+            if client_id is not None:
+                self.by_client.setdefault(client_id, session)
+        hs = session.handshake
+        await self.records.upsert(
+            session.id,
+            {
+                "client_session_id": client_id,
+                "dialect": session.dialect,
+                "url": hs.path,
+                "origin": hs.origin or None,
+                "user_agent": hs.user_agent or None,
+                "remote_address": hs.remote or None,
+                "node_id": self.node_id,
+                "state": SessionState.STREAMING.value,
+                "started_at": session.started_at,
+                "updated_at": utcnow(),
+                **session.fields,
+            },
+        )
+
+    async def identity(self, session: Session, fields: dict[str, str]) -> None:
+        if not fields:
+            return
+        session.fields.update(fields)
+        if session.recorded:
+            await self.records.upsert(session.id, {**fields, "updated_at": utcnow()})
+
+    async def flush(self, session: Session, ack: bool = True) -> None:
+        """Make everything appended durable, then let a 3.1 client trim its buffer."""
+        last = session.last_seq
+        writer = session.writer
+        before_raw, before_compressed = writer.raw_bytes, writer.compressed_bytes
+        await writer.flush()
+        self.metrics.dump_raw.inc(writer.raw_bytes - before_raw)
+        self.metrics.dump_compressed.inc(writer.compressed_bytes - before_compressed)
+        session.dirty_since = 0.0
+        session.unacked = 0
+        sock = session.socket
+        if ack and last > session.acked_seq and sock is not None and not sock.closed:
+            reply = session.decoder.ack(last)
+            if reply is not None:
+                with contextlib.suppress(ConnectionError, RuntimeError):
+                    await sock.send_str(reply.text)
+                    session.acked_seq = last
+
+    # -- disconnect, finish -----------------------------------------------------------
+
+    async def disconnected(self, session: Session, sock: ClientSocket, code: int | None) -> None:
+        """The handler's socket is gone: detach a resumable session, finish the rest."""
+        if session.socket is not sock:
+            return  # taken over by a resume, or finished by the server
+        session.socket = None
+        if session.state not in (SessionState.STREAMING, SessionState.DETACHED):
+            return
+        code = ABNORMAL_CLOSURE if code is None else code
+        session.close_code = code
+        grace = self.config.ingest.resume_grace_s
+        if (
+            session.decoder.resumable
+            and not session.ended_by_client
+            and code not in FINAL_CLOSE_CODES
+            and grace > 0
+            and self.accepting
+        ):
+            session.state = SessionState.DETACHED
+            session.detached_at = self._loop_time()
+            await self.flush(session, ack=False)
+            if session.recorded:
+                await self.records.upsert(
+                    session.id, {"state": SessionState.DETACHED.value, "updated_at": utcnow()}
+                )
+            return
+        reason = EndReason.CONFERENCE_LEFT if code == 3001 else EndReason.CLIENT_CLOSED
+        await self.finish(session, reason, code)
+
+    async def finish(self, session: Session, reason: EndReason, code: int) -> None:
+        """Close line, durable dump, record: exactly once per session."""
+        if session.finished is not None:
+            await asyncio.shield(session.finished)
+            return
+        session.finished = asyncio.get_running_loop().create_future()
+        try:
+            await self._finish(session, reason, code)
+            session.finished.set_result(None)
+        except BaseException as exc:
+            session.finished.set_exception(exc)
+            session.finished.exception()  # retrieved: callers that wait re-raise it
+            raise
+
+    async def _finish(self, session: Session, reason: EndReason, code: int) -> None:
+        session.state = SessionState.FINISHING
+        sock, session.socket = session.socket, None
+        if sock is not None and not sock.closed:
+            self.metrics.closed_by_server.labels(str(code)).inc()
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await sock.close(code=code, message=reason.value.encode())
+        self.sessions.pop(session.id, None)
+        if self.by_client.get(session.client_session_id or "") is session:
+            del self.by_client[session.client_session_id or ""]
+        writer = session.writer
+        if session.lines == 0:
+            await asyncio.to_thread(writer.discard)
+            return
+        writer.append(session.decoder.close_line(code))
+        before_raw, before_compressed = writer.raw_bytes, writer.compressed_bytes
+        await writer.close()
+        self.metrics.dump_raw.inc(writer.raw_bytes - before_raw)
+        self.metrics.dump_compressed.inc(writer.compressed_bytes - before_compressed)
+        stored = await self.dumps.put(dump_key(session.id, session.started_at), writer.path)
+        ended = utcnow()
+        await self.records.upsert(
+            session.id,
+            {
+                **session.fields,
+                "state": SessionState.STORED.value,
+                "ended_at": ended,
+                "updated_at": ended,
+                "duration_s": round((ended - session.started_at).total_seconds(), 3),
+                "messages": session.messages,
+                "bytes_received": session.bytes_received,
+                "dropped_messages": session.dropped,
+                "connections": session.connections,
+                "last_seq": session.last_seq or None,
+                "close_code": code,
+                "end_reason": reason.value,
+                "dump_key": stored.key,
+                "dump_bytes": stored.size,
+                "dump_raw_bytes": writer.raw_bytes,
+            },
+        )
+        session.state = SessionState.STORED
+        self.metrics.finished.labels(reason.value).inc()
+        log.info(
+            "session %s finished: %s (code %d), %d messages, %d bytes in, dump %s (%d bytes)",
+            session.id,
+            reason.value,
+            code,
+            session.messages,
+            session.bytes_received,
+            stored.key,
+            stored.size,
+        )
+
+    # -- what time decides ---------------------------------------------------------------
+
+    async def sweep(self) -> None:
+        now = self._loop_time()
+        flush_after = self.config.dumps.flush_interval_s
+        idle_after = self.config.ingest.idle_timeout_s
+        grace = self.config.ingest.resume_grace_s
+        streaming = detached = 0
+        for session in list(self.sessions.values()):
+            try:
+                if session.state is SessionState.DETACHED:
+                    detached += 1
+                    if now - session.detached_at >= grace:
+                        code = session.close_code or ABNORMAL_CLOSURE
+                        await self.finish(session, EndReason.RESUME_EXPIRED, code)
+                    continue
+                if session.state is not SessionState.STREAMING:
+                    continue
+                streaming += 1
+                if now - session.last_activity >= idle_after:
+                    await self.finish(session, EndReason.IDLE_TIMEOUT, 1000)
+                elif session.dirty_since and now - session.dirty_since >= flush_after:
+                    await self.flush(session)
+            except (OSError, RtcstatsError) as exc:
+                log.error("session %s: sweep failed: %r", session.id, exc)
+        self.metrics.live.labels(SessionState.STREAMING.value).set(streaming)
+        self.metrics.live.labels(SessionState.DETACHED.value).set(detached)
+
+    async def _sweep_forever(self) -> None:
+        period = min(1.0, self.config.dumps.flush_interval_s / 2)
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await self.sweep()
+            except Exception:
+                log.exception("session sweep failed; retrying next period")
+
+    # -- crash recovery -------------------------------------------------------------------
+
+    async def recover(self) -> None:
+        """Finish what a crash of this node left live: the dump up to its last whole
+        frame, a close line, the record marked ``recovered``."""
+        for record in await self.records.unfinished(self.node_id):
+            session_id = record["id"]
+            path = self.live_dir / f"{session_id}.rtcstats.zst"
+            fields: dict[str, Any] = {
+                "state": SessionState.STORED.value,
+                "end_reason": EndReason.RECOVERED.value,
+                "close_code": ABNORMAL_CLOSURE,
+                "updated_at": utcnow(),
+            }
+            if path.exists():
+                lines, raw, last_write = await asyncio.to_thread(
+                    repair_live_dump, path, self.config.dumps.zstd_level
+                )
+                stored = await self.dumps.put(dump_key(session_id, record["started_at"]), path)
+                ended = datetime.fromtimestamp(last_write, UTC)
+                fields.update(
+                    {
+                        "ended_at": ended,
+                        "duration_s": round((ended - record["started_at"]).total_seconds(), 3),
+                        "messages": max(lines - 3, 0),
+                        "dump_key": stored.key,
+                        "dump_bytes": stored.size,
+                        "dump_raw_bytes": raw,
+                    }
+                )
+            else:
+                fields["ended_at"] = record.get("updated_at") or utcnow()
+            await self.records.upsert(session_id, fields)
+            self.metrics.finished.labels(EndReason.RECOVERED.value).inc()
+            log.warning("session %s recovered after a crash", session_id)
+
+
+def repair_live_dump(path: Path, level: int) -> tuple[int, int, float]:
+    """Cut a torn last frame and append a close line; return (lines, raw bytes, mtime)."""
+    last_write = path.stat().st_mtime
+    data = path.read_bytes()
+    good = 0
+    lines = 0
+    raw = 0
+    for content, length in iter_frames([data]):
+        good += length
+        lines += content.count(b"\n")
+        raw += len(content)
+    close = orjson.dumps(["close", None, ABNORMAL_CLOSURE, round(last_write * 1000)]) + b"\n"
+    with path.open("r+b") as handle:
+        handle.truncate(good)
+        handle.seek(good)
+        handle.write(compress_frame(close, level))
+        handle.flush()
+        os.fsync(handle.fileno())
+    return lines + 1, raw + len(close), last_write

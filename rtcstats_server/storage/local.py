@@ -1,0 +1,63 @@
+"""Dumps in a local directory: the zero-setup default."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from rtcstats_server.exceptions import NotFound, StoreUnavailable
+from rtcstats_server.storage.base import StoredDump
+
+_CHUNK = 256 * 1024
+
+
+class LocalDumpStore:
+    name = "local"
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _path(self, key: str) -> Path:
+        # Keys are server-made; still refuse anything that could leave the root.
+        path = (self.root / key).resolve()
+        if not path.is_relative_to(self.root.resolve()) or ".." in Path(key).parts:
+            raise NotFound(f"dump key outside the store: {key!r}")
+        return path
+
+    async def open(self) -> None:
+        await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
+
+    async def close(self) -> None:
+        return None
+
+    async def ping(self) -> None:
+        if not await asyncio.to_thread(os.access, self.root, os.W_OK):
+            raise StoreUnavailable(f"dump directory {self.root} is not writable")
+
+    async def put(self, key: str, source: Path) -> StoredDump:
+        target = self._path(key)
+
+        def move() -> int:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(source, target)
+            return target.stat().st_size
+
+        return StoredDump(key=key, size=await asyncio.to_thread(move))
+
+    async def read(self, key: str) -> AsyncIterator[bytes]:
+        path = self._path(key)
+        try:
+            handle = await asyncio.to_thread(path.open, "rb")
+        except FileNotFoundError:
+            raise NotFound(f"no dump stored at {key}") from None
+        try:
+            while chunk := await asyncio.to_thread(handle.read, _CHUNK):
+                yield chunk
+        finally:
+            await asyncio.to_thread(handle.close)
+
+    async def delete(self, key: str) -> None:
+        await asyncio.to_thread(self._path(key).unlink, missing_ok=True)

@@ -1,0 +1,115 @@
+"""A real collector for tests: the aiohttp app on a free loopback port, in-process.
+
+In-process (not a subprocess) so a test can reach the app's session manager, e.g. to
+drop a client's socket, while clients still talk to it over real TCP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import aiohttp
+from aiohttp import web
+
+from rtcstats_server.app import build_app
+from rtcstats_server.app_keys import MANAGER, RECORDS
+from rtcstats_server.config import Config, build_config
+from rtcstats_server.sessions import SessionManager
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class RunningCollector:
+    app: web.Application
+    config: Config
+    port: int
+    http: aiohttp.ClientSession
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def manager(self) -> SessionManager:
+        return self.app[MANAGER]
+
+    async def get_json(self, path: str, status: int = 200) -> Any:
+        async with self.http.get(self.base_url + path) as response:
+            assert response.status == status, await response.text()
+            return await response.json()
+
+    async def wait_for_record(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 15.0
+    ) -> dict[str, Any]:
+        """The first stored record matching ``predicate``, waiting up to ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            page = await self.get_json("/v1/sessions?limit=1000")
+            for record in page["sessions"]:
+                if predicate(record):
+                    return record  # type: ignore[no-any-return]
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no matching record; have {page['sessions']}")
+            await asyncio.sleep(0.05)
+
+    async def dump_text(self, session_id: str) -> str:
+        async with self.http.get(f"{self.base_url}/v1/sessions/{session_id}/dump") as response:
+            assert response.status == 200, await response.text()
+            return await response.text()
+
+
+async def wait_until(
+    condition: Callable[[], bool | Awaitable[bool]], timeout: float = 15.0, what: str = ""
+) -> None:
+    """Poll ``condition`` until true; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what or condition}")
+        await asyncio.sleep(0.05)
+
+
+@asynccontextmanager
+async def run_collector(
+    data_dir: Path, settings: dict[str, Any] | None = None, port: int | None = None
+) -> AsyncIterator[RunningCollector]:
+    """Start a collector with ``settings`` (config sections) over the defaults."""
+    tree: dict[str, Any] = {k: dict(v) for k, v in (settings or {}).items()}
+    tree.setdefault("server", {})
+    tree["server"].setdefault("data_dir", str(data_dir))
+    tree["server"].setdefault("host", "127.0.0.1")
+    port = port or free_port()
+    tree["server"]["port"] = port
+    config = build_config(tree, environ={})
+    app = build_app(config)
+    runner = web.AppRunner(app, shutdown_timeout=5)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    async with aiohttp.ClientSession() as http:
+        try:
+            yield RunningCollector(app=app, config=config, port=port, http=http)
+        finally:
+            await runner.cleanup()
