@@ -15,7 +15,7 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from rtcstats_server.app_keys import METRICS, RECORDS, DUMPS
+from rtcstats_server.app_keys import DUMPS, METRICS, RECORDS
 from rtcstats_server.dumps.frames import FrameStreamDecoder
 from rtcstats_server.exceptions import NotFound, ProtocolViolation, StoreUnavailable
 from rtcstats_server.metadata.record import (
@@ -34,9 +34,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
-    return web.Response(
-        body=orjson.dumps(data), status=status, content_type="application/json"
-    )
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
 
 
 def error(status: int, code: str, detail: str) -> web.Response:

@@ -32,9 +32,11 @@ class _TrafficCollector(Collector):
         self.traffic = traffic
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
-        families = {
+        families: dict[str, CounterMetricFamily | GaugeMetricFamily] = {
             "messages": CounterMetricFamily(
-                "rtcstats_messages_received", "Websocket text messages received.", labels=["dialect"]
+                "rtcstats_messages_received",
+                "Websocket text messages received.",
+                labels=["dialect"],
             ),
             "bytes": CounterMetricFamily(
                 "rtcstats_received_bytes", "Bytes of messages received.", labels=["dialect"]

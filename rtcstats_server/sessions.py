@@ -54,7 +54,9 @@ class ClientSocket(Protocol):
 
     async def send_str(self, data: str, compress: int | None = None) -> None: ...
 
-    async def close(self, *, code: int = 1000, message: bytes = b"", drain: bool = True) -> bool: ...
+    async def close(
+        self, *, code: int = 1000, message: bytes = b"", drain: bool = True
+    ) -> bool: ...
 
 
 def default_node_id(data_dir: Path) -> str:

@@ -97,9 +97,7 @@ class EmbeddedSessionStore:
         db = self.db
         await db.execute("BEGIN IMMEDIATE")
         try:
-            async with db.execute(
-                "SELECT doc FROM sessions WHERE id = ?", (session_id,)
-            ) as cursor:
+            async with db.execute("SELECT doc FROM sessions WHERE id = ?", (session_id,)) as cursor:
                 row = await cursor.fetchone()
             doc = _decode(row[0]) if row else {"id": session_id}
             stored = SessionState(doc.get("state", SessionState.STREAMING))
@@ -109,8 +107,9 @@ class EmbeddedSessionStore:
                 return
             doc.update(fields)
             doc["id"] = session_id
-            if "started_at" not in doc:
-                raise ValueError("a new session record needs started_at")
+            started = doc.get("started_at")
+            if not isinstance(started, datetime):
+                raise ValueError("a session record needs started_at as a datetime")
             await db.execute(
                 """INSERT INTO sessions (id, started_us, state, state_rank, node_id,
                        conference_id, user_id, client_session_id, app, doc)
@@ -122,7 +121,7 @@ class EmbeddedSessionStore:
                        app=excluded.app, doc=excluded.doc""",
                 (
                     session_id,
-                    _micros(doc["started_at"]),
+                    _micros(started),
                     new_state.value,
                     new_state.rank,
                     doc.get("node_id"),

@@ -72,7 +72,8 @@ async def test_fixture_replay_is_stored_losslessly(
     events = dump[2:-1]
     assert len(events) == len(stream.expected_lines)
     mismatched = [
-        i for i, (got, want) in enumerate(zip(events, stream.expected_lines, strict=True))
+        i
+        for i, (got, want) in enumerate(zip(events, stream.expected_lines, strict=True))
         if not streams.line_matches(got, want)
     ]
     assert mismatched == []  # byte for byte, in order
@@ -84,7 +85,9 @@ async def test_fixture_replay_is_stored_losslessly(
     assert record["messages"] == len(stream.messages)
     assert record["bytes_received"] == sum(len(m.encode()) for m in stream.messages)
     assert record["close_code"] == stream.close_code
-    assert record["end_reason"] == ("conference_left" if stream.close_code == 3001 else "client_closed")
+    assert record["end_reason"] == (
+        "conference_left" if stream.close_code == 3001 else "client_closed"
+    )
     assert record["dump_raw_bytes"] == sum(len(line.encode()) + 1 for line in dump)
     assert 0 < record["dump_bytes"] < record["dump_raw_bytes"]
     if stream.identity.get("confName"):

@@ -9,17 +9,17 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import aiohttp
 from aiohttp import web
 
 from rtcstats_server.app import build_app
-from rtcstats_server.app_keys import MANAGER, RECORDS
+from rtcstats_server.app_keys import MANAGER
 from rtcstats_server.config import Config, build_config
 from rtcstats_server.sessions import SessionManager
 

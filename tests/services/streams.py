@@ -10,7 +10,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-
 #: An expected line starting with this matches a stored ``["identity", null, data, ts]``.
 IDENTITY_PREFIX = "identity-object:"
 
@@ -66,7 +65,9 @@ def jitsi_disk_dump(fixtures: Path, name: str, session_id: str = "replay-1") -> 
     for text in lines[1:]:
         entry = json.loads(text)
         if entry[0] == "identity":
-            messages.append(json.dumps({"statsSessionId": session_id, "type": "identity", "data": entry}))
+            messages.append(
+                json.dumps({"statsSessionId": session_id, "type": "identity", "data": entry})
+            )
             expected.append(json.dumps(entry, separators=(",", ":")))
             identity = entry[2]
         else:
@@ -80,7 +81,8 @@ def jitsi_disk_dump(fixtures: Path, name: str, session_id: str = "replay-1") -> 
 
 def jvb_pusher(fixtures: Path) -> Stream:
     messages = [
-        line for line in (fixtures / "real" / "jitsi-jvb-sample.jsonl").read_text().splitlines()
+        line
+        for line in (fixtures / "real" / "jitsi-jvb-sample.jsonl").read_text().splitlines()
         if line.strip()
     ]
     expected: list[str] = []

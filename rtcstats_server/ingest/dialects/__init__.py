@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from rtcstats_server.exceptions import HandshakeRefused
@@ -31,7 +32,7 @@ class Decoder(Protocol):
     def close_line(self, code: int) -> str: ...
 
 
-_BY_NAME: dict[str, type[RtcstatsJsDecoder] | type[LegacyDecoder] | type[JitsiDecoder]] = {
+_BY_NAME: dict[str, Callable[[Handshake], Decoder]] = {
     "rtcstats#5.0": RtcstatsJsDecoder,
     "rtcstats#4.0": RtcstatsJsDecoder,
     "2.0": LegacyDecoder,

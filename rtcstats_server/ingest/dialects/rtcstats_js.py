@@ -64,5 +64,5 @@ class ArrayDecoder:
 
 
 class RtcstatsJsDecoder(ArrayDecoder):
-    file_format = 3
+    file_format: int | None = 3
     relative_time = True
