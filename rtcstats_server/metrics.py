@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -56,6 +56,8 @@ class _TrafficCollector(Collector):
 
 class Metrics:
     def __init__(self) -> None:
+        # ``*_created`` series double the exposition and nobody graphs them.
+        disable_created_metrics()
         self.registry = CollectorRegistry()
         self.traffic: defaultdict[str, Traffic] = defaultdict(Traffic)
         self.registry.register(_TrafficCollector(self.traffic))

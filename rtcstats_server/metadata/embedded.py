@@ -6,6 +6,7 @@ document beside them, so new fields need no migration.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,8 @@ class EmbeddedSessionStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._db: aiosqlite.Connection | None = None
+        # One connection serves every coroutine: transactions must not interleave.
+        self._write_lock = asyncio.Lock()
 
     @property
     def db(self) -> aiosqlite.Connection:
@@ -94,6 +97,10 @@ class EmbeddedSessionStore:
             raise StoreUnavailable(f"embedded store: {exc}") from exc
 
     async def upsert(self, session_id: str, fields: dict[str, Any]) -> None:
+        async with self._write_lock:
+            await self._upsert(session_id, fields)
+
+    async def _upsert(self, session_id: str, fields: dict[str, Any]) -> None:
         db = self.db
         await db.execute("BEGIN IMMEDIATE")
         try:
@@ -188,5 +195,6 @@ class EmbeddedSessionStore:
         return [_decode(row[0]) for row in rows]
 
     async def delete(self, session_id: str) -> bool:
-        cursor = await self.db.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+        async with self._write_lock:
+            cursor = await self.db.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
         return cursor.rowcount > 0
