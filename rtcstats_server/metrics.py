@@ -57,7 +57,7 @@ class _TrafficCollector(Collector):
 class Metrics:
     def __init__(self) -> None:
         # ``*_created`` series double the exposition and nobody graphs them.
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry()
         self.traffic: defaultdict[str, Traffic] = defaultdict(Traffic)
         self.registry.register(_TrafficCollector(self.traffic))
