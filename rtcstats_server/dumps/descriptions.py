@@ -1,0 +1,91 @@
+"""Expand the SDP that rtcstats-js sends as a difference to an earlier description.
+
+rtcstats-js replaces each SDP section (``v=`` session part, each ``m=`` media part)
+that equals the same section of a base description by the bare ``v=`` or ``m=``.
+The base is whatever the page's ``localDescription``/``remoteDescription`` was when
+the call was made (or the last created offer/answer before any local description),
+so expanding needs a little per-peer-connection state that follows the calls and
+their results (matched by the request id the client sends beside each call).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _sections(sdp: str) -> list[str]:
+    parts = sdp.split("\nm=")
+    return [(part if index == 0 else "m=" + part).strip() for index, part in enumerate(parts)]
+
+
+def expand(base: dict[str, Any] | None, description: Any) -> Any:
+    """The full description, given the one it was compressed against."""
+    if not isinstance(description, dict) or not isinstance(base, dict):
+        return description
+    sdp, base_sdp = description.get("sdp"), base.get("sdp")
+    if (
+        base.get("type") != description.get("type")
+        or not isinstance(sdp, str)
+        or not isinstance(base_sdp, str)
+        or not sdp
+        or not base_sdp
+    ):
+        return description
+    base_sections = _sections(base_sdp)
+    out: list[str] = []
+    for index, section in enumerate(_sections(sdp)):
+        marker = "v=" if index == 0 else "m="
+        if section == marker and index < len(base_sections):
+            out.append(base_sections[index])
+        else:
+            out.append(section)
+    return {**description, "sdp": "\r\n".join(out).strip() + "\r\n"}
+
+
+class DescriptionState:
+    """What one peer connection's local and remote descriptions are, as far as known."""
+
+    __slots__ = ("created", "local", "pending", "remote")
+
+    def __init__(self) -> None:
+        self.local: dict[str, Any] | None = None
+        self.remote: dict[str, Any] | None = None
+        self.created: dict[str, dict[str, Any]] = {}
+        self.pending: dict[str, tuple[str, Any]] = {}
+
+    def apply(self, method: str, value: Any, request: object) -> Any:
+        """The expanded value of one event; updates the state it implies."""
+        key = request if isinstance(request, str) else ""
+        if method in ("createOfferOnSuccess", "createAnswerOnSuccess"):
+            full = expand(self.local, value)
+            if self.local is None and isinstance(full, dict):
+                self.created[str(full.get("type"))] = full
+            return full
+        if method == "setLocalDescription":
+            if isinstance(value, dict):
+                base = self.local or self.created.get(str(value.get("type")))
+                self.created.clear()
+                full = expand(base, value)
+                self.pending[key] = ("local", full)
+                return full
+            self.pending[key] = ("local-implicit", None)
+            return value
+        if method == "setRemoteDescription":
+            full = expand(self.remote, value)
+            self.pending[key] = ("remote", full)
+            return full
+        if method in ("setLocalDescriptionOnSuccess", "setRemoteDescriptionOnSuccess"):
+            side, full = self.pending.pop(key, ("", None))
+            if side == "local-implicit" or (isinstance(value, dict) and "sdp" in value):
+                full = expand(self.local, value)
+                value = full
+                side = "local"
+            if isinstance(full, dict):
+                if side == "local":
+                    self.local = full
+                elif side == "remote":
+                    self.remote = full
+            return value
+        if method in ("setLocalDescriptionOnFailure", "setRemoteDescriptionOnFailure"):
+            self.pending.pop(key, None)
+        return value

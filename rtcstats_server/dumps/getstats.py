@@ -1,0 +1,131 @@
+"""Undo the delta compression of getStats values, one decoder per peer connection.
+
+Clients send each getStats result as a difference to the previous one of the same
+peer connection, so a report can only be read with everything before it. Each
+decoder keeps the last full result and returns a new full one per delta. Returned
+report dicts are never changed afterwards (each call builds new ones), so callers
+may keep them; they must not modify them.
+
+Three schemes exist (DESIGN §1):
+
+- rtcstats-js (``rtcstats#5.0``/``#4.0``): property names and ``type`` values are
+  numbers from a table, unchanged properties are dropped, an absent report is
+  unchanged, ``null`` means removed, the newest timestamp is the top-level ``t`` and a
+  report's own ``t`` is kept only when it differs.
+- jitsi (``3.1_*``): full names, unchanged properties dropped, a report timestamp of
+  0 means the top-level ``timestamp``, a missing one means unchanged, every live report
+  is present (``{timestamp: 0}`` when unchanged), so an absent report was removed.
+- the 2015 client (``2.0``): like jitsi but absent means unchanged, report timestamps
+  are dropped and the top-level ``timestamp`` may be an ISO date string.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from rtcstats_server.dumps.codes import STAT_PROPERTIES, STAT_TYPES, TIMESTAMP_KEY
+from rtcstats_server.exceptions import DumpFormatError
+
+Report = dict[str, Any]
+Reports = dict[str, Report]
+
+
+def _number_or_none(value: object) -> float | int | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000
+        except ValueError:
+            return None
+    return None
+
+
+class RtcstatsJsStats:
+    """Decoder of the rtcstats-js scheme for one peer connection."""
+
+    __slots__ = ("reports",)
+
+    def __init__(self) -> None:
+        self.reports: Reports = {}
+
+    def apply(self, delta: object) -> Reports:
+        if not isinstance(delta, dict):
+            raise DumpFormatError("getStats value is not an object")
+        top = delta.get(TIMESTAMP_KEY)
+        removed: set[str] = set()
+        changed: dict[str, Report] = {}
+        for stats_id, raw in delta.items():
+            if stats_id == TIMESTAMP_KEY:
+                continue
+            if raw is None:
+                removed.add(stats_id)
+                continue
+            if not isinstance(raw, dict):
+                raise DumpFormatError(f"getStats report {stats_id!r} is not an object")
+            report: Report = {}
+            for key, value in raw.items():
+                name: str = STAT_PROPERTIES.get(key) or str(key)
+                if name == "type" and type(value) is int:
+                    value = STAT_TYPES.get(value, value)
+                report[name] = value
+            changed[stats_id] = report
+        out: Reports = {}
+        for stats_id, base in self.reports.items():
+            if stats_id in removed:
+                continue
+            update = changed.pop(stats_id, None)
+            merged = dict(base)
+            if update is not None:
+                for name, value in update.items():
+                    old = merged.get(name)
+                    if type(value) is dict and type(old) is dict:
+                        merged[name] = {**old, **value}
+                    else:
+                        merged[name] = value
+            if top is not None and (update is None or "timestamp" not in update):
+                merged["timestamp"] = top
+            out[stats_id] = merged
+        for stats_id, report in changed.items():
+            if top is not None and "timestamp" not in report:
+                report["timestamp"] = top
+            out[stats_id] = report
+        self.reports = out
+        return out
+
+
+class LegacyStats:
+    """Decoder of the jitsi (``absent_removed``) and 2015 (not) schemes for one PC."""
+
+    __slots__ = ("absent_removed", "reports")
+
+    def __init__(self, absent_removed: bool = True) -> None:
+        self.absent_removed = absent_removed
+        self.reports: Reports = {}
+
+    def apply(self, delta: object) -> Reports:
+        if not isinstance(delta, dict):
+            raise DumpFormatError("getstats value is not an object")
+        top = _number_or_none(delta.get("timestamp"))
+        out: Reports = {} if self.absent_removed else dict(self.reports)
+        for stats_id, raw in delta.items():
+            if not isinstance(raw, dict):
+                if stats_id == "timestamp":
+                    continue
+                raise DumpFormatError(f"getstats report {stats_id!r} is not an object")
+            base = self.reports.get(stats_id)
+            merged = {**base, **raw} if base is not None else dict(raw)
+            own = raw.get("timestamp")
+            # 0: "the newest", i.e. the top-level time. Missing: unchanged (jitsi) or
+            # dropped by the 2015 client, which then means the top-level time too.
+            if own == 0 or (own is None and (base is None or not self.absent_removed)):
+                if top is not None:
+                    merged["timestamp"] = top
+            out[stats_id] = merged
+        if not self.absent_removed and top is not None:
+            for stats_id, report in out.items():
+                if stats_id not in delta and report.get("timestamp") != top:
+                    out[stats_id] = {**report, "timestamp": top}
+        self.reports = out
+        return out
