@@ -245,14 +245,15 @@ class SessionManager:
                 self.metrics.dropped.labels("duplicate_seq").inc()
                 return
             session.last_seq = seq
-        if not session.recorded:
-            await self._create_record(session)
         writer = session.writer
         if session.dirty_since == 0.0:
             session.dirty_since = self._loop_time()
         writer.append(line.text)
         session.lines += 1
         session.unacked += 1
+        if not session.recorded:
+            # After the append: a finish racing this await still sees the line.
+            await self._create_record(session)
         if writer.buffered_bytes >= self.config.dumps.flush_bytes or (
             session.decoder.sends_acks and session.unacked >= self.config.ingest.ack_every_entries
         ):
@@ -260,29 +261,30 @@ class SessionManager:
 
     async def _create_record(self, session: Session) -> None:
         session.recorded = True
-        client_id = session.client_session_id
-        if client_id is None:
+        if session.client_session_id is None:
             client_id = session.decoder.client_session_id  # pushers name it in messages
             session.client_session_id = client_id
             if client_id is not None:
                 self.by_client.setdefault(client_id, session)
-        hs = session.handshake
         await self.records.upsert(
-            session.id,
-            {
-                "client_session_id": client_id,
-                "dialect": session.dialect,
-                "url": hs.path,
-                "origin": hs.origin or None,
-                "user_agent": hs.user_agent or None,
-                "remote_address": hs.remote or None,
-                "node_id": self.node_id,
-                "state": SessionState.STREAMING.value,
-                "started_at": session.started_at,
-                "updated_at": utcnow(),
-                **session.fields,
-            },
+            session.id, {**self._base_fields(session), "state": SessionState.STREAMING.value}
         )
+
+    def _base_fields(self, session: Session) -> dict[str, Any]:
+        """What every write of a record carries, so any one of them can create it."""
+        hs = session.handshake
+        return {
+            "client_session_id": session.client_session_id,
+            "dialect": session.dialect,
+            "url": hs.path,
+            "origin": hs.origin or None,
+            "user_agent": hs.user_agent or None,
+            "remote_address": hs.remote or None,
+            "node_id": self.node_id,
+            "started_at": session.started_at,
+            "updated_at": utcnow(),
+            **session.fields,
+        }
 
     async def identity(self, session: Session, fields: dict[str, str]) -> None:
         if not fields:
@@ -372,12 +374,13 @@ class SessionManager:
         await writer.close()
         self.metrics.dump_raw.inc(writer.raw_bytes - before_raw)
         self.metrics.dump_compressed.inc(writer.compressed_bytes - before_compressed)
-        stored = await self.dumps.put(dump_key(session.id, session.started_at), writer.path)
+        key = dump_key(session.id, session.started_at, self.config.storage.prefix)
+        stored = await self.dumps.put(key, writer.path)
         ended = utcnow()
         await self.records.upsert(
             session.id,
             {
-                **session.fields,
+                **self._base_fields(session),
                 "state": SessionState.STORED.value,
                 "ended_at": ended,
                 "updated_at": ended,
@@ -462,7 +465,8 @@ class SessionManager:
                 lines, raw, last_write = await asyncio.to_thread(
                     repair_live_dump, path, self.config.dumps.zstd_level
                 )
-                stored = await self.dumps.put(dump_key(session_id, record["started_at"]), path)
+                key = dump_key(session_id, record["started_at"], self.config.storage.prefix)
+                stored = await self.dumps.put(key, path)
                 ended = datetime.fromtimestamp(last_write, UTC)
                 fields.update(
                     {
