@@ -6,6 +6,7 @@ Every error is JSON ``{error, detail}`` with a status a script can branch on.
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -15,9 +16,11 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from rtcstats_server.app_keys import DUMPS, METRICS, RECORDS
+from rtcstats_server.app_keys import DUMPS, FORWARDING, METRICS, RECORDS, SPOOL
 from rtcstats_server.dumps.frames import FrameStreamDecoder
 from rtcstats_server.exceptions import NotFound, ProtocolViolation, StoreUnavailable
+from rtcstats_server.forwarders.jobs import JobState
+from rtcstats_server.forwarders.selection import CLIENT_DIALECTS
 from rtcstats_server.metadata.record import (
     EQUALITY_FILTERS,
     SessionQuery,
@@ -26,6 +29,8 @@ from rtcstats_server.metadata.record import (
     encode_cursor,
     to_json_ready,
 )
+from rtcstats_server.quality.findings import SEVERITIES
+from rtcstats_server.storage.base import UploadBacklog
 
 SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
 MAX_LIMIT = 1000
@@ -69,6 +74,8 @@ def _parse_time(name: str, value: str) -> datetime:
 
 def parse_query(params: Any) -> SessionQuery:
     known = {*EQUALITY_FILTERS, "since", "until", "limit", "cursor"}
+    known |= set(FORWARD_FILTERS)
+    known |= set(QUALITY_FILTERS)
     unknown = sorted(set(params) - known)
     if unknown:
         raise ProtocolViolation("bad_filter", f"unknown parameter(s): {', '.join(unknown)}")
@@ -87,7 +94,52 @@ def parse_query(params: Any) -> SessionQuery:
         until=_parse_time("until", params["until"]) if "until" in params else None,
         limit=limit,
         cursor=decode_cursor(params["cursor"]) if "cursor" in params else None,
+        **_forward_filters(params),
+        **_quality_filters(params),
     )
+
+
+#: Filters on the quality summary (quality/findings.py names the findings).
+QUALITY_FILTERS = ("finding", "min_loss_pct")
+
+
+def _quality_filters(params: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if "finding" in params:
+        if params["finding"] not in SEVERITIES:
+            raise ProtocolViolation(
+                "bad_filter", "finding must be one of: " + ", ".join(sorted(SEVERITIES))
+            )
+        out["finding"] = params["finding"]
+    if "min_loss_pct" in params:
+        try:
+            value = float(params["min_loss_pct"])
+        except ValueError:
+            value = math.nan
+        if not 0 <= value <= 100:
+            raise ProtocolViolation("bad_filter", "min_loss_pct must be a number from 0 to 100")
+        out["min_loss_pct"] = value
+    return out
+
+
+#: Filters on the rtcstats.com upload of a session.
+FORWARD_FILTERS = ("forward_state", "has_embed_url")
+
+
+def _forward_filters(params: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if "forward_state" in params:
+        if params["forward_state"] not in {s.value for s in JobState}:
+            raise ProtocolViolation(
+                "bad_filter", "forward_state must be one of: " + ", ".join(JobState)
+            )
+        out["forward_state"] = params["forward_state"]
+    if "has_embed_url" in params:
+        flag = params["has_embed_url"].lower()
+        if flag not in ("true", "false", "1", "0"):
+            raise ProtocolViolation("bad_filter", "has_embed_url must be true or false")
+        out["has_embed_url"] = flag in ("true", "1")
+    return out
 
 
 async def list_sessions(request: web.Request) -> web.Response:
@@ -157,9 +209,18 @@ async def readyz(request: web.Request) -> web.Response:
             await asyncio.wait_for(backend.ping(), timeout=5)
         except (StoreUnavailable, TimeoutError, OSError) as exc:
             problems[name] = str(exc) or type(exc).__name__
+    spool = request.app[SPOOL]
+    extra: dict[str, Any] = {
+        "spool": {"used_bytes": spool.used_bytes, "max_bytes": spool.max_bytes}
+    }
+    if spool.full:
+        problems["spool"] = "spool is over storage.spool_max_bytes: new connections get 503"
+    dumps = request.app[DUMPS]
+    if isinstance(dumps, UploadBacklog):
+        extra["upload_backlog"] = dumps.backlog()
     if problems:
-        return json_response({"status": "degraded", "problems": problems}, 503)
-    return json_response({"status": "ready"})
+        return json_response({"status": "degraded", "problems": problems, **extra}, 503)
+    return json_response({"status": "ready", **extra})
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -167,10 +228,25 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+async def forward_session(request: web.Request) -> web.Response:
+    """(Re)send one session upstream now, whatever its sampling and earlier outcome."""
+    record = await _record(request)
+    if FORWARDING not in request.app:
+        return error(409, "forwarding_disabled", "no forwarder: set forwarders.rtcstats_com.token")
+    if not record.get("dump_key"):
+        return error(409, "no_dump", f"session {record['id']} has no stored dump (yet)")
+    if record.get("dialect") not in CLIENT_DIALECTS:
+        return error(409, "not_forwardable", f"dialect {record.get('dialect')} is not a client")
+    if not await request.app[FORWARDING].enqueue(record["id"], force=True):
+        return error(409, "upload_in_progress", "an upload of this session is running now")
+    return json_response({"id": record["id"], "forward_state": JobState.PENDING.value}, 202)
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/sessions", list_sessions)
     app.router.add_get("/v1/sessions/{id}", get_session)
     app.router.add_get("/v1/sessions/{id}/dump", get_dump)
+    app.router.add_post("/v1/sessions/{id}/forward", forward_session)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

@@ -7,28 +7,64 @@ config and nothing leaks between apps.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import signal
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
 from rtcstats_server import api
-from rtcstats_server.app_keys import CONFIG, DUMPS, MANAGER, METRICS, RECORDS
+from rtcstats_server.app_keys import CONFIG, DUMPS, FORWARDING, MANAGER, METRICS, RECORDS, SPOOL
 from rtcstats_server.config import Config
+from rtcstats_server.forwarders.worker import make_forwarding
 from rtcstats_server.ingest.handler import IngestHandler
 from rtcstats_server.metadata.base import SessionStore
 from rtcstats_server.metadata.embedded import EmbeddedSessionStore
+from rtcstats_server.metadata.mongodb import MongoSessionStore
+from rtcstats_server.metadata.spool import SpoolingSessionStore
 from rtcstats_server.metrics import Metrics
+from rtcstats_server.retention import retention_ctx
 from rtcstats_server.sessions import SessionManager
 from rtcstats_server.storage.base import DumpStore
 from rtcstats_server.storage.local import LocalDumpStore
+from rtcstats_server.storage.objects import ObjectDumpStore, open_object_store
+from rtcstats_server.storage.spool import Spool
+
+log = logging.getLogger(__name__)
 
 
 def make_session_store(config: Config) -> SessionStore:
+    meta = config.metadata
+    if meta.backend == "mongodb":
+        mongo = MongoSessionStore(
+            meta.uri.get_secret_value(), meta.database, meta.collection, meta.timeout_s
+        )
+        return SpoolingSessionStore(mongo, config.metadata_spool_dir, meta.retry_interval_s)
     return EmbeddedSessionStore(config.embedded_path)
 
 
-def make_dump_store(config: Config) -> DumpStore:
-    return LocalDumpStore(config.dumps_dir)
+def make_dump_store(
+    config: Config, records: SessionStore | None = None, metrics: Metrics | None = None
+) -> DumpStore:
+    """``records``/``metrics``: object stores upload (and record uploads) only with them."""
+    if config.storage.backend == "local":
+        return LocalDumpStore(config.dumps_dir)
+    return ObjectDumpStore(
+        open_object_store(config.storage),
+        config.storage,
+        config.outbox_dir,
+        records,
+        metrics,
+        upload=records is not None,
+    )
+
+
+def make_spool(config: Config, dumps: DumpStore, metrics: Metrics) -> Spool:
+    outbox = dumps.outbox if isinstance(dumps, ObjectDumpStore) else None
+    spool = Spool(config.live_dir, config.storage.spool_max_bytes, outbox)
+    metrics.spool_bytes.set_function(lambda: spool.used_bytes)
+    return spool
 
 
 def build_app(config: Config) -> web.Application:
@@ -37,24 +73,31 @@ def build_app(config: Config) -> web.Application:
     app[CONFIG] = config
     app[METRICS] = metrics
     app[RECORDS] = make_session_store(config)
-    app[DUMPS] = make_dump_store(config)
+    app[DUMPS] = make_dump_store(config, app[RECORDS], metrics)
+    app[SPOOL] = make_spool(config, app[DUMPS], metrics)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         await app[RECORDS].open()
         await app[DUMPS].open()
+        await app[SPOOL].start()
         manager = SessionManager(config, app[DUMPS], app[RECORDS], metrics)
         app[MANAGER] = manager
+        forwarding = make_forwarding(config, app[RECORDS], app[DUMPS], metrics, manager.node_id)
+        if forwarding is not None:
+            app[FORWARDING] = forwarding
+            await forwarding.start()
+            manager.on_stored.append(forwarding.on_stored)
         await manager.start()
         yield
         await manager.stop()  # no-op when on_shutdown already drained
+        if forwarding is not None:
+            await forwarding.stop()
+        await app[SPOOL].stop()
         await app[DUMPS].close()
         await app[RECORDS].close()
 
-    async def drain(app: web.Application) -> None:
-        await app[MANAGER].stop()
-
     app.cleanup_ctx.append(resources)
-    app.on_shutdown.append(drain)
+    app.cleanup_ctx.append(retention_ctx)
     ingest = _LazyIngest(config)
 
     @web.middleware
@@ -69,6 +112,50 @@ def build_app(config: Config) -> web.Application:
     return app
 
 
+async def start_server(config: Config) -> web.AppRunner:
+    """Build the app and listen; the caller owns the returned runner."""
+    runner = web.AppRunner(
+        build_app(config),
+        handle_signals=False,
+        access_log=None,
+        shutdown_timeout=config.server.shutdown_grace_s,
+    )
+    await runner.setup()
+    await web.TCPSite(runner, config.server.host, config.server.port).start()
+    return runner
+
+
+async def stop_server(runner: web.AppRunner) -> None:
+    """Stop accepting, drain every session (clients get 1001), then release resources.
+
+    Draining happens before aiohttp's own shutdown, which would otherwise drop the
+    websockets without a close frame. A drain that overruns ``shutdown_grace_s``
+    leaves the rest to crash recovery at the next start: nothing is lost.
+    """
+    app = runner.app
+    for site in list(runner.sites):
+        await site.stop()
+    if MANAGER in app:
+        try:
+            await asyncio.wait_for(app[MANAGER].stop(), app[CONFIG].server.shutdown_grace_s)
+        except TimeoutError:
+            log.error("drain overran shutdown_grace_s; the rest is recovered at next start")
+    await runner.cleanup()
+
+
+async def serve_until_signalled(config: Config) -> None:
+    runner = await start_server(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+        log.info("signal received: draining sessions")
+    finally:
+        await stop_server(runner)
+
+
 class _LazyIngest:
     """The ingest handler, made once the manager exists (after startup)."""
 
@@ -79,5 +166,5 @@ class _LazyIngest:
     async def __call__(self, request: web.Request) -> web.StreamResponse:
         if self.handler is None:
             app = request.app
-            self.handler = IngestHandler(self.config, app[MANAGER], app[METRICS])
+            self.handler = IngestHandler(self.config, app[MANAGER], app[METRICS], app[SPOOL])
         return await self.handler(request)

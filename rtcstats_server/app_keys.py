@@ -5,13 +5,18 @@ from __future__ import annotations
 from aiohttp import web
 
 from rtcstats_server.config import Config
+from rtcstats_server.forwarders.worker import Forwarding
 from rtcstats_server.metadata.base import SessionStore
 from rtcstats_server.metrics import Metrics
 from rtcstats_server.sessions import SessionManager
 from rtcstats_server.storage.base import DumpStore
+from rtcstats_server.storage.spool import Spool
 
 CONFIG = web.AppKey("config", Config)
 METRICS = web.AppKey("metrics", Metrics)
 DUMPS = web.AppKey("dumps", DumpStore)
 RECORDS = web.AppKey("records", SessionStore)
 MANAGER = web.AppKey("manager", SessionManager)
+SPOOL = web.AppKey("spool", Spool)
+#: Present only when a forwarder is configured.
+FORWARDING = web.AppKey("forwarding", Forwarding)

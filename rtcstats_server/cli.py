@@ -6,6 +6,7 @@ Exit codes: 0 success, 2 bad configuration or usage (the message names the key).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import sys
 from collections.abc import Sequence
@@ -13,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from aiohttp import web
 
 from rtcstats_server.config import Config, load_config, masked_dump
 from rtcstats_server.exceptions import ConfigError
@@ -33,6 +33,19 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", type=Path, help="data directory (server.data_dir)")
     check = commands.add_parser("check-config", help="validate a config file and print it")
     check.add_argument("file", type=Path, nargs="?", help="YAML configuration file")
+    fwd = commands.add_parser("forward", help="(re)send sessions to rtcstats.com now")
+    fwd.add_argument("--config", type=Path, help="YAML configuration file")
+    fwd.add_argument("--data-dir", type=Path, help="data directory (server.data_dir)")
+    which = fwd.add_mutually_exclusive_group(required=True)
+    which.add_argument("--session", action="append", default=[], help="session id (repeatable)")
+    which.add_argument("--since", help="every session started since (ISO 8601 date or time)")
+    fwd.add_argument(
+        "--state",
+        choices=["pending", "uploading", "uploaded", "failed"],
+        help="with --since: only sessions whose upload is in this state",
+    )
+    fwd.add_argument("--no-wait", action="store_true", help="queue them and return")
+    fwd.add_argument("--timeout", type=float, default=600.0, help="seconds to wait (600)")
     return parser
 
 
@@ -48,26 +61,39 @@ def _serve_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def serve(config: Config) -> int:
-    from rtcstats_server.app import build_app
+    from rtcstats_server.app import serve_until_signalled
     from rtcstats_server.logs import configure_logging
 
     configure_logging(config.logging)
-    app = build_app(config)
     log.info(
         "rtcstats-collector listening on %s:%d, data in %s",
         config.server.host,
         config.server.port,
         config.server.data_dir.resolve(),
     )
-    web.run_app(
-        app,
-        host=config.server.host,
-        port=config.server.port,
-        shutdown_timeout=config.server.shutdown_grace_s,
-        print=None,
-        access_log=None,
-    )
+    asyncio.run(serve_until_signalled(config))
+    log.info("stopped")
     return 0
+
+
+def _forward(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from rtcstats_server.forwarders.command import forward
+
+    overrides = {"server": {"data_dir": args.data_dir}} if args.data_dir else {}
+    config = load_config(args.config, overrides=overrides)
+    since = None
+    if args.since:
+        try:
+            since = datetime.fromisoformat(args.since.replace("Z", "+00:00"))
+        except ValueError:
+            sys.stderr.write(f"rtcstats-server: --since {args.since!r} is not an ISO date\n")
+            return 2
+        since = since if since.tzinfo else since.replace(tzinfo=UTC)
+    return asyncio.run(
+        forward(config, args.session, since, args.state, not args.no_wait, args.timeout)
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -76,6 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             config = load_config(args.config, overrides=_serve_overrides(args))
             return serve(config)
+        if args.command == "forward":
+            return _forward(args)
         if args.command == "check-config":
             config = load_config(args.file)
             sys.stdout.write(yaml.safe_dump(masked_dump(config), sort_keys=False))

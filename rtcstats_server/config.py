@@ -10,12 +10,13 @@ reads the environment.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from rtcstats_server.exceptions import ConfigError
 
@@ -87,24 +88,200 @@ class DumpsConfig(Section):
 
 
 class StorageConfig(Section):
-    backend: Literal["local"] = Field("local", description="Where finished dumps are kept.")
+    """Where finished dumps go. Object backends upload from a local outbox, so a bucket
+    outage delays uploads instead of losing sessions; credentials normally come from the
+    platform's chain (AWS_*/instance role, GOOGLE_*, AZURE_*) and never need this file."""
+
+    backend: Literal["local", "s3", "gcs", "azure"] = Field(
+        "local", description="Where finished dumps are kept: a local directory or a bucket."
+    )
     path: Path | None = Field(
         None, description="Directory of the local backend; default <data_dir>/dumps."
     )
+    bucket: str = Field(
+        "", max_length=255, description="Bucket (Azure: container) of an object backend."
+    )
+    prefix: str = Field(
+        "",
+        pattern=r"^[A-Za-z0-9._/-]{0,200}$",
+        description="Key prefix: keys are <prefix>/<yyyy>/<mm>/<dd>/<session id>.rtcstats.zst.",
+    )
+    endpoint: str = Field(
+        "",
+        pattern=r"^(https?://\S+)?$",
+        description="Object store URL for S3 compatibles or emulators; empty: the provider's.",
+    )
+    region: str = Field("", max_length=64, description="S3 region; empty: from the environment.")
+    path_style: bool = Field(
+        True, description="S3 path-style URLs (most compatibles need them); false: virtual-hosted."
+    )
+    access_key_id: SecretStr | None = Field(
+        None, description="S3 key id; leave unset to use the environment / platform chain."
+    )
+    secret_access_key: SecretStr | None = Field(
+        None, description="S3 secret; set it through RTCSTATS_STORAGE__SECRET_ACCESS_KEY."
+    )
+    multipart_threshold_bytes: int = Field(
+        8 << 20, ge=0, description="Dumps larger than this are uploaded in parts."
+    )
+    multipart_part_bytes: int = Field(
+        8 << 20, ge=5 << 20, description="Size of each part of a multipart upload (S3: >= 5 MiB)."
+    )
+    spool_max_bytes: int = Field(
+        10 << 30,
+        ge=1,
+        description="Live + not yet uploaded dumps above this: new connections get HTTP 503.",
+    )
+    upload_concurrency: int = Field(4, ge=1, le=64, description="Dumps uploaded at once.")
+    retry_initial_s: float = Field(
+        1.0, gt=0, description="First wait after a failed upload; doubles per failure."
+    )
+    retry_max_s: float = Field(
+        300.0, gt=0, description="Longest wait between upload attempts (plus jitter)."
+    )
+    request_timeout_s: float = Field(
+        120.0, gt=0, description="Longest single request to the object store."
+    )
+
+    @model_validator(mode="after")
+    def _bucket_for_objects(self) -> StorageConfig:
+        if self.backend != "local" and not self.bucket:
+            raise ValueError(f"storage.bucket is required with backend {self.backend}")
+        if ".." in self.prefix.split("/"):
+            raise ValueError("storage.prefix must not contain '..' segments")
+        return self
 
 
 class MetadataConfig(Section):
-    backend: Literal["embedded"] = Field(
-        "embedded", description="Session records store; embedded is SQLite under data_dir."
+    backend: Literal["embedded", "mongodb"] = Field(
+        "embedded",
+        description="Session records store: embedded is SQLite under data_dir; mongodb for "
+        "production (records a backend can read directly).",
     )
     path: Path | None = Field(
         None, description="Embedded store file; default <data_dir>/sessions.sqlite3."
     )
+    uri: SecretStr = Field(
+        SecretStr("mongodb://127.0.0.1:27017/"),
+        description="mongodb: connection URI; holds credentials, so set it from the "
+        "environment (RTCSTATS_METADATA__URI). Masked in check-config and logs.",
+    )
+    database: str = Field("rtcstats", min_length=1, description="mongodb: database name.")
+    collection: str = Field(
+        "sessions", min_length=1, description="mongodb: collection of session records."
+    )
+    timeout_s: float = Field(
+        5.0,
+        gt=0,
+        description="mongodb: server selection, connect and socket timeout; past it a write "
+        "goes to the local spool and reads answer 503.",
+    )
+    retry_interval_s: float = Field(
+        2.0, gt=0, description="mongodb: how often an unreachable database is tried again."
+    )
+
+
+class RetentionConfig(Section):
+    days: int = Field(
+        0, ge=0, description="Delete records and dumps of sessions started this many days "
+        "ago or more; 0 keeps everything forever."
+    )
+    sweep_interval_s: float = Field(
+        3600.0, gt=0, description="How often the retention sweep runs (when days > 0)."
+    )
+
+
+class RtcstatsComConfig(Section):
+    """Upload of finished dumps to an rtcstats.com-compatible API (DESIGN section 4).
+
+    Without a token or an endpoint there is no forwarder at all. The token is a secret:
+    set it through RTCSTATS_FORWARDERS__RTCSTATS_COM__TOKEN, never in this file.
+    """
+
+    endpoint: str = Field(
+        "https://api.rtcstats.com/v1.0/upload",
+        pattern=r"^(https?://\S+)?$",
+        description="Full URL of the upload API; empty disables the forwarder.",
+    )
+    token: SecretStr = Field(
+        SecretStr(""), description="Bearer token of the upload API; empty disables the forwarder."
+    )
+    sample_rate: float = Field(
+        1.0, ge=0, le=1, description="Share of finished sessions uploaded (by session id hash)."
+    )
+    apps: list[str] = Field(
+        default_factory=list, description="Only sessions of these apps; empty: every app."
+    )
+    conference_patterns: list[str] = Field(
+        default_factory=list,
+        description="Only conference ids matching one of these globs ('re:' prefix: a regex).",
+    )
+    timeout_s: float = Field(60.0, gt=0, description="Longest single request to the API.")
+    max_attempts: int = Field(8, ge=1, description="Attempts before a job is marked failed.")
+    backoff_base_s: float = Field(
+        5.0, gt=0, description="Wait after the first retryable failure; doubles per attempt."
+    )
+    backoff_max_s: float = Field(900.0, gt=0, description="Longest wait between attempts.")
+    lease_s: float = Field(
+        120.0, gt=0, description="A job's lease; renewed while uploading, expires if we die."
+    )
+    poll_interval_s: float = Field(
+        2.0, gt=0, description="How often idle workers look for due jobs of other processes."
+    )
+    concurrency: int = Field(2, ge=1, le=32, description="Uploads at once per process.")
+    chunk_bytes: int = Field(
+        1 << 20, ge=1024, le=64 << 20, description="Size of each multipart chunk (API: 1 MiB)."
+    )
+
+    @model_validator(mode="after")
+    def _patterns_compile(self) -> RtcstatsComConfig:
+        for pattern in self.conference_patterns:
+            if pattern.startswith("re:"):
+                try:
+                    re.compile(pattern[3:])
+                except re.error as exc:
+                    raise ValueError(f"conference_patterns: bad regex {pattern!r}: {exc}") from None
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.endpoint and self.token.get_secret_value())
+
+
+class ForwardersConfig(Section):
+    rtcstats_com: RtcstatsComConfig = Field(default_factory=RtcstatsComConfig)  # type: ignore[arg-type]
 
 
 class LoggingConfig(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
     format: Literal["text", "json"] = Field("text", description="Log line format.")
+
+
+class QualityConfig(Section):
+    """The quality summary computed when a session is stored, and its findings'
+    thresholds: a finding is raised when a value reaches its threshold."""
+
+    enabled: bool = Field(True, description="Compute a quality summary for each stored dump.")
+    high_packet_loss_pct: float = Field(
+        5.0, ge=0, le=100, description="Packets lost (% of one direction and kind) that is high."
+    )
+    min_packets_for_loss: int = Field(
+        100, ge=0, description="Fewer packets than this in a direction: no loss finding."
+    )
+    high_rtt_ms: float = Field(400.0, gt=0, description="95th percentile RTT that is high.")
+    high_jitter_ms: float = Field(50.0, gt=0, description="95th percentile jitter that is high.")
+    slow_connect_s: float = Field(
+        5.0, gt=0, description="Time from create to connected that is slow."
+    )
+    freeze_s: float = Field(
+        2.0, gt=0, description="Total received video freeze time that is a finding."
+    )
+    high_concealment_pct: float = Field(
+        10.0, ge=0, le=100, description="Concealed audio samples (% received) that is high."
+    )
+    max_listed: int = Field(
+        50, ge=1, description="Longest list (state changes, failures) kept per summary item."
+    )
 
 
 class Config(Section):
@@ -113,7 +290,10 @@ class Config(Section):
     dumps: DumpsConfig = Field(default_factory=DumpsConfig)  # type: ignore[arg-type]
     storage: StorageConfig = Field(default_factory=StorageConfig)  # type: ignore[arg-type]
     metadata: MetadataConfig = Field(default_factory=MetadataConfig)  # type: ignore[arg-type]
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)  # type: ignore[arg-type]
     logging: LoggingConfig = Field(default_factory=LoggingConfig)  # type: ignore[arg-type]
+    forwarders: ForwardersConfig = Field(default_factory=ForwardersConfig)
+    quality: QualityConfig = Field(default_factory=QualityConfig)  # type: ignore[arg-type]
 
     @property
     def dumps_dir(self) -> Path:
@@ -124,8 +304,18 @@ class Config(Section):
         return self.server.data_dir / "live"
 
     @property
+    def outbox_dir(self) -> Path:
+        """Finished dumps waiting for upload to an object backend (a durable queue)."""
+        return self.server.data_dir / "outbox"
+
+    @property
     def embedded_path(self) -> Path:
         return self.metadata.path or self.server.data_dir / "sessions.sqlite3"
+
+    @property
+    def metadata_spool_dir(self) -> Path:
+        """Record writes waiting for an unreachable metadata database."""
+        return self.server.data_dir / "metadata-spool"
 
 
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
@@ -141,8 +331,19 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
             if not isinstance(child, dict):
                 raise ConfigError(".".join(path), f"set both as a value and a section ({name})")
             node = child
-        node[path[-1]] = value
+        node[path[-1]] = _env_value(name, value)
     return tree
+
+
+def _env_value(name: str, value: str) -> Any:
+    """Lists and mappings come as YAML flow text (``[a, b]``); the rest stays text
+    for the typed model to convert, so a numeric-looking token stays a string."""
+    if value.lstrip()[:1] in ("[", "{"):
+        try:
+            return yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise ConfigError(name, f"not a valid YAML list or mapping: {exc}") from None
+    return value
 
 
 def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:

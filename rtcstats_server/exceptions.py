@@ -60,3 +60,34 @@ class StoreUnavailable(RtcstatsError):
 
 class NotFound(RtcstatsError):
     """The session or dump asked for does not exist."""
+
+
+class UpstreamError(RtcstatsError):
+    """An upload to a forwarding target did not succeed.
+
+    ``retryable`` decides between a later attempt and a failed job: a 5xx, a 429, a
+    timeout or a dropped connection may pass later; a 400/401/402/413/415 will not.
+    ``status`` is None when no HTTP answer arrived; ``error`` and ``error_code`` are the
+    upstream's own words, recorded so an operator sees why.
+    """
+
+    def __init__(
+        self,
+        error: str,
+        *,
+        retryable: bool,
+        status: int | None = None,
+        error_code: str | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        where = f"HTTP {status}" if status is not None else "no answer"
+        super().__init__(f"{where}: {error}" + (f" ({error_code})" if error_code else ""))
+        self.error = error
+        self.retryable = retryable
+        self.status = status
+        self.error_code = error_code
+        self.retry_after_s = retry_after_s
+
+
+class UploadNotVerified(StoreUnavailable):
+    """The object store acknowledged an upload but holds a different size; retried."""

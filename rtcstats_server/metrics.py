@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -102,5 +102,53 @@ class Metrics:
             "rtcstats_store_errors",
             "Failed writes to a backend, by backend.",
             ["backend"],
+            registry=r,
+        )
+        # -- forwarding to an upstream (rtcstats.com) ------------------------------------
+        self.forward_queue = Gauge(
+            "rtcstats_forward_queue_jobs",
+            "Upload jobs in the shared queue, by forwarder and state (pending = depth).",
+            ["forwarder", "state"],
+            registry=r,
+        )
+        self.forward_uploads = Counter(
+            "rtcstats_forward_uploads",
+            "Upload attempts by outcome: uploaded, retried, failed, lease_lost, interrupted.",
+            ["forwarder", "outcome"],
+            registry=r,
+        )
+        self.forward_seconds = Histogram(
+            "rtcstats_forward_upload_seconds",
+            "Time of one upload attempt, preparation (conversion) included.",
+            ["forwarder"],
+            buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+            registry=r,
+        )
+        self.forward_auth_alert = Gauge(
+            "rtcstats_forward_auth_alert",
+            "1 while the upstream refuses our token (401) or our plan (402): every upload "
+            "fails the same way until an operator acts.",
+            ["forwarder", "reason"],
+            registry=r,
+        )
+        self.upload_backlog_files = Gauge(
+            "rtcstats_upload_backlog_files",
+            "Finished dumps in the outbox, waiting for upload to object storage.",
+            registry=r,
+        )
+        self.upload_backlog_bytes = Gauge(
+            "rtcstats_upload_backlog_bytes",
+            "Bytes of finished dumps in the outbox, waiting for upload.",
+            registry=r,
+        )
+        self.uploads = Counter(
+            "rtcstats_uploads",
+            "Dump upload attempts to object storage, by outcome.",
+            ["outcome"],
+            registry=r,
+        )
+        self.spool_bytes = Gauge(
+            "rtcstats_spool_bytes",
+            "Local bytes of live dumps plus dumps waiting for upload (see spool_max_bytes).",
             registry=r,
         )

@@ -21,6 +21,7 @@ import os
 import socket as socket_module
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -31,13 +32,14 @@ from rtcstats_server.config import Config
 from rtcstats_server.dumps.frames import compress_frame, iter_frames
 from rtcstats_server.dumps.layout import MAGIC, metadata_line
 from rtcstats_server.dumps.writer import DumpWriter
-from rtcstats_server.exceptions import RtcstatsError
+from rtcstats_server.exceptions import RtcstatsError, StoreUnavailable
 from rtcstats_server.ingest.dialects import Decoder
 from rtcstats_server.ingest.dialects.base import DumpLine, Handshake
 from rtcstats_server.ingest.dialects.jitsi import FINAL_CLOSE_CODES
 from rtcstats_server.metadata.base import SessionStore
 from rtcstats_server.metadata.record import EndReason, SessionState, utcnow
 from rtcstats_server.metrics import Metrics
+from rtcstats_server.quality.stored import quality_fields
 from rtcstats_server.storage.base import DumpStore, dump_key
 
 log = logging.getLogger(__name__)
@@ -139,19 +141,32 @@ class SessionManager:
         self.sessions: dict[str, Session] = {}
         self.by_client: dict[str, Session] = {}
         self._sweeper: asyncio.Task[None] | None = None
+        self._recovery: asyncio.Task[None] | None = None
         self._loop_time = time.monotonic
         self.accepting = True
+        #: Called with a session id once its record is stored (forwarders enqueue here).
+        self.on_stored: list[Callable[[str], Awaitable[None]]] = []
 
     # -- start and stop -------------------------------------------------------------
 
     async def start(self) -> None:
         await asyncio.to_thread(self.live_dir.mkdir, parents=True, exist_ok=True)
-        await self.recover()
+        try:
+            await self.recover()
+        except StoreUnavailable as exc:
+            # The metadata database is away: ingest now, recover once it answers.
+            log.warning("crash recovery postponed until the session store answers: %s", exc)
+            self._recovery = asyncio.create_task(self._recover_later(), name="crash-recovery")
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="session-sweeper")
 
     async def stop(self) -> None:
         """Drain: every live session is finished and stored before we return."""
         self.accepting = False
+        if self._recovery is not None:
+            recovery, self._recovery = self._recovery, None
+            recovery.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await recovery
         if self._sweeper is not None:
             sweeper, self._sweeper = self._sweeper, None
             sweeper.cancel()
@@ -376,6 +391,7 @@ class SessionManager:
         self.metrics.dump_compressed.inc(writer.compressed_bytes - before_compressed)
         key = dump_key(session.id, session.started_at, self.config.storage.prefix)
         stored = await self.dumps.put(key, writer.path)
+        quality = await quality_fields(self.dumps, stored.key, self.config.quality)
         ended = utcnow()
         await self.records.upsert(
             session.id,
@@ -395,6 +411,7 @@ class SessionManager:
                 "dump_key": stored.key,
                 "dump_bytes": stored.size,
                 "dump_raw_bytes": writer.raw_bytes,
+                **quality,
             },
         )
         session.state = SessionState.STORED
@@ -409,6 +426,8 @@ class SessionManager:
             stored.key,
             stored.size,
         )
+        for hook in self.on_stored:
+            await hook(session.id)
 
     # -- what time decides ---------------------------------------------------------------
 
@@ -449,6 +468,15 @@ class SessionManager:
 
     # -- crash recovery -------------------------------------------------------------------
 
+    async def _recover_later(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.metadata.retry_interval_s)
+            try:
+                await self.recover()
+                return
+            except StoreUnavailable:
+                continue
+
     async def recover(self) -> None:
         """Finish what a crash of this node left live: the dump up to its last whole
         frame, a close line, the record marked ``recovered``."""
@@ -483,6 +511,8 @@ class SessionManager:
             await self.records.upsert(session_id, fields)
             self.metrics.finished.labels(EndReason.RECOVERED.value).inc()
             log.warning("session %s recovered after a crash", session_id)
+            for hook in self.on_stored:
+                await hook(session_id)
 
 
 def repair_live_dump(path: Path, level: int) -> tuple[int, int, float]:

@@ -21,6 +21,7 @@ from rtcstats_server.ingest.dialects.base import DumpLine, EndOfSession, Handsha
 from rtcstats_server.metadata.record import EndReason
 from rtcstats_server.metrics import Metrics
 from rtcstats_server.sessions import Session, SessionManager
+from rtcstats_server.storage.spool import Spool
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +51,23 @@ def read_handshake(request: web.Request, config: Config) -> Handshake:
     )
 
 
+def echo_close_code(code: int) -> int:
+    """The code to answer a client's close frame with (1000 when it sent none)."""
+    return code if 1000 <= code <= 4999 and code not in (1005, 1006, 1015) else 1000
+
+
 class IngestHandler:
-    def __init__(self, config: Config, manager: SessionManager, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        config: Config,
+        manager: SessionManager,
+        metrics: Metrics,
+        spool: Spool | None = None,
+    ) -> None:
         self.config = config
         self.manager = manager
         self.metrics = metrics
+        self.spool = spool
 
     def refuse(self, refusal: HandshakeRefused) -> web.Response:
         self.metrics.refused.labels(refusal.reason).inc()
@@ -63,6 +76,11 @@ class IngestHandler:
     async def __call__(self, request: web.Request) -> web.StreamResponse:
         if not self.manager.accepting:
             return self.refuse(HandshakeRefused(503, "shutting_down", "server is shutting down"))
+        if self.spool is not None and self.spool.full:
+            # Refused before the upgrade: a full disk would cut every live session instead.
+            return self.refuse(
+                HandshakeRefused(503, "spool_full", "dump spool is full; retry later")
+            )
         try:
             handshake = read_handshake(request, self.config)
             decoder = open_decoder(handshake)
@@ -72,6 +90,7 @@ class IngestHandler:
             protocols=(handshake.subprotocol,),
             compress=self.config.ingest.permessage_deflate,
             max_msg_size=self.config.ingest.max_message_bytes,
+            autoclose=False,  # we answer a client's close ourselves: see _pump
         )
         await ws.prepare(request)
         traffic = self.metrics.traffic[handshake.subprotocol]
@@ -84,7 +103,9 @@ class IngestHandler:
             pass
         finally:
             traffic.open -= 1
-            await self.manager.disconnected(session, ws, ws.close_code)
+            # aiohttp reads a close frame without a code as 0; RFC 6455 calls that 1005.
+            code = 1005 if ws.close_code == 0 else ws.close_code
+            await self.manager.disconnected(session, ws, code)
         return ws
 
     async def _pump(self, ws: web.WebSocketResponse, session: Session, decoder: Decoder) -> None:
@@ -141,4 +162,8 @@ class IngestHandler:
                 await manager.finish(session, reason, code)
                 return
             else:  # CLOSE, CLOSING, CLOSED
+                if kind is WSMsgType.CLOSE:
+                    # Echo the client's code, as RFC 6455 expects: the jitsi client reads
+                    # the code of *our* close frame, and reconnects unless it is 3001/3002.
+                    await ws.close(code=echo_close_code(msg.data), drain=False)
                 return

@@ -43,6 +43,12 @@ _SCHEMA = [
         f"CREATE INDEX IF NOT EXISTS sessions_{name} ON sessions ({name}, started_us DESC)"
         for name in ("conference_id", "user_id", "client_session_id", "app")
     ),
+    # forwarding filters read the JSON document: no column, no migration
+    "CREATE INDEX IF NOT EXISTS sessions_forward_state ON sessions "
+    "(json_extract(doc, '$.forward_state'), started_us DESC)",
+    # quality filters read the JSON document too; loss is a range, so it gets an index
+    "CREATE INDEX IF NOT EXISTS sessions_max_loss ON sessions "
+    "(json_extract(doc, '$.max_loss_pct'))",
 ]
 
 
@@ -158,6 +164,20 @@ class EmbeddedSessionStore:
                 raise ValueError(f"not a filter: {name}")
             where.append(f"{name} = ?")
             params.append(value)
+        if query.forward_state is not None:
+            where.append("json_extract(doc, '$.forward_state') = ?")
+            params.append(query.forward_state)
+        if query.has_embed_url is not None:
+            nullness = "IS NOT NULL" if query.has_embed_url else "IS NULL"
+            where.append(f"json_extract(doc, '$.embed_url') {nullness}")
+        if query.finding is not None:
+            where.append(
+                "EXISTS (SELECT 1 FROM json_each(doc, '$.findings') WHERE json_each.value = ?)"
+            )
+            params.append(query.finding)
+        if query.min_loss_pct is not None:
+            where.append("json_extract(doc, '$.max_loss_pct') >= ?")
+            params.append(query.min_loss_pct)
         if query.since is not None:
             where.append("started_us >= ?")
             params.append(_micros(query.since))

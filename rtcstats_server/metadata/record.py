@@ -85,11 +85,46 @@ RECORD_FIELDS = (
     "dump_key",
     "dump_bytes",
     "dump_raw_bytes",
+    "dump_sha256",
+    "dump_location",
+    "dump_upload_state",
+    "dump_upload_attempts",
+    "dump_upload_error",
+    "dump_uploaded_at",
+    # forwarding to rtcstats.com (forwarders/worker.py)
+    "forward_state",
+    "forward_attempts",
+    "forward_error",
+    "forward_error_code",
+    "forward_http_status",
+    "forwarded_at",
+    "rtcstats_id",
+    "rtcstats_url",
+    "embed_url",
+    "embed_url_absent",
+    # the quality summary (quality/summary.py); flat copies for queries and indexes
+    "findings",
+    "max_loss_pct",
+    "max_rtt_ms",
+    "pc_count",
+    "browser",
+    "os",
+    "summary_error",
+    "quality",
 )
 
 
 #: Fields that hold datetimes (stores that keep JSON turn them back on read).
-DATETIME_FIELDS = frozenset({"started_at", "ended_at", "updated_at"})
+DATETIME_FIELDS = frozenset(
+    {
+        "started_at",
+        "ended_at",
+        "updated_at",
+        "dump_uploaded_at",
+        "forwarded_at",
+        "forward_next_attempt_at",
+    }
+)
 
 
 def utcnow() -> datetime:
@@ -105,6 +140,14 @@ class SessionQuery:
     until: datetime | None = None
     limit: int = 100
     cursor: tuple[datetime, str] | None = None
+    #: Upload state of the rtcstats.com forwarder (pending/uploading/uploaded/failed).
+    forward_state: str | None = None
+    #: True: only records with an embed URL; False: only records without one.
+    has_embed_url: bool | None = None
+    #: Only records whose quality summary has this finding (``findings`` holds it).
+    finding: str | None = None
+    #: Only records whose ``max_loss_pct`` is at least this (records without: excluded).
+    min_loss_pct: float | None = None
 
 
 def encode_cursor(started_at: datetime, session_id: str) -> str:

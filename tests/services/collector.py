@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from rtcstats_server.app import build_app
+from rtcstats_server.app import start_server, stop_server
 from rtcstats_server.app_keys import MANAGER
 from rtcstats_server.config import Config, build_config
 from rtcstats_server.sessions import SessionManager
@@ -103,13 +103,9 @@ async def run_collector(
     port = port or free_port()
     tree["server"]["port"] = port
     config = build_config(tree, environ={})
-    app = build_app(config)
-    runner = web.AppRunner(app, shutdown_timeout=5)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port)
-    await site.start()
+    runner = await start_server(config)
     async with aiohttp.ClientSession() as http:
         try:
-            yield RunningCollector(app=app, config=config, port=port, http=http)
+            yield RunningCollector(app=runner.app, config=config, port=port, http=http)
         finally:
-            await runner.cleanup()
+            await stop_server(runner)

@@ -1,0 +1,248 @@
+"""The upload queue as a MongoDB collection beside the session records.
+
+Collection ``<metadata.collection>_jobs``, one document per (session, forwarder)
+with ``_id`` ``"<forwarder>:<session id>"``. Leasing is one ``find_one_and_update``
+(atomic on one document), every later transition is an ``update_one`` whose filter
+repeats the owner check, so processes on different hosts share the work safely.
+Times are BSON dates (readable by backends); ``now`` values are epoch seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import UTC, datetime
+from typing import Any
+
+from pymongo import ASCENDING, AsyncMongoClient, ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError, PyMongoError
+
+from rtcstats_server.exceptions import StoreUnavailable
+from rtcstats_server.forwarders.jobs import Job, JobState
+
+
+def _date(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def _seconds(value: Any) -> float:
+    if isinstance(value, datetime):
+        when = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return when.timestamp()
+    return float(value)
+
+
+def _job(doc: dict[str, Any]) -> Job:
+    expires = doc.get("lease_expires")
+    return Job(
+        session_id=doc["session_id"],
+        forwarder=doc["forwarder"],
+        state=JobState(doc["state"]),
+        attempts=int(doc.get("attempts", 0)),
+        next_attempt_at=_seconds(doc["next_attempt_at"]),
+        lease_owner=doc.get("lease_owner"),
+        lease_expires=_seconds(expires) if expires is not None else None,
+        last_error=doc.get("last_error"),
+        result=doc.get("result"),
+        created_at=_seconds(doc["created_at"]),
+        updated_at=_seconds(doc["updated_at"]),
+    )
+
+
+class MongoJobQueue:
+    name = "mongodb"
+
+    def __init__(self, uri: str, database: str, collection: str) -> None:
+        self.uri = uri
+        self.database = database
+        self.collection_name = collection
+        self._client: AsyncMongoClient[dict[str, Any]] | None = None
+        self._jobs: AsyncCollection[dict[str, Any]] | None = None
+
+    @classmethod
+    def from_config(cls, metadata: Any) -> MongoJobQueue:
+        """Shares ``metadata.uri`` / ``database``; the collection is ``<collection>_jobs``."""
+        uri = metadata.uri
+        uri = uri.get_secret_value() if hasattr(uri, "get_secret_value") else str(uri)
+        collection = str(getattr(metadata, "collection", "sessions"))
+        return cls(uri, str(metadata.database), f"{collection}_jobs")
+
+    @property
+    def jobs(self) -> AsyncCollection[dict[str, Any]]:
+        if self._jobs is None:
+            raise StoreUnavailable("upload queue is not open")
+        return self._jobs
+
+    async def open(self) -> None:
+        self._client = AsyncMongoClient(self.uri, tz_aware=True, serverSelectionTimeoutMS=5000)
+        self._jobs = self._client[self.database][self.collection_name]
+        try:
+            await self._jobs.create_index(
+                [("forwarder", ASCENDING), ("state", ASCENDING), ("next_attempt_at", ASCENDING)],
+                name="due",
+            )
+            await self._jobs.create_index(
+                [("forwarder", ASCENDING), ("state", ASCENDING), ("lease_expires", ASCENDING)],
+                name="lease",
+            )
+        except PyMongoError as exc:
+            raise StoreUnavailable(f"upload queue: {exc}") from exc
+
+    async def close(self) -> None:
+        if self._client is not None:
+            client, self._client, self._jobs = self._client, None, None
+            await client.close()
+
+    async def enqueue(
+        self, session_id: str, forwarder: str, now: float, *, force: bool = False
+    ) -> bool:
+        key = f"{forwarder}:{session_id}"
+        when = _date(now)
+        try:
+            await self.jobs.insert_one(
+                {
+                    "_id": key,
+                    "session_id": session_id,
+                    "forwarder": forwarder,
+                    "state": JobState.PENDING.value,
+                    "attempts": 0,
+                    "next_attempt_at": when,
+                    "lease_owner": None,
+                    "lease_expires": None,
+                    "last_error": None,
+                    "result": None,
+                    "created_at": when,
+                    "updated_at": when,
+                }
+            )
+            return True
+        except DuplicateKeyError:
+            if not force:
+                return False
+        outcome = await self.jobs.update_one(
+            {
+                "_id": key,
+                "$nor": [{"state": JobState.UPLOADING.value, "lease_expires": {"$gt": when}}],
+            },
+            {
+                "$set": {
+                    "state": JobState.PENDING.value,
+                    "attempts": 0,
+                    "next_attempt_at": when,
+                    "lease_owner": None,
+                    "lease_expires": None,
+                    "last_error": None,
+                    "updated_at": when,
+                }
+            },
+        )
+        return outcome.modified_count > 0
+
+    async def lease(
+        self,
+        forwarder: str,
+        owner: str,
+        now: float,
+        lease_s: float,
+        only: Collection[str] | None = None,
+    ) -> Job | None:
+        when = _date(now)
+        query: dict[str, Any] = {
+            "forwarder": forwarder,
+            "$or": [
+                {"state": JobState.PENDING.value, "next_attempt_at": {"$lte": when}},
+                {"state": JobState.UPLOADING.value, "lease_expires": {"$lte": when}},
+            ],
+        }
+        if only is not None:
+            if not only:
+                return None
+            query["session_id"] = {"$in": list(only)}
+        doc = await self.jobs.find_one_and_update(
+            query,
+            {
+                "$set": {
+                    "state": JobState.UPLOADING.value,
+                    "lease_owner": owner,
+                    "lease_expires": _date(now + lease_s),
+                    "updated_at": when,
+                },
+                "$inc": {"attempts": 1},
+            },
+            sort=[("next_attempt_at", ASCENDING)],
+            return_document=ReturnDocument.AFTER,
+        )
+        return _job(doc) if doc is not None else None
+
+    def _owned(self, job: Job, owner: str) -> dict[str, Any]:
+        return {
+            "_id": f"{job.forwarder}:{job.session_id}",
+            "state": JobState.UPLOADING.value,
+            "lease_owner": owner,
+        }
+
+    async def renew(self, job: Job, owner: str, now: float, lease_s: float) -> bool:
+        query = {**self._owned(job, owner), "lease_expires": {"$gt": _date(now)}}
+        outcome = await self.jobs.update_one(
+            query,
+            {"$set": {"lease_expires": _date(now + lease_s), "updated_at": _date(now)}},
+        )
+        return outcome.matched_count > 0
+
+    async def _finish(self, job: Job, owner: str, now: float, fields: dict[str, Any]) -> bool:
+        outcome = await self.jobs.update_one(
+            self._owned(job, owner),
+            {
+                "$set": {
+                    **fields,
+                    "lease_owner": None,
+                    "lease_expires": None,
+                    "updated_at": _date(now),
+                }
+            },
+        )
+        return outcome.matched_count > 0
+
+    async def complete(self, job: Job, owner: str, now: float, result: dict[str, Any]) -> bool:
+        return await self._finish(
+            job,
+            owner,
+            now,
+            {"state": JobState.UPLOADED.value, "last_error": None, "result": result},
+        )
+
+    async def retry(
+        self, job: Job, owner: str, now: float, next_attempt_at: float, error: str
+    ) -> bool:
+        return await self._finish(
+            job,
+            owner,
+            now,
+            {
+                "state": JobState.PENDING.value,
+                "next_attempt_at": _date(next_attempt_at),
+                "last_error": error,
+            },
+        )
+
+    async def fail(self, job: Job, owner: str, now: float, error: str) -> bool:
+        return await self._finish(
+            job, owner, now, {"state": JobState.FAILED.value, "last_error": error}
+        )
+
+    async def release(self, job: Job, owner: str, now: float) -> bool:
+        return await self._finish(
+            job, owner, now, {"state": JobState.PENDING.value, "next_attempt_at": _date(now)}
+        )
+
+    async def get(self, session_id: str, forwarder: str) -> Job | None:
+        doc = await self.jobs.find_one({"_id": f"{forwarder}:{session_id}"})
+        return _job(doc) if doc is not None else None
+
+    async def counts(self, forwarder: str) -> dict[JobState, int]:
+        counts = dict.fromkeys(JobState, 0)
+        for state in JobState:
+            counts[state] = await self.jobs.count_documents(
+                {"forwarder": forwarder, "state": state.value}
+            )
+        return counts

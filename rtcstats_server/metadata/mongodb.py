@@ -1,0 +1,221 @@
+"""Session records in a MongoDB collection: the production store.
+
+The collection is a public interface (customers' backends read it directly, see
+docs/metadata.md), so a document is the plain record: ``_id`` and ``id`` are both the
+session id, times are BSON dates. One extra field, ``state_rank``, lets a single
+``update_one`` refuse an update that would move the state backwards: the filter only
+matches a stored rank at or behind the update's, and when it does not match, the
+upsert's insert collides with the existing ``_id`` and the update is dropped as stale.
+No read-modify-write, so racing collectors and spool replays need no lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import (
+    ConfigurationError,
+    ConnectionFailure,
+    DuplicateKeyError,
+    ExecutionTimeout,
+    InvalidOperation,
+    WTimeoutError,
+)
+
+from rtcstats_server.exceptions import ConfigError, StoreUnavailable
+from rtcstats_server.metadata.record import EQUALITY_FILTERS, SessionQuery, SessionState
+
+log = logging.getLogger(__name__)
+
+Document = dict[str, Any]
+
+_LIVE_STATES = [SessionState.STREAMING, SessionState.DETACHED, SessionState.FINISHING]
+
+#: Index name → keys. Names are fixed so that creating them at every start is a no-op.
+INDEXES: dict[str, list[tuple[str, int]]] = {
+    "started_at": [("started_at", DESCENDING), ("_id", DESCENDING)],
+    "state_node": [("state", ASCENDING), ("node_id", ASCENDING)],
+    **{
+        f"{name}_started_at": [(name, ASCENDING), ("started_at", DESCENDING)]
+        for name in EQUALITY_FILTERS
+    },
+}
+UNIQUE_INDEX = "id_unique"
+
+#: Stored beside the record only to make the monotonic upsert one atomic operation.
+_INTERNAL_FIELDS = ("_id", "state_rank")
+
+
+def _short(exc: BaseException) -> str:
+    """The driver's reason without its topology dump (long, and useless in /readyz)."""
+    text = str(exc).split(", Timeout:", 1)[0].split(" (configured timeouts", 1)[0]
+    return text or type(exc).__name__
+
+
+@contextlib.contextmanager
+def _unavailable_on_outage() -> Iterator[None]:
+    try:
+        yield
+    except (ConnectionFailure, ExecutionTimeout, WTimeoutError, InvalidOperation) as exc:
+        raise StoreUnavailable(f"mongodb: {_short(exc)}") from exc
+
+
+def _record(doc: Document) -> Document:
+    for name in _INTERNAL_FIELDS:
+        doc.pop(name, None)
+    return doc
+
+
+class MongoSessionStore:
+    name = "mongodb"
+
+    def __init__(self, uri: str, database: str, collection: str, timeout_s: float = 5.0) -> None:
+        self._uri = uri
+        self.database = database
+        self.collection_name = collection
+        self.timeout_ms = max(1, round(timeout_s * 1000))
+        self._client: AsyncMongoClient[Document] | None = None
+        self._indexed = False
+
+    @property
+    def collection(self) -> AsyncCollection[Document]:
+        if self._client is None:
+            raise StoreUnavailable("mongodb store is not open")
+        return self._client[self.database][self.collection_name]
+
+    async def open(self) -> None:
+        """Make the client, then the indexes; StoreUnavailable leaves the client usable
+        so that ``ping`` finishes the job once the database answers."""
+        if self._client is None:
+            try:
+                self._client = AsyncMongoClient(
+                    self._uri,
+                    tz_aware=True,
+                    tzinfo=UTC,
+                    serverSelectionTimeoutMS=self.timeout_ms,
+                    connectTimeoutMS=self.timeout_ms,
+                    socketTimeoutMS=self.timeout_ms,
+                    appname="rtcstats-collector",
+                )
+            except ConfigurationError as exc:  # InvalidURI is one; never echo the URI
+                raise ConfigError("metadata.uri", f"not a usable MongoDB URI: {exc}") from None
+        await self._ensure_indexes()
+
+    async def _ensure_indexes(self) -> None:
+        if self._indexed:
+            return
+        collection = self.collection
+        with _unavailable_on_outage():
+            for index_name, keys in INDEXES.items():
+                await collection.create_index(keys, name=index_name)
+            await collection.create_index([("id", ASCENDING)], name=UNIQUE_INDEX, unique=True)
+        self._indexed = True
+        log.info("mongodb store ready: %s.%s", self.database, self.collection_name)
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+
+    async def ping(self) -> None:
+        if self._client is None:
+            raise StoreUnavailable("mongodb store is not open")
+        with _unavailable_on_outage():
+            await self._client.admin.command("ping")
+        await self._ensure_indexes()
+
+    async def upsert(self, session_id: str, fields: dict[str, Any]) -> None:
+        fields = {k: v for k, v in fields.items() if k not in ("id", *_INTERNAL_FIELDS)}
+        match: Document = {"_id": session_id}
+        update: Document = {"$set": {**fields, "id": session_id}}
+        if "state" in fields:
+            rank = SessionState(fields["state"]).rank
+            match["state_rank"] = {"$lte": rank}
+            update["$set"]["state_rank"] = rank
+        else:
+            update["$setOnInsert"] = {
+                "state": SessionState.STREAMING.value,
+                "state_rank": SessionState.STREAMING.rank,
+            }
+        # Only an update that can create the record may upsert; the rest must find it.
+        creates = "started_at" in fields
+        collection = self.collection
+        with _unavailable_on_outage():
+            try:
+                result = await collection.update_one(match, update, upsert=creates)
+            except DuplicateKeyError:
+                # Either the stored state is ahead (stale update: drop it) or another
+                # writer inserted first (apply ours as a plain update).
+                await collection.update_one(match, update, upsert=False)
+                return
+            if result.matched_count or result.upserted_id is not None or creates:
+                return
+            if await collection.count_documents({"_id": session_id}, limit=1) == 0:
+                raise ValueError(f"a new session record needs started_at ({session_id})")
+
+    async def get(self, session_id: str) -> Document | None:
+        with _unavailable_on_outage():
+            doc = await self.collection.find_one({"_id": session_id})
+        return None if doc is None else _record(doc)
+
+    async def query(self, query: SessionQuery) -> list[Document]:
+        clauses: list[Document] = []
+        for name, value in query.equals.items():
+            if name not in EQUALITY_FILTERS:
+                raise ValueError(f"not a filter: {name}")
+            clauses.append({name: value})
+        started: Document = {}
+        if query.since is not None:
+            started["$gte"] = query.since
+        if query.until is not None:
+            started["$lt"] = query.until
+        if started:
+            clauses.append({"started_at": started})
+        if query.cursor is not None:
+            when, last_id = query.cursor
+            clauses.append(
+                {
+                    "$or": [
+                        {"started_at": {"$lt": when}},
+                        {"started_at": when, "_id": {"$lt": last_id}},
+                    ]
+                }
+            )
+        match: Document = {"$and": clauses} if len(clauses) > 1 else (clauses[0] if clauses else {})
+        cursor = (
+            self.collection.find(match)
+            .sort([("started_at", DESCENDING), ("_id", DESCENDING)])
+            .limit(query.limit)
+        )
+        with _unavailable_on_outage():
+            docs = await cursor.to_list()
+        return [_record(doc) for doc in docs]
+
+    async def unfinished(self, node_id: str) -> list[Document]:
+        live = [state.value for state in _LIVE_STATES]
+        with _unavailable_on_outage():
+            docs = await self.collection.find(
+                {"state": {"$in": live}, "node_id": node_id}
+            ).to_list()
+        return [_record(doc) for doc in docs]
+
+    async def started_before(self, when: datetime, limit: int) -> list[Document]:
+        cursor = (
+            self.collection.find({"started_at": {"$lt": when}})
+            .sort([("started_at", ASCENDING), ("_id", ASCENDING)])
+            .limit(limit)
+        )
+        with _unavailable_on_outage():
+            docs = await cursor.to_list()
+        return [_record(doc) for doc in docs]
+
+    async def delete(self, session_id: str) -> bool:
+        with _unavailable_on_outage():
+            result = await self.collection.delete_one({"_id": session_id})
+        return result.deleted_count > 0

@@ -1,0 +1,69 @@
+"""The summary of a stored dump, for the session record, without blocking the loop.
+
+The dump is read back through the ``DumpStore`` (so it works for every backend) and
+its chunks are handed to a worker thread through a small bounded queue: the thread
+decompresses, parses and summarizes while the loop only moves chunks, and at most
+a few chunks are held in memory at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from rtcstats_server.config import QualityConfig
+from rtcstats_server.exceptions import RtcstatsError
+from rtcstats_server.quality.summary import record_fields, summarize_chunks
+from rtcstats_server.storage.base import DumpStore
+
+log = logging.getLogger(__name__)
+
+_QUEUE_CHUNKS = 4
+
+
+def _drain(chunks: queue.Queue[bytes | None]) -> Iterator[bytes]:
+    while (chunk := chunks.get()) is not None:
+        yield chunk
+
+
+def _summarize_queue(chunks: queue.Queue[bytes | None], config: QualityConfig) -> dict[str, Any]:
+    source = _drain(chunks)
+    try:
+        return summarize_chunks(source, config)
+    finally:
+        for _ in source:  # let the producer finish even if the reader stopped early
+            pass
+
+
+async def summarize_stream(chunks: AsyncIterator[bytes], config: QualityConfig) -> dict[str, Any]:
+    """The summary of a dump arriving as async chunks."""
+    pipe: queue.Queue[bytes | None] = queue.Queue(maxsize=_QUEUE_CHUNKS)
+    work = asyncio.ensure_future(asyncio.to_thread(_summarize_queue, pipe, config))
+    try:
+        async for chunk in chunks:
+            try:
+                pipe.put_nowait(chunk)
+            except queue.Full:
+                await asyncio.to_thread(pipe.put, chunk)
+    finally:
+        try:
+            pipe.put_nowait(None)
+        except queue.Full:
+            await asyncio.to_thread(pipe.put, None)
+    return await work
+
+
+async def quality_fields(dumps: DumpStore, key: str, config: QualityConfig) -> dict[str, Any]:
+    """Record fields (``quality``, ``findings``, ``max_loss_pct``, ...) for a stored
+    dump; empty when disabled. A storage error gives a summary_error, never raises."""
+    if not config.enabled:
+        return {}
+    try:
+        summary = await summarize_stream(dumps.read(key), config)
+    except (RtcstatsError, OSError) as exc:
+        log.warning("quality summary of %s failed: %r", key, exc)
+        return {"summary_error": f"dump could not be read: {exc}"}
+    return record_fields(summary)

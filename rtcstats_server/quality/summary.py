@@ -1,0 +1,605 @@
+"""The quality summary of one session, computed in one pass over its events.
+
+Memory stays bounded whatever the dump's size: per peer connection a few counters per
+RTP stream, one quantile sketch per series, and state timelines cut at
+``max_listed`` entries; the reader keeps only the last getStats result per
+connection. Blocking work (decompression, JSON): run it in a worker thread.
+
+A damaged dump still gets a summary of what could be read, with ``summary_error``
+saying what was wrong; this module raises nothing for bad input.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from rtcstats_server.config import QualityConfig
+from rtcstats_server.dumps.reader import ERROR_METHOD, DumpInfo, DumpReader, Event, file_chunks
+from rtcstats_server.exceptions import DumpFormatError
+from rtcstats_server.quality.findings import findings_for
+from rtcstats_server.quality.sketch import QuantileSketch
+from rtcstats_server.quality.useragent import parse_user_agent
+
+SUMMARY_VERSION = 1
+
+#: More RTP streams than this per connection are not tracked (an SFU's hundreds).
+MAX_STREAMS_PER_PC = 256
+
+_API_CALLS = ("createOffer", "createAnswer", "setLocalDescription", "setRemoteDescription")
+_API_FAILURES = frozenset(f"{name}OnFailure" for name in (*_API_CALLS, "addIceCandidate"))
+_ERROR_NAME = re.compile(r"^\s*([A-Za-z]*(?:Error|Exception))\b")
+_UFRAG = re.compile(r"a=ice-ufrag:(\S+)")
+_CONNECTED = frozenset({"connected", "completed"})
+_DROPPED = frozenset({"disconnected", "failed"})
+
+
+def _num(value: object) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+def _round(value: float | None, digits: int = 2) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def error_name(value: object) -> str:
+    """``NotAllowedError`` from whatever shape a client reported a failure in."""
+    if isinstance(value, dict):
+        name = value.get("name")
+        if isinstance(name, str) and name:
+            return name
+        value = value.get("message", "")
+    text = str(value)
+    match = _ERROR_NAME.match(text)
+    if match:
+        return match.group(1)
+    return text.split(":", 1)[0].strip()[:100] or "UnknownError"
+
+
+class StateTrack:
+    """One state machine of a connection (connection or ICE state): its timeline,
+    when it first connected, dropped (connected → disconnected/failed), recovered,
+    and failed."""
+
+    __slots__ = (
+        "connected_at",
+        "dropped_at",
+        "drops",
+        "failed_at",
+        "is_up",
+        "reconnects",
+        "timeline",
+    )
+
+    def __init__(self) -> None:
+        self.timeline: list[dict[str, Any]] = []
+        self.connected_at: float | None = None
+        self.failed_at: float | None = None
+        self.dropped_at: float | None = None
+        self.drops = 0
+        self.reconnects = 0
+        self.is_up = False
+
+    def add(self, when: float, state: str, limit: int) -> None:
+        if len(self.timeline) < limit:
+            self.timeline.append({"at": when, "state": state})
+        if state in _CONNECTED:
+            if self.connected_at is None:
+                self.connected_at = when
+            elif not self.is_up and self.drops:
+                self.reconnects += 1
+            self.is_up = True
+        elif state in _DROPPED:
+            if self.is_up:
+                self.drops += 1
+                if self.dropped_at is None:
+                    self.dropped_at = when
+            self.is_up = False
+            if state == "failed" and self.failed_at is None:
+                self.failed_at = when
+        elif state == "closed":
+            self.is_up = False
+
+
+class RtpStream:
+    """Counters of one RTP stream (one report id) of a connection."""
+
+    __slots__ = (
+        "banked_lost",
+        "banked_packets",
+        "bytes_total",
+        "concealed",
+        "direction",
+        "frames_dropped",
+        "freeze_count",
+        "freeze_s",
+        "kind",
+        "last_bytes",
+        "last_ts",
+        "lost",
+        "ms_total",
+        "packets",
+        "samples",
+    )
+
+    def __init__(self, direction: str, kind: str) -> None:
+        self.direction = direction
+        self.kind = kind
+        self.last_bytes: float | None = None
+        self.last_ts: float | None = None
+        self.bytes_total = 0.0
+        self.ms_total = 0.0
+        self.packets = 0.0  # received (recv) or sent (send), latest cumulative value
+        self.lost = 0.0  # latest cumulative packetsLost (recv: own; send: remote's report)
+        self.banked_packets = 0.0  # counts from before a counter reset
+        self.banked_lost = 0.0
+        self.freeze_count = 0.0
+        self.freeze_s = 0.0
+        self.frames_dropped = 0.0
+        self.concealed = 0.0
+        self.samples = 0.0
+
+    def bytes_at(self, value: float | None, when: float) -> None:
+        if value is None:
+            return
+        if self.last_bytes is not None and self.last_ts is not None:
+            if value >= self.last_bytes and when > self.last_ts:
+                self.bytes_total += value - self.last_bytes
+                self.ms_total += when - self.last_ts
+        self.last_bytes, self.last_ts = value, when
+
+    def packets_at(self, packets: float | None, lost: float | None) -> None:
+        if packets is not None:
+            if packets < self.packets:  # the counters restarted (stream re-created)
+                self.banked_packets += self.packets
+                self.banked_lost += self.lost
+            self.packets = packets
+        if lost is not None:
+            self.lost = max(lost, 0.0)
+
+    @property
+    def kbps(self) -> float | None:
+        # bytes * 8 / ms = kbit/s
+        return self.bytes_total * 8 / self.ms_total if self.ms_total > 0 else None
+
+
+class Series:
+    """RTT and jitter sketches of one direction and kind."""
+
+    __slots__ = ("jitter_ms", "rtt_ms")
+
+    def __init__(self) -> None:
+        self.rtt_ms = QuantileSketch()
+        self.jitter_ms = QuantileSketch()
+
+
+def _sketch_dict(sketch: QuantileSketch) -> dict[str, Any] | None:
+    if not sketch.count:
+        return None
+    return {
+        "mean": _round(sketch.mean),
+        "p95": _round(sketch.quantile(0.95)),
+        "max": _round(sketch.maximum),
+        "samples": sketch.count,
+    }
+
+
+class PeerConnectionSummary:
+    def __init__(self, pc_id: str, limit: int) -> None:
+        self.pc_id = pc_id
+        self.limit = limit
+        self.created_at: float | None = None
+        self.closed_at: float | None = None
+        self.connection = StateTrack()
+        self.ice = StateTrack()
+        self.dtls = StateTrack()
+        self.ice_restarts = 0
+        self.local_ufrag: str | None = None
+        self.streams: dict[str, RtpStream] = {}
+        self.series: dict[tuple[str, str], Series] = {}
+        self.rtt_seen: dict[str, float] = {}
+        self.selected: dict[str, Any] | None = None
+        self.selected_pair_id: str | None = None
+        self.pair_changes = 0
+        self.transport_rtt_ms = QuantileSketch()
+        self.stats_samples = 0
+        self.dtls_state: str | None = None
+
+    def series_for(self, direction: str, kind: str) -> Series:
+        key = (direction, kind)
+        found = self.series.get(key)
+        if found is None:
+            found = self.series[key] = Series()
+        return found
+
+    def stream(self, report_id: str, direction: str, kind: str) -> RtpStream | None:
+        found = self.streams.get(report_id)
+        if found is None:
+            if len(self.streams) >= MAX_STREAMS_PER_PC:
+                return None
+            found = self.streams[report_id] = RtpStream(direction, kind)
+        return found
+
+    # -- getStats ------------------------------------------------------------------------
+
+    def stats(self, event: Event) -> None:
+        self.stats_samples += 1
+        reports = event.stats
+        outbound_kind: dict[str, str] = {}
+        for report_id, report in reports.items():
+            kind = report.get("kind") or report.get("mediaType")
+            if report.get("type") == "outbound-rtp" and isinstance(kind, str):
+                outbound_kind[report_id] = kind
+        for report_id, report in reports.items():
+            rtype = report.get("type")
+            when = _num(report.get("timestamp")) or event.timestamp
+            kind = report.get("kind") or report.get("mediaType")
+            if rtype == "inbound-rtp" and isinstance(kind, str):
+                self._inbound(report_id, report, kind, when)
+            elif rtype == "outbound-rtp" and isinstance(kind, str):
+                stream = self.stream(report_id, "send", kind)
+                if stream is not None:
+                    stream.bytes_at(_num(report.get("bytesSent")), when)
+                    stream.packets_at(_num(report.get("packetsSent")), None)
+            elif rtype == "remote-inbound-rtp":
+                local = report.get("localId")
+                kind = kind if isinstance(kind, str) else outbound_kind.get(str(local), "")
+                if kind:
+                    self._remote_inbound(report_id, report, str(local or ""), kind)
+            elif rtype == "remote-outbound-rtp" and isinstance(kind, str):
+                self._rtt_sample(report_id, report, self.series_for("recv", kind))
+            elif rtype == "transport":
+                state = report.get("dtlsState")
+                if isinstance(state, str) and state != self.dtls_state:
+                    self.dtls_state = state
+                    self.dtls.add(when, state, self.limit)
+        self._selected_pair(reports)
+
+    def _inbound(self, report_id: str, report: dict[str, Any], kind: str, when: float) -> None:
+        stream = self.stream(report_id, "recv", kind)
+        if stream is None:
+            return
+        stream.bytes_at(_num(report.get("bytesReceived")), when)
+        stream.packets_at(_num(report.get("packetsReceived")), _num(report.get("packetsLost")))
+        jitter = _num(report.get("jitter"))
+        if jitter is not None:
+            self.series_for("recv", kind).jitter_ms.add(jitter * 1000)
+        if kind == "video":
+            stream.freeze_count = _num(report.get("freezeCount")) or stream.freeze_count
+            stream.freeze_s = _num(report.get("totalFreezesDuration")) or stream.freeze_s
+            stream.frames_dropped = _num(report.get("framesDropped")) or stream.frames_dropped
+        elif kind == "audio":
+            stream.concealed = _num(report.get("concealedSamples")) or stream.concealed
+            stream.samples = _num(report.get("totalSamplesReceived")) or stream.samples
+
+    def _remote_inbound(
+        self, report_id: str, report: dict[str, Any], local: str, kind: str
+    ) -> None:
+        series = self.series_for("send", kind)
+        self._rtt_sample(report_id, report, series)
+        jitter = _num(report.get("jitter"))
+        if jitter is not None:
+            series.jitter_ms.add(jitter * 1000)
+        lost = _num(report.get("packetsLost"))
+        stream = self.streams.get(local) if local else None
+        if stream is not None and lost is not None:
+            stream.lost = max(lost, 0.0)
+
+    def _rtt_sample(self, report_id: str, report: dict[str, Any], series: Series) -> None:
+        """One sample per new measurement: the same RTT repeated by every getStats
+        between two RTCP reports would weigh slow report intervals more."""
+        rtt = _num(report.get("roundTripTime"))
+        if rtt is None:
+            return
+        marker = _num(report.get("roundTripTimeMeasurements"))
+        if marker is None:
+            marker = _num(report.get("totalRoundTripTime"))
+        if marker is not None:
+            if self.rtt_seen.get(report_id) == marker:
+                return
+            self.rtt_seen[report_id] = marker
+        series.rtt_ms.add(rtt * 1000)
+
+    def _selected_pair(self, reports: dict[str, dict[str, Any]]) -> None:
+        pair_id: str | None = None
+        for report in reports.values():
+            if report.get("type") == "transport" and report.get("selectedCandidatePairId"):
+                pair_id = str(report["selectedCandidatePairId"])
+                break
+        if pair_id is None:
+            for report_id, report in reports.items():
+                if report.get("type") == "candidate-pair" and report.get("selected") is True:
+                    pair_id = report_id
+                    break
+        pair = reports.get(pair_id) if pair_id is not None else None
+        if pair is None:
+            return
+        rtt = _num(pair.get("currentRoundTripTime"))
+        if rtt is not None:
+            self.transport_rtt_ms.add(rtt * 1000)
+        if pair_id == self.selected_pair_id:
+            return
+        if self.selected_pair_id is not None:
+            self.pair_changes += 1
+        self.selected_pair_id = pair_id
+        local = reports.get(str(pair.get("localCandidateId")), {})
+        remote = reports.get(str(pair.get("remoteCandidateId")), {})
+        self.selected = {
+            "local_type": local.get("candidateType"),
+            "remote_type": remote.get("candidateType"),
+            "protocol": local.get("protocol"),
+            "relay_protocol": local.get("relayProtocol")
+            if local.get("candidateType") == "relay"
+            else None,
+            "network_type": local.get("networkType"),
+        }
+
+    # -- other events ------------------------------------------------------------------
+
+    def event(self, event: Event) -> None:
+        method, value, when = event.method, event.value, event.timestamp
+        if method == "create":
+            self.created_at = when if self.created_at is None else min(self.created_at, when)
+        elif method == "onconnectionstatechange" and isinstance(value, str):
+            self.connection.add(when, value, self.limit)
+        elif method == "oniceconnectionstatechange" and isinstance(value, str):
+            self.ice.add(when, value, self.limit)
+        elif method == "close":
+            self.closed_at = when
+        elif method == "restartIce":
+            self.ice_restarts += 1
+        elif method in ("setLocalDescription", "setLocalDescriptionOnSuccess"):
+            sdp = value.get("sdp") if isinstance(value, dict) else None
+            if isinstance(sdp, str):
+                match = _UFRAG.search(sdp)
+                if match:
+                    ufrag = match.group(1)
+                    if self.local_ufrag is not None and ufrag != self.local_ufrag:
+                        self.ice_restarts += 1
+                    self.local_ufrag = ufrag
+
+    # -- result ------------------------------------------------------------------------
+
+    def result(self) -> dict[str, Any]:
+        track = self.connection if self.connection.timeline else self.ice
+        connect_ms = None
+        if track.connected_at is not None and self.created_at is not None:
+            connect_ms = max(track.connected_at - self.created_at, 0.0)
+        media: dict[str, dict[str, Any]] = {}
+        groups: dict[tuple[str, str], list[RtpStream]] = {}
+        for stream in self.streams.values():
+            groups.setdefault((stream.direction, stream.kind), []).append(stream)
+        for key in sorted(set(groups) | set(self.series)):
+            direction, kind = key
+            media[f"{direction}_{kind}"] = self._media(direction, kind, groups.get(key, []))
+        return {
+            "pc_id": self.pc_id,
+            "created_at": self.created_at,
+            "closed_at": self.closed_at,
+            "connected_at": track.connected_at,
+            "connect_time_ms": _round(connect_ms, 1),
+            "connected": track.connected_at is not None,
+            "ice_failed": self.ice.failed_at is not None,
+            "ice_failed_at": self.ice.failed_at,
+            "connection_failed": self.connection.failed_at is not None,
+            "connection_failed_at": self.connection.failed_at,
+            "dropped": track.drops > 0,
+            "dropped_at": track.dropped_at,
+            "drops": track.drops,
+            "reconnects": track.reconnects,
+            "ice_restarts": self.ice_restarts,
+            "states": {
+                "connection": self.connection.timeline,
+                "ice": self.ice.timeline,
+                "dtls": self.dtls.timeline,
+            },
+            "selected_candidate_pair": self.selected,
+            "candidate_pair_changes": self.pair_changes,
+            "transport_rtt_ms": _sketch_dict(self.transport_rtt_ms),
+            "stats_samples": self.stats_samples,
+            "media": media,
+        }
+
+    def _media(self, direction: str, kind: str, streams: list[RtpStream]) -> dict[str, Any]:
+        packets = sum(s.packets + s.banked_packets for s in streams)
+        lost = sum(s.lost + s.banked_lost for s in streams)
+        if direction == "recv":
+            total = packets + lost
+        else:
+            total = packets  # lost as the remote end reported it, of what we sent
+        rates = [rate for s in streams if (rate := s.kbps) is not None]
+        series = self.series.get((direction, kind)) or Series()
+        out: dict[str, Any] = {
+            "streams": len(streams),
+            "packets": int(packets),
+            "packets_lost": int(lost),
+            "loss_pct": _round(100 * lost / total) if total > 0 else None,
+            "rtt_ms": _sketch_dict(series.rtt_ms),
+            "jitter_ms": _sketch_dict(series.jitter_ms),
+            "bitrate_kbps": _round(sum(rates), 1) if rates else None,
+        }
+        if direction == "recv" and kind == "video":
+            out["freeze_count"] = int(sum(s.freeze_count for s in streams))
+            out["freeze_duration_s"] = _round(sum(s.freeze_s for s in streams), 3)
+            out["frames_dropped"] = int(sum(s.frames_dropped for s in streams))
+        if direction == "recv" and kind == "audio":
+            samples = sum(s.samples for s in streams)
+            concealed = sum(s.concealed for s in streams)
+            out["concealment_pct"] = _round(100 * concealed / samples) if samples > 0 else None
+        return out
+
+
+class SessionSummarizer:
+    """Feed it events (``add``), then ask for the ``result``."""
+
+    def __init__(self, config: QualityConfig, info: DumpInfo | None = None) -> None:
+        self.config = config
+        self.info = info
+        self.limit = config.max_listed
+        self.pcs: dict[str, PeerConnectionSummary] = {}
+        self.created: set[str] = set()
+        self.events = 0
+        self.first_at: float | None = None
+        self.last_at: float | None = None
+        self.media_failures: list[dict[str, Any]] = []
+        self.api_failures: list[dict[str, Any]] = []
+        self.api_failure_count = 0
+        self.errors: list[str] = []
+        self.user_agent = info.user_agent if info is not None else None
+        self.user_agent_data: dict[str, Any] | None = None
+
+    def pc(self, pc_id: str) -> PeerConnectionSummary:
+        found = self.pcs.get(pc_id)
+        if found is None:
+            found = self.pcs[pc_id] = PeerConnectionSummary(pc_id, self.limit)
+        return found
+
+    def add(self, event: Event) -> None:
+        method = event.method
+        if method == ERROR_METHOD:
+            self.errors.append(str(event.value))
+            return
+        self.events += 1
+        when = event.timestamp
+        if when > 0:
+            self.first_at = when if self.first_at is None else min(self.first_at, when)
+            self.last_at = when if self.last_at is None else max(self.last_at, when)
+        pc_id = event.pc_id
+        if pc_id is not None:
+            summary = self.pc(pc_id)
+            if event.is_stats:
+                summary.stats(event)
+            else:
+                summary.event(event)
+                if method == "create":
+                    self.created.add(pc_id)
+        if method.endswith("OnFailure"):
+            self._failure(event)
+        elif method == "create" and pc_id is None and isinstance(event.value, dict):
+            data = event.value.get("userAgentData")
+            if isinstance(data, dict):
+                self.user_agent_data = data
+        elif method in ("identity", "connectionInfo") and isinstance(event.value, dict):
+            agent = event.value.get("userAgent")
+            if isinstance(agent, str) and not self.user_agent:
+                self.user_agent = agent
+
+    def _failure(self, event: Event) -> None:
+        method = event.method
+        short = method.rsplit(".", 1)[-1]
+        if short.endswith(("etUserMediaOnFailure", "etDisplayMediaOnFailure")):
+            if len(self.media_failures) < self.limit:
+                self.media_failures.append(
+                    {
+                        "method": short.removesuffix("OnFailure"),
+                        "error": error_name(event.value),
+                        "message": str(event.value)[:500],
+                        "at": event.timestamp,
+                    }
+                )
+        elif short in _API_FAILURES:
+            self.api_failure_count += 1
+            if len(self.api_failures) < self.limit:
+                self.api_failures.append(
+                    {
+                        "pc_id": event.pc_id,
+                        "method": short.removesuffix("OnFailure"),
+                        "message": str(event.value)[:500],
+                        "at": event.timestamp,
+                    }
+                )
+
+    def result(self, error: str | None = None) -> dict[str, Any]:
+        platform = parse_user_agent(self.user_agent).as_dict()
+        if platform["os"] is None and self.user_agent_data:
+            os_name = self.user_agent_data.get("platform")
+            platform["os"] = os_name if isinstance(os_name, str) and os_name else None
+        pcs = [self.pcs[pc_id].result() for pc_id in sorted(self.pcs)]
+        losses = [
+            m["loss_pct"]
+            for pc in pcs
+            for m in pc["media"].values()
+            if m["loss_pct"] is not None
+            and m["packets"] + m["packets_lost"] >= max(self.config.min_packets_for_loss, 1)
+        ]
+        rtts = [
+            sketch["p95"]
+            for pc in pcs
+            for sketch in (
+                pc["transport_rtt_ms"],
+                *(m["rtt_ms"] for m in pc["media"].values()),
+            )
+            if sketch is not None
+        ]
+        info = self.info
+        summary_error = error or (self.errors[0] if self.errors else None)
+        summary: dict[str, Any] = {
+            "version": SUMMARY_VERSION,
+            "dump": {
+                "layout": info.layout if info else None,
+                "client_protocol": info.client_protocol if info else None,
+                "events": self.events,
+                "damaged_lines": len(self.errors),
+                "first_event_at": self.first_at,
+                "last_event_at": self.last_at,
+                "duration_s": _round((self.last_at - self.first_at) / 1000, 3)
+                if self.first_at is not None and self.last_at is not None
+                else None,
+            },
+            "client": {**platform, "user_agent": self.user_agent},
+            "pc_count": len(self.created) or len(self.pcs),
+            "ice_restarts": sum(pc["ice_restarts"] for pc in pcs),
+            "media_failures": self.media_failures,
+            "api_failures": self.api_failures,
+            "api_failure_count": self.api_failure_count,
+            "peer_connections": pcs,
+            "max_loss_pct": max(losses) if losses else None,
+            "max_rtt_ms": max(rtts) if rtts else None,
+            "summary_error": summary_error,
+        }
+        summary["findings"] = findings_for(summary, self.config)
+        return summary
+
+
+def summarize_reader(reader: DumpReader, config: QualityConfig) -> dict[str, Any]:
+    summarizer = SessionSummarizer(config, reader.info)
+    error: str | None = None
+    try:
+        for event in reader:
+            summarizer.add(event)
+    except DumpFormatError as exc:  # only a strict reader raises; be safe anyway
+        error = str(exc)
+    return summarizer.result(error)
+
+
+def summarize_chunks(chunks: Iterable[bytes], config: QualityConfig) -> dict[str, Any]:
+    """The summary of a dump given as byte chunks (blocking: call from a thread)."""
+    try:
+        reader = DumpReader(chunks)
+    except DumpFormatError as exc:
+        return SessionSummarizer(config).result(str(exc))
+    return summarize_reader(reader, config)
+
+
+def summarize_file(path: Path, config: QualityConfig) -> dict[str, Any]:
+    """The summary of a dump file (blocking: call from a thread)."""
+    return summarize_chunks(file_chunks(path), config)
+
+
+def record_fields(summary: dict[str, Any]) -> dict[str, Any]:
+    """What a session record gets: the summary, and flat fields stores index."""
+    client = summary.get("client") or {}
+    return {
+        "quality": summary,
+        "findings": sorted({f["name"] for f in summary.get("findings", [])}),
+        "max_loss_pct": summary.get("max_loss_pct"),
+        "max_rtt_ms": summary.get("max_rtt_ms"),
+        "pc_count": summary.get("pc_count"),
+        "browser": client.get("browser"),
+        "os": client.get("os"),
+        "summary_error": summary.get("summary_error"),
+    }
