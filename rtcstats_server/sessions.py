@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import os
 import socket as socket_module
@@ -62,9 +61,22 @@ class ClientSocket(Protocol):
 
 
 def default_node_id(data_dir: Path) -> str:
-    """Stable across restarts of one collector, distinct between data dirs."""
-    digest = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:8]
-    return f"{socket_module.gethostname()}-{digest}"
+    """This collector's name in records, kept in the data dir.
+
+    Tied to the data dir rather than the hostname: a container restarted with a new
+    hostname but the same volume must still find (and recover) its own sessions.
+    """
+    marker = data_dir / "node-id"
+    try:
+        return marker.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        pass
+    node_id = f"{socket_module.gethostname()[:40]}-{uuid.uuid4().hex[:8]}"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    temporary = marker.with_suffix(".tmp")
+    temporary.write_text(node_id + "\n", encoding="ascii")
+    os.replace(temporary, marker)
+    return node_id
 
 
 class Session:
@@ -136,7 +148,7 @@ class SessionManager:
         self.dumps = dumps
         self.records = records
         self.metrics = metrics
-        self.node_id = config.server.node_id or default_node_id(config.server.data_dir)
+        self.node_id = config.server.node_id  # default resolved in start(), off the loop
         self.live_dir = config.live_dir
         self.sessions: dict[str, Session] = {}
         self.by_client: dict[str, Session] = {}
@@ -150,6 +162,8 @@ class SessionManager:
     # -- start and stop -------------------------------------------------------------
 
     async def start(self) -> None:
+        if not self.node_id:
+            self.node_id = await asyncio.to_thread(default_node_id, self.config.server.data_dir)
         await asyncio.to_thread(self.live_dir.mkdir, parents=True, exist_ok=True)
         try:
             await self.recover()
