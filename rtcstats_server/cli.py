@@ -46,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     fwd.add_argument("--no-wait", action="store_true", help="queue them and return")
     fwd.add_argument("--timeout", type=float, default=600.0, help="seconds to wait (600)")
+    summ = commands.add_parser("summarize", help="print the quality summary of a dump as JSON")
+    summ.add_argument("file", type=Path, help="dump file: ours (.zst), jitsi or rtcstats, any")
+    summ.add_argument("--config", type=Path, help="YAML configuration file (quality thresholds)")
     return parser
 
 
@@ -96,6 +99,22 @@ def _forward(args: argparse.Namespace) -> int:
     )
 
 
+def _summarize(args: argparse.Namespace) -> int:
+    """Exit 0 with the summary (damage is reported inside it), 1 if unreadable."""
+    import orjson
+
+    from rtcstats_server.quality.summary import summarize_file
+
+    config = load_config(args.config)
+    try:
+        summary = summarize_file(args.file, config.quality)
+    except OSError as exc:
+        sys.stderr.write(f"rtcstats-server: cannot read {args.file}: {exc.strerror}\n")
+        return 1
+    sys.stdout.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() + "\n")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -104,6 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return serve(config)
         if args.command == "forward":
             return _forward(args)
+        if args.command == "summarize":
+            return _summarize(args)
         if args.command == "check-config":
             config = load_config(args.file)
             sys.stdout.write(yaml.safe_dump(masked_dump(config), sort_keys=False))

@@ -291,13 +291,16 @@ class PeerConnectionSummary:
 
     def _rtt_sample(self, report_id: str, report: dict[str, Any], series: Series) -> None:
         """One sample per new measurement: the same RTT repeated by every getStats
-        between two RTCP reports would weigh slow report intervals more."""
+        between two RTCP reports would weigh slow report intervals more. An RTT that
+        did not change is not sent in a delta, but the report still holds it."""
         rtt = _num(report.get("roundTripTime"))
         if rtt is None:
             return
         marker = _num(report.get("roundTripTimeMeasurements"))
         if marker is None:
             marker = _num(report.get("totalRoundTripTime"))
+        if marker is None:  # Firefox: a new RTCP report has a new timestamp
+            marker = _num(report.get("timestamp"))
         if marker is not None:
             if self.rtt_seen.get(report_id) == marker:
                 return
