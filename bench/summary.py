@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""Quality summary benchmark: seconds per MB of dump, and the memory it takes.
+
+Builds two large dumps from real captures by repeating their getStats traffic (each
+repeated delta is a valid delta, so the decompressors do real work on every line):
+
+  * ``rtcstats#5.0`` as our collector stores it: zstd frames, relative times,
+    compressed method codes and the rtcstats-js getStats scheme;
+  * a jitsi ``3.1_STANDARD`` on-disk dump (plain JSON lines, legacy getstats scheme).
+
+For each it times the reader alone and the full summary, and prints MB/s of raw
+(decompressed) dump, MB/s of stored bytes, ms per MB, and the peak RSS growth, which
+must stay flat as the dump grows (the summary streams).
+
+    python bench/summary.py [--mb 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from rtcstats_server.config import QualityConfig  # noqa: E402
+from rtcstats_server.dumps.frames import compress_frame  # noqa: E402
+from rtcstats_server.dumps.reader import open_dump  # noqa: E402
+from rtcstats_server.quality.summary import summarize_file  # noqa: E402
+
+FIXTURES = ROOT.parent / "shared" / "fixtures"
+FRAME_BYTES = 1 << 20
+
+
+def rtcstats_js_lines(target: int) -> Iterator[str]:
+    source = (FIXTURES / "captured/rtcstats-js-2.4.0-loopback-call.ws.jsonl").read_text()
+    lines = source.splitlines()
+    stats = [line for line in lines if line.startswith('["g"')]
+    yield "RTCStatsDump"
+    yield json.dumps({"fileFormat": 3, "clientProtocol": "rtcstats#5.0", "userAgent": "bench"})
+    size = 0
+    for line in lines[:-2]:  # without the two close calls
+        size += len(line) + 1
+        yield line
+    while size < target:
+        for line in stats:
+            size += len(line) + 1
+            yield line
+    yield '["close",null,1000,10]'
+
+
+def jitsi_lines(target: int) -> Iterator[str]:
+    source = (FIXTURES / "real/jitsi-google-standard-stats-sfu.jsonl").read_text()
+    lines = [line for line in source.splitlines() if line.strip()]
+    stats = [json.loads(line) for line in lines if line.startswith('["getstats"')]
+    span = stats[-1][3] - stats[0][3] + 1000
+    size = 0
+    for line in lines:
+        size += len(line) + 1
+        yield line
+    round_ = 1
+    while size < target:
+        for entry in stats:
+            entry = [entry[0], entry[1], entry[2], entry[3] + round_ * span]
+            text = json.dumps(entry, separators=(",", ":"))
+            size += len(text) + 1
+            yield text
+        round_ += 1
+
+
+def write_zstd(path: Path, lines: Iterator[str]) -> int:
+    raw = 0
+    buffer: list[bytes] = []
+    buffered = 0
+    with path.open("wb") as out:
+        for line in lines:
+            data = line.encode() + b"\n"
+            buffer.append(data)
+            buffered += len(data)
+            if buffered >= FRAME_BYTES:
+                out.write(compress_frame(b"".join(buffer), 3))
+                raw += buffered
+                buffer, buffered = [], 0
+        if buffer:
+            out.write(compress_frame(b"".join(buffer), 3))
+            raw += buffered
+    return raw
+
+
+def write_plain(path: Path, lines: Iterator[str]) -> int:
+    raw = 0
+    with path.open("w") as out:
+        for line in lines:
+            out.write(line + "\n")
+            raw += len(line) + 1
+    return raw
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def measure(name: str, path: Path, raw: int) -> None:
+    stored = path.stat().st_size
+    config = QualityConfig()
+    rss_before = peak_rss_mib()
+    start = time.perf_counter()
+    events = sum(1 for _ in open_dump(path))
+    read_s = time.perf_counter() - start
+    start = time.perf_counter()
+    summary = summarize_file(path, config)
+    summary_s = time.perf_counter() - start
+    rss_growth = peak_rss_mib() - rss_before
+    mb = raw / 1e6
+    print(
+        f"{name}: {mb:.1f} MB raw, {stored / 1e6:.1f} MB stored, {events} events, "
+        f"{summary['peer_connections'][0]['stats_samples']} getStats of PC_0"
+    )
+    print(
+        f"  reader : {read_s:6.2f} s  {mb / read_s:6.1f} MB/s raw  {1000 * read_s / mb:6.1f} ms/MB"
+    )
+    print(
+        f"  summary: {summary_s:6.2f} s  {mb / summary_s:6.1f} MB/s raw  "
+        f"{stored / 1e6 / summary_s:6.2f} MB/s stored  {1000 * summary_s / mb:6.1f} ms/MB"
+    )
+    print(f"  peak RSS growth while reading and summarizing: {rss_growth:.1f} MiB")
+    assert summary["summary_error"] is None, summary["summary_error"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--mb", type=float, default=40, help="raw size of each dump (MB)")
+    args = parser.parse_args()
+    target = int(args.mb * 1e6)
+    with tempfile.TemporaryDirectory() as tmp:
+        ours = Path(tmp) / "rtcstats-js.rtcstats.zst"
+        raw = write_zstd(ours, rtcstats_js_lines(target))
+        measure("rtcstats#5.0 zstd dump", ours, raw)
+        jitsi = Path(tmp) / "jitsi.jsonl"
+        raw = write_plain(jitsi, jitsi_lines(target))
+        measure("jitsi 3.1 plain dump", jitsi, raw)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
