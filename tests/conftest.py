@@ -50,7 +50,5 @@ def session_store_factory(
         uri = request.getfixturevalue("ferretdb").uri
     elif kind == "mongodb":
         uri = session_stores.real_mongodb_uri()
-        if uri is None:
-            pytest.skip(f"no real MongoDB here: set {session_stores.MONGODB_URI_ENV} to run")
     with session_stores.store_factory(kind, tmp_path, uri) as factory:
         yield factory

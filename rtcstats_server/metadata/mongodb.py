@@ -43,8 +43,9 @@ INDEXES: dict[str, list[tuple[str, int]]] = {
     "state_node": [("state", ASCENDING), ("node_id", ASCENDING)],
     **{
         f"{name}_started_at": [(name, ASCENDING), ("started_at", DESCENDING)]
-        for name in EQUALITY_FILTERS
+        for name in (*EQUALITY_FILTERS, "forward_state", "findings")
     },
+    "max_loss_pct": [("max_loss_pct", DESCENDING)],
 }
 UNIQUE_INDEX = "id_unique"
 
@@ -56,6 +57,15 @@ def _short(exc: BaseException) -> str:
     """The driver's reason without its topology dump (long, and useless in /readyz)."""
     text = str(exc).split(", Timeout:", 1)[0].split(" (configured timeouts", 1)[0]
     return text or type(exc).__name__
+
+
+def _without_secrets(text: str, uri: str) -> str:
+    """The driver's message may quote the URI; its user info must not reach a log."""
+    userinfo = uri.partition("://")[2].rpartition("@")[0]
+    for secret in (uri, userinfo):
+        if secret:
+            text = text.replace(secret, "***")
+    return text
 
 
 @contextlib.contextmanager
@@ -103,8 +113,9 @@ class MongoSessionStore:
                     socketTimeoutMS=self.timeout_ms,
                     appname="rtcstats-collector",
                 )
-            except ConfigurationError as exc:  # InvalidURI is one; never echo the URI
-                raise ConfigError("metadata.uri", f"not a usable MongoDB URI: {exc}") from None
+            except (ConfigurationError, ValueError) as exc:  # InvalidURI is one
+                problem = _without_secrets(str(exc), self._uri)
+                raise ConfigError("metadata.uri", f"not a usable MongoDB URI: {problem}") from None
         await self._ensure_indexes()
 
     async def _ensure_indexes(self) -> None:
@@ -170,6 +181,15 @@ class MongoSessionStore:
             if name not in EQUALITY_FILTERS:
                 raise ValueError(f"not a filter: {name}")
             clauses.append({name: value})
+        if query.forward_state is not None:
+            clauses.append({"forward_state": query.forward_state})
+        if query.has_embed_url is not None:
+            # {"$ne": None} also excludes a missing field; {"x": None} matches both.
+            clauses.append({"embed_url": {"$ne": None} if query.has_embed_url else None})
+        if query.finding is not None:
+            clauses.append({"findings": query.finding})  # an array field: "contains"
+        if query.min_loss_pct is not None:
+            clauses.append({"max_loss_pct": {"$gte": query.min_loss_pct}})
         started: Document = {}
         if query.since is not None:
             started["$gte"] = query.since

@@ -134,9 +134,20 @@ async def test_a_new_record_needs_started_at(store: SessionStore) -> None:
 
 
 async def test_racing_writers_never_move_state_backwards(
-    session_store_factory: StoreFactory,
+    session_store_factory: StoreFactory, request: pytest.FixtureRequest
 ) -> None:
-    """Two store clients (two collector processes) write every state in random order."""
+    """Two store clients (two collector processes) write every state in random order.
+
+    This needs the server to apply a conditional update atomically per document, as
+    MongoDB does. FerretDB 1.x's SQLite handler does not: it reads the matching
+    document and writes it back outside a transaction (FerretDB issue #3040), so a
+    racing update can be lost. In production one session is written by one collector
+    only, and ``SpoolingSessionStore`` orders that collector's writes per session (see
+    test_spool.py, which runs this race through it on FerretDB).
+    """
+    if session_store_factory.kind == "ferretdb":
+        reason = "FerretDB 1.x (SQLite) updates are not atomic per document (#3040)"
+        request.applymarker(pytest.mark.xfail(reason=reason, strict=False))
     first, second = session_store_factory(), session_store_factory()
     await first.open()
     await second.open()
@@ -202,6 +213,30 @@ async def test_query_every_filter_newest_first(store: SessionStore) -> None:
     assert await _ids(store, until=at(10)) == []
     assert await _ids(store) == [sid(n) for n in (5, 4, 3, 2, 1)]
     assert await _ids(store, limit=2) == [sid(5), sid(4)]
+
+
+async def test_query_forwarding_and_quality_filters(store: SessionStore) -> None:
+    rows = [
+        # n, forward_state, embed_url, findings, max_loss_pct
+        (1, "uploaded", "https://e/1", ["high_loss", "high_rtt"], 12.5),
+        (2, "failed", None, [], 0.0),
+        (3, "pending", None, ["high_rtt"], None),
+        (4, None, None, None, 3.0),
+        (5, "uploaded", "https://e/5", ["high_loss"], 40.0),
+    ]
+    for n, forward_state, embed_url, findings, loss in rows:
+        fields = {"forward_state": forward_state, "embed_url": embed_url, "findings": findings}
+        if loss is not None:
+            fields["max_loss_pct"] = loss
+        await create(store, n, n, **fields)
+    assert await _ids(store, forward_state="uploaded") == [sid(5), sid(1)]
+    assert await _ids(store, forward_state="failed") == [sid(2)]
+    assert await _ids(store, has_embed_url=True) == [sid(5), sid(1)]
+    assert await _ids(store, has_embed_url=False) == [sid(4), sid(3), sid(2)]
+    assert await _ids(store, finding="high_rtt") == [sid(3), sid(1)]
+    assert await _ids(store, finding="high_loss", forward_state="uploaded") == [sid(5), sid(1)]
+    assert await _ids(store, min_loss_pct=3.0) == [sid(5), sid(4), sid(1)]
+    assert await _ids(store, min_loss_pct=0.0, since=at(2)) == [sid(5), sid(4), sid(2)]
 
 
 async def test_cursor_pagination_visits_each_record_once(store: SessionStore) -> None:

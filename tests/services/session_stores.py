@@ -2,7 +2,8 @@
 
 - ``embedded``: SQLite in the test's temporary directory.
 - ``ferretdb``: MongoDB wire protocol, the FerretDB server of this test session.
-- ``mongodb``: a real MongoDB, only when ``RTCSTATS_TEST_MONGODB_URI`` names one.
+- ``mongodb``: a real MongoDB, only when ``RTCSTATS_TEST_MONGODB_URI`` names one
+  (this machine has none: the kind is then left out, not skipped).
 
 A factory, not a store: the reopen tests make a second store on the same data.
 Each MongoDB-backed test gets its own collection, dropped afterwards.
@@ -14,6 +15,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from pymongo import MongoClient
@@ -22,15 +24,28 @@ from rtcstats_server.metadata.base import SessionStore
 from rtcstats_server.metadata.embedded import EmbeddedSessionStore
 from rtcstats_server.metadata.mongodb import MongoSessionStore
 
-KINDS = ("embedded", "ferretdb", "mongodb")
 MONGODB_URI_ENV = "RTCSTATS_TEST_MONGODB_URI"
 TEST_DATABASE = "rtcstats_test"
 
-StoreFactory = Callable[[], SessionStore]
+
+
+@dataclass(frozen=True)
+class StoreFactory:
+    """Makes unopened stores of one ``kind``, all on the same data."""
+
+    kind: str
+    make: Callable[[], SessionStore]
+
+    def __call__(self) -> SessionStore:
+        return self.make()
 
 
 def real_mongodb_uri() -> str | None:
     return os.environ.get(MONGODB_URI_ENV) or None
+
+
+#: The store kinds this run tests: a real MongoDB only when one is named.
+KINDS = ("embedded", "ferretdb", *(("mongodb",) if real_mongodb_uri() else ()))
 
 
 @contextmanager
@@ -50,9 +65,11 @@ def mongo_collection(uri: str) -> Iterator[str]:
 @contextmanager
 def store_factory(kind: str, tmp_path: Path, uri: str | None) -> Iterator[StoreFactory]:
     if kind == "embedded":
-        yield lambda: EmbeddedSessionStore(tmp_path / "sessions.sqlite3")
+        yield StoreFactory(kind, lambda: EmbeddedSessionStore(tmp_path / "sessions.sqlite3"))
         return
     if uri is None:
         raise ValueError(f"store kind {kind} needs a server URI")
     with mongo_collection(uri) as collection:
-        yield lambda: MongoSessionStore(uri, TEST_DATABASE, collection, timeout_s=5.0)
+        yield StoreFactory(
+            kind, lambda: MongoSessionStore(uri, TEST_DATABASE, collection, timeout_s=5.0)
+        )
