@@ -206,6 +206,10 @@ class SessionManager:
             session.decoder = decoder
             session.state = SessionState.STREAMING
             await self.flush(session, ack=False)
+            if session.recorded:
+                await self.records.upsert(
+                    session.id, {"state": SessionState.STREAMING.value, "updated_at": utcnow()}
+                )
             self.metrics.resumed.inc()
             log.info(
                 "session %s resumed (client %s, last seq %d)",

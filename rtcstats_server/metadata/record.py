@@ -20,7 +20,11 @@ from rtcstats_server.exceptions import ProtocolViolation
 
 
 class SessionState(StrEnum):
-    """Where a session is in its life; the order is the only allowed direction."""
+    """Where a session is in its life; records only move to a higher rank.
+
+    ``streaming`` and ``detached`` share a rank: a resumed client moves a session
+    back from detached to streaming, and both are simply "live".
+    """
 
     STREAMING = "streaming"
     DETACHED = "detached"
@@ -29,10 +33,15 @@ class SessionState(StrEnum):
 
     @property
     def rank(self) -> int:
-        return _STATE_ORDER.index(self)
+        return _STATE_RANKS[self]
 
 
-_STATE_ORDER = list(SessionState)
+_STATE_RANKS = {
+    SessionState.STREAMING: 0,
+    SessionState.DETACHED: 0,
+    SessionState.FINISHING: 1,
+    SessionState.STORED: 2,
+}
 
 
 class EndReason(StrEnum):

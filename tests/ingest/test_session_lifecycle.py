@@ -128,3 +128,16 @@ async def test_shutdown_drains_live_sessions(tmp_path: Path) -> None:
     async with run_collector(tmp_path / "data") as again:
         record = await again.wait_for_record(lambda r: r["url"] == "/drain")
         assert record["state"] == "stored" and record["end_reason"] == "shutdown"
+
+
+async def test_resumed_session_record_is_streaming_again(quick: RunningCollector) -> None:
+    async with quick.http.ws_connect(url(quick, False), protocols=("3.1_STANDARD",)) as ws:
+        await read_sn(ws)
+        await ws.send_str(entry(1))
+        await ws.close(code=4000)
+    await quick.wait_for_record(lambda r: r["state"] == "detached")
+    async with quick.http.ws_connect(url(quick, True), protocols=("3.1_STANDARD",)) as ws:
+        assert await read_sn(ws) == {"value": 1, "state": "initial"}
+        page = await quick.get_json("/v1/sessions?state=streaming")
+        assert [r["client_session_id"] for r in page["sessions"]] == [SID]
+        await ws.close(code=3001)
