@@ -35,11 +35,14 @@ from rtcstats_server.storage.base import StoredDump
 from rtcstats_server.storage.outbox import Outbox, OutboxEntry
 
 if TYPE_CHECKING:
+    from obstore import GetOptions
     from obstore.store import ClientConfig, RetryConfig, S3Config
 
 log = logging.getLogger(__name__)
 
 _READ_CHUNK = 256 * 1024
+#: Bytes per ranged GET when reading an object back.
+_RANGE_BYTES = 8 << 20
 #: Parts of one multipart upload in flight at once (memory: this many parts per upload).
 _PART_CONCURRENCY = 4
 #: A key that never exists: HEAD on it answers 404 when the bucket is reachable.
@@ -230,15 +233,34 @@ class ObjectDumpStore:
             finally:
                 await asyncio.to_thread(handle.close)
             return
+        async for chunk in self._read_object(key):
+            yield chunk
+
+    async def _read_object(self, key: str) -> AsyncIterator[bytes]:
+        """The object in ranged GETs of bounded size, each streamed in small chunks.
+
+        obstore bounds a whole request by the client timeout, and a reader as slow as
+        its HTTP client would outlive it on a large dump; short ranges never do. The
+        ETag pins every range to the version the first HEAD saw.
+        """
         try:
-            result = await obstore.get_async(self.store, key)
+            meta = await obstore.head_async(self.store, key)
         except (FileNotFoundError, NotFoundError):
             raise NotFound(f"no dump stored at {key}") from None
         except Exception as exc:
             raise StoreUnavailable(f"{self.location}: {_first_line(exc)}") from None
+        size = meta["size"]
+        offset = 0
         try:
-            async for chunk in result.stream(min_chunk_size=_READ_CHUNK):
-                yield chunk
+            while offset < size:
+                end = min(size, offset + _RANGE_BYTES)
+                options: GetOptions = {"range": (offset, end)}
+                if meta["e_tag"]:
+                    options["if_match"] = meta["e_tag"]
+                result = await obstore.get_async(self.store, key, options=options)
+                async for chunk in result.stream(min_chunk_size=_READ_CHUNK):
+                    yield chunk
+                offset = end
         except Exception as exc:
             raise StoreUnavailable(f"{self.location}: {_first_line(exc)}") from None
 
@@ -269,10 +291,14 @@ class ObjectDumpStore:
             self._running.add(attempt)
             attempt.add_done_callback(self._running.discard)
             uploaded = await asyncio.shield(attempt)
-            if entry.key in self._deleted:
-                self._deleted.discard(entry.key)
-                await self.outbox.remove(entry)
-            elif not uploaded:
+            try:
+                if entry.key in self._deleted:
+                    self._deleted.discard(entry.key)
+                    await self.outbox.remove(entry)
+                    continue
+            except OSError as exc:  # a worker must outlive any one entry
+                log.error("outbox: cannot remove %s: %r", entry.data, exc)
+            if not uploaded:
                 self._queue.put_nowait(entry)
 
     async def _wait_for_backoff(self) -> None:

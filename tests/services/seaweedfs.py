@@ -137,16 +137,22 @@ class SeaweedFS:
         self.start_seconds = time.monotonic() - began
         return self.start_seconds
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
+        """Shut down; past ``timeout`` (its volume server can linger on idle client
+        connections for 15 s) kill it: the data directory survives that, as it must."""
         process, self.process = self.process, None
         if process is None:
             return
         process.send_signal(signal.SIGTERM)
         try:
-            process.wait(timeout=15)
+            process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+    def kill(self) -> None:
+        """An abrupt outage: the S3 port stops answering at once."""
+        self.stop(timeout=0)
 
     @property
     def running(self) -> bool:
