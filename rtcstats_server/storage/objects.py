@@ -27,7 +27,12 @@ from obstore.exceptions import NotFoundError
 from obstore.store import AzureStore, GCSStore, ObjectStore, S3Store
 
 from rtcstats_server.config import StorageConfig
-from rtcstats_server.exceptions import NotFound, StoreUnavailable, UploadNotVerified
+from rtcstats_server.exceptions import (
+    ConfigError,
+    NotFound,
+    StoreUnavailable,
+    UploadNotVerified,
+)
 from rtcstats_server.metadata.base import SessionStore
 from rtcstats_server.metadata.record import utcnow
 from rtcstats_server.metrics import Metrics
@@ -63,7 +68,24 @@ def _first_line(exc: BaseException) -> str:
 
 def open_object_store(settings: StorageConfig) -> ObjectStore:
     """An obstore client for ``settings``; credentials the file does not give come from
-    the environment and the platform chain, as each provider's own tools do."""
+    the environment and the platform chain, as each provider's own tools do.
+
+    A client that cannot even be built (e.g. Azure without an account name) is a
+    configuration error, reported at start with the key to fix.
+    """
+    try:
+        return _client_for(settings)
+    except ValueError:
+        raise
+    except Exception as exc:
+        raise ConfigError(
+            "storage.backend",
+            f"cannot set up {settings.backend}: {_first_line(exc)} (check the provider's "
+            "environment variables, e.g. AZURE_STORAGE_ACCOUNT_NAME, or storage.endpoint)",
+        ) from None
+
+
+def _client_for(settings: StorageConfig) -> ObjectStore:
     client: ClientConfig = {
         "timeout": timedelta(seconds=settings.request_timeout_s),
         "connect_timeout": timedelta(seconds=min(10.0, settings.request_timeout_s)),

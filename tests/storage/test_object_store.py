@@ -17,7 +17,7 @@ import obstore
 import pytest
 
 from rtcstats_server.config import Config, build_config, masked_dump
-from rtcstats_server.exceptions import NotFound, StoreUnavailable
+from rtcstats_server.exceptions import ConfigError, NotFound, StoreUnavailable
 from rtcstats_server.storage.base import dump_key
 from rtcstats_server.storage.objects import ObjectDumpStore, open_object_store
 from tests.services.collector import free_port, wait_until
@@ -197,3 +197,13 @@ async def test_ping_reports_an_unreachable_bucket_quickly(data_dir: Path) -> Non
         with pytest.raises(StoreUnavailable, match="s3://b"):
             await asyncio.wait_for(store.ping(), timeout=10)
         assert time.monotonic() - began < 5
+
+
+def test_a_client_that_cannot_be_built_is_a_config_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("AZURE_STORAGE_ACCOUNT_NAME", "AZURE_STORAGE_ACCOUNT", "AZURE_ACCOUNT_NAME"):
+        monkeypatch.delenv(name, raising=False)
+    config = config_for(tmp_path, {"backend": "azure", "bucket": "dumps"})
+    with pytest.raises(ConfigError, match=r"storage\.backend"):
+        open_object_store(config.storage)
