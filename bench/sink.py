@@ -42,9 +42,7 @@ def main() -> None:
     parser.add_argument("port", type=int)
     parser.add_argument("--deflate", action="store_true", help="offer permessage-deflate")
     args = parser.parse_args()
-    web.run_app(
-        build(args.deflate), host="127.0.0.1", port=args.port, print=None, access_log=None
-    )
+    web.run_app(build(args.deflate), host="127.0.0.1", port=args.port, print=None, access_log=None)
 
 
 if __name__ == "__main__":

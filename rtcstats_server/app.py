@@ -15,9 +15,13 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from rtcstats_server import api
+from rtcstats_server.api_access import ApiAccess
 from rtcstats_server.app_keys import CONFIG, DUMPS, FORWARDING, MANAGER, METRICS, RECORDS, SPOOL
 from rtcstats_server.config import Config
+from rtcstats_server.exceptions import ConfigError
 from rtcstats_server.forwarders.worker import make_forwarding
+from rtcstats_server.http_errors import HttpErrorLog
+from rtcstats_server.ingest.access import ClientAccess
 from rtcstats_server.ingest.handler import IngestHandler
 from rtcstats_server.metadata.base import SessionStore
 from rtcstats_server.metadata.embedded import EmbeddedSessionStore
@@ -107,6 +111,8 @@ def build_app(config: Config) -> web.Application:
             return await ingest(request)
         return await handler(request)
 
+    # Outside the upgrade middleware: with api.listen, the API port takes no upgrades.
+    app.middlewares.append(ApiAccess(config.api, api_listen(config)[1]).middleware)
     app.middlewares.append(upgrades_anywhere)
     api.add_routes(app)
     return app
@@ -114,15 +120,34 @@ def build_app(config: Config) -> web.Application:
 
 async def start_server(config: Config) -> web.AppRunner:
     """Build the app and listen; the caller owns the returned runner."""
+    app = build_app(config)
     runner = web.AppRunner(
-        build_app(config),
+        app,
         handle_signals=False,
         access_log=None,
         shutdown_timeout=config.server.shutdown_grace_s,
+        # aiohttp closes a connection that has not sent a whole request within the
+        # keep-alive timeout (and idle keep-alive ones): our slowloris limit.
+        keepalive_timeout=config.limits.handshake_timeout_s,
+        logger=HttpErrorLog(logging.getLogger("aiohttp.server"), app[METRICS]),
     )
     await runner.setup()
     await web.TCPSite(runner, config.server.host, config.server.port).start()
+    host, port = api_listen(config)
+    if port is not None:
+        await web.TCPSite(runner, host, port).start()
     return runner
+
+
+def api_listen(config: Config) -> tuple[str, int | None]:
+    """``api.listen`` split into host and port; (host, None) when it is not set."""
+    if not config.api.listen:
+        return "", None
+    host, _, port = config.api.listen.rpartition(":")
+    number = int(port)
+    if not 0 < number <= 65535 or number == config.server.port:
+        raise ConfigError("api.listen", "needs a port of its own, other than server.port")
+    return host.strip("[]"), number
 
 
 async def stop_server(runner: web.AppRunner) -> None:
@@ -162,9 +187,12 @@ class _LazyIngest:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.handler: IngestHandler | None = None
+        self.access = ClientAccess(config.auth)  # key files are read (and checked) at start
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
         if self.handler is None:
             app = request.app
-            self.handler = IngestHandler(self.config, app[MANAGER], app[METRICS], app[SPOOL])
+            self.handler = IngestHandler(
+                self.config, app[MANAGER], app[METRICS], app[SPOOL], self.access
+            )
         return await self.handler(request)

@@ -1,4 +1,4 @@
-"""``rtcstats-server``: serve, check-config.
+"""``rtcstats-server``: serve, check-config, replay (and the commands of other issues).
 
 Exit codes: 0 success, 2 bad configuration or usage (the message names the key).
 """
@@ -33,6 +33,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", type=Path, help="data directory (server.data_dir)")
     check = commands.add_parser("check-config", help="validate a config file and print it")
     check.add_argument("file", type=Path, nargs="?", help="YAML configuration file")
+    check.add_argument(
+        "--connect",
+        action="store_true",
+        help="also check that storage, database and upstream are reachable (exit 1 if not)",
+    )
     fwd = commands.add_parser("forward", help="(re)send sessions to rtcstats.com now")
     fwd.add_argument("--config", type=Path, help="YAML configuration file")
     fwd.add_argument("--data-dir", type=Path, help="data directory (server.data_dir)")
@@ -46,9 +51,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     fwd.add_argument("--no-wait", action="store_true", help="queue them and return")
     fwd.add_argument("--timeout", type=float, default=600.0, help="seconds to wait (600)")
+    tok = commands.add_parser(
+        "hash-token", help="print the SHA-256 of an API token (read from stdin) for api.tokens"
+    )
+    tok.add_argument(
+        "--generate", action="store_true", help="make a new random token; print it and its hash"
+    )
     summ = commands.add_parser("summarize", help="print the quality summary of a dump as JSON")
     summ.add_argument("file", type=Path, help="dump file: ours (.zst), jitsi or rtcstats, any")
     summ.add_argument("--config", type=Path, help="YAML configuration file (quality thresholds)")
+    rep = commands.add_parser("replay", help="replay a dump into a running collector")
+    rep.add_argument("file", type=Path, help="dump: ours (.zst), jitsi, rtcstats, .ws.jsonl")
+    rep.add_argument("url", help="collector URL, e.g. ws://127.0.0.1:8080 (a path overrides)")
+    rep.add_argument("--connections", type=int, default=1, help="parallel sessions (1)")
+    rep.add_argument("--rate", type=float, help="messages per second over all connections")
     return parser
 
 
@@ -115,6 +131,49 @@ def _summarize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_connect(config: Config) -> int:
+    """One line per backend after the config; 1 if any is unreachable."""
+    from rtcstats_server.reachability import check_all
+
+    checks = asyncio.run(check_all(config))
+    sys.stdout.write("# reachability\n")
+    for check in checks:
+        sys.stdout.write(check.line + "\n")
+    return 1 if any(check.error for check in checks) else 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from rtcstats_server.replay import ReplayError, ReplayOptions
+    from rtcstats_server.replay import main as replay_main
+
+    if args.connections < 1 or (args.rate is not None and args.rate <= 0):
+        sys.stderr.write("rtcstats-server: --connections and --rate must be positive\n")
+        return 2
+    try:
+        return replay_main(args.file, args.url, ReplayOptions(args.connections, args.rate))
+    except ReplayError as exc:
+        sys.stderr.write(f"rtcstats-server: {exc}\n")
+        return 2
+
+
+def _hash_token(args: argparse.Namespace) -> int:
+    """The token comes from stdin, not argv: argv shows in ``ps`` and shell history."""
+    import secrets
+
+    from rtcstats_server.api_access import hash_token
+
+    if args.generate:
+        token = secrets.token_urlsafe(32)
+        sys.stdout.write(f"token:  {token}\nsha256: {hash_token(token)}\n")
+        return 0
+    token = sys.stdin.readline().strip()
+    if not token:
+        sys.stderr.write("rtcstats-server: give the token on stdin (or use --generate)\n")
+        return 2
+    sys.stdout.write(hash_token(token) + "\n")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -123,12 +182,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             return serve(config)
         if args.command == "forward":
             return _forward(args)
+        if args.command == "hash-token":
+            return _hash_token(args)
         if args.command == "summarize":
             return _summarize(args)
         if args.command == "check-config":
             config = load_config(args.file)
             sys.stdout.write(yaml.safe_dump(masked_dump(config), sort_keys=False))
-            return 0
+            return _check_connect(config) if args.connect else 0
+        if args.command == "replay":
+            return _replay(args)
     except ConfigError as exc:
         sys.stderr.write(f"rtcstats-server: configuration error: {exc}\n")
         return 2

@@ -9,6 +9,7 @@ reads the environment.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -183,8 +184,10 @@ class MetadataConfig(Section):
 
 class RetentionConfig(Section):
     days: int = Field(
-        0, ge=0, description="Delete records and dumps of sessions started this many days "
-        "ago or more; 0 keeps everything forever."
+        0,
+        ge=0,
+        description="Delete records and dumps of sessions started this many days "
+        "ago or more; 0 keeps everything forever.",
     )
     sweep_interval_s: float = Field(
         3600.0, gt=0, description="How often the retention sweep runs (when days > 0)."
@@ -284,6 +287,181 @@ class QualityConfig(Section):
     )
 
 
+class AuthConfig(Section):
+    """Who may stream: optional JWTs (``?rtcstats-token=``, the rtcstats-js convention)
+    and an Origin allowlist, both checked before the websocket upgrade. A token's
+    ``rtcStats.{user, session, conference}`` claims become the record's ids."""
+
+    require_token: bool = Field(
+        False,
+        description="Refuse (401) upgrades without a valid ?rtcstats-token=<JWT>; needs "
+        "jwt_secret, jwt_public_key_files or jwks_file. Off: a token is still checked if sent.",
+    )
+    jwt_secret: SecretStr = Field(
+        SecretStr(""),
+        description="HS256 shared secret (32 bytes or more); set it through "
+        "RTCSTATS_AUTH__JWT_SECRET.",
+    )
+    jwt_public_key_files: list[Path] = Field(
+        default_factory=list, description="PEM public keys accepted for RS256 and ES256 tokens."
+    )
+    jwks_file: Path | None = Field(
+        None, description="A JWKS file (JSON) of RS256/ES256 public keys, matched by 'kid'."
+    )
+    audience: str = Field(
+        "", max_length=256, description="Required 'aud' claim; empty: not checked."
+    )
+    issuer: str = Field("", max_length=256, description="Required 'iss' claim; empty: not checked.")
+    leeway_s: float = Field(
+        30.0, ge=0, le=3600, description="Clock skew allowed on 'exp' and 'nbf'."
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins allowed to stream (others: 403): 'https://meet.example.com' "
+        "(exact), 'meet.example.com' (host, any scheme/port), '*.example.com' (subdomains). "
+        "Empty: any. Requests without Origin (backend pushers) pass: use tokens for those.",
+    )
+
+    @model_validator(mode="after")
+    def _keys_for_tokens(self) -> AuthConfig:
+        if self.require_token and not self.has_keys:
+            raise ValueError(
+                "auth.require_token needs jwt_secret, jwt_public_key_files or jwks_file"
+            )
+        if 0 < len(self.jwt_secret.get_secret_value().encode()) < 32:
+            raise ValueError("auth.jwt_secret must be at least 32 bytes (RFC 7518 3.2)")
+        for pattern in self.allowed_origins:
+            if not re.fullmatch(r"(https?://)?(\*\.)?[A-Za-z0-9.-]+(:[0-9]{1,5})?", pattern):
+                raise ValueError(f"auth.allowed_origins: {pattern!r} is not an origin or host")
+        return self
+
+    @property
+    def has_keys(self) -> bool:
+        secret = bool(self.jwt_secret.get_secret_value())
+        return secret or bool(self.jwt_public_key_files) or self.jwks_file is not None
+
+
+class ApiToken(Section):
+    """One bearer token of the API, stored as the SHA-256 of the token (make one with
+    ``rtcstats-server hash-token``): a leaked config file gives no access."""
+
+    name: str = Field("", max_length=64, description="Who holds it (shown in logs).")
+    sha256: str = Field(
+        ..., pattern=r"^[0-9a-f]{64}$", description="Hex SHA-256 of the token, not the token."
+    )
+    scope: Literal["read", "admin"] = Field(
+        "read", description="read: sessions and dumps; admin: also forward and delete."
+    )
+
+
+class ApiConfig(Section):
+    """Who may read. Without tokens the API answers loopback clients only."""
+
+    listen: str = Field(
+        "",
+        pattern=r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):[0-9]{1,5}$|^$",
+        description="host:port for the API and /metrics on their own socket (e.g. "
+        "127.0.0.1:9090); then the public port serves ingest, /healthz and /readyz only. "
+        "Empty: everything on server.port.",
+    )
+    tokens: list[ApiToken] = Field(
+        default_factory=list,
+        description="Bearer tokens as {name, sha256, scope}. Empty: /v1 and /metrics answer "
+        "loopback clients only (403 for others).",
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins allowed to call the API from a browser (CORS); '*' for any. "
+        "Empty: no CORS headers.",
+    )
+
+
+class PrivacyConfig(Section):
+    obfuscate_ip_addresses: bool = Field(
+        True,
+        description="Mask IP addresses in ICE candidates, SDP, candidate stats and the "
+        "record's remote address before anything is stored (as rtcstats-server does); "
+        "masked events are re-encoded, so they are no longer byte-for-byte.",
+    )
+
+
+class LimitsConfig(Section):
+    """Flood limits, enforced before the websocket upgrade (429/503 with a metric)."""
+
+    max_connections: int = Field(
+        20000, ge=0, description="Open ingest connections at once; beyond: 503. 0: no limit."
+    )
+    max_connections_per_ip: int = Field(
+        256, ge=0, description="Open ingest connections per client address; beyond: 429. 0: none."
+    )
+    connections_per_ip_per_s: float = Field(
+        20.0,
+        ge=0,
+        description="New connections per client address per second; beyond: 429. 0: no limit.",
+    )
+    connection_burst_per_ip: int = Field(
+        100, ge=1, description="New connections a client address may open at once (bucket size)."
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="CIDRs of reverse proxies whose X-Forwarded-For names the client "
+        "(e.g. 10.0.0.0/8); from anyone else the header is ignored.",
+    )
+    handshake_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="A connection must send its whole HTTP request (e.g. the upgrade) within "
+        "this time, and an idle keep-alive connection is closed after it (slowloris).",
+    )
+
+    @model_validator(mode="after")
+    def _proxies_parse(self) -> LimitsConfig:
+        for cidr in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(f"limits.trusted_proxies: {cidr!r} is not a CIDR") from None
+        return self
+
+
+class ViewerConfig(Section):
+    """The embeddable session viewer under /view/: signed URLs instead of logins, so a
+    dashboard can put any session in an iframe; only the listed origins may frame it."""
+
+    enabled: bool = Field(True, description="Serve the viewer and give records a viewer_url.")
+    secret: SecretStr = Field(
+        SecretStr(""),
+        description="HMAC key signing viewer URLs; empty: generated once and kept in "
+        "<data_dir>/viewer-secret. Set it (RTCSTATS_VIEWER__SECRET) to share URLs between "
+        "collectors.",
+    )
+    url_ttl_s: int = Field(7 * 86400, ge=60, description="Lifetime of a signed viewer URL (s).")
+    authorized_domains: list[str] = Field(
+        default_factory=list,
+        description="Origins allowed to frame the viewer (https://dash.example.com); the "
+        "viewer's own origin always may.",
+    )
+    public_base_url: str = Field(
+        "",
+        pattern=r"^(https?://[^\s/?#]+(/[^\s?#]*)?)?$",
+        description="Base of viewer URLs as browsers reach this server; empty: "
+        "http://<server.host or 127.0.0.1>:<server.port>.",
+    )
+    chart_buckets: int = Field(
+        300, ge=20, le=5000, description="Points per chart series shown (min/max/mean each)."
+    )
+
+    @model_validator(mode="after")
+    def _origins(self) -> ViewerConfig:
+        for origin in self.authorized_domains:
+            host = r"(\*\.)?([A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\])"
+            if not re.fullmatch(rf"https?://{host}(:[0-9]{{1,5}})?", origin):
+                raise ValueError(
+                    f"authorized_domains: {origin!r} is not an origin like https://dash.example.com"
+                )
+        return self
+
+
 class Config(Section):
     server: ServerConfig = Field(default_factory=ServerConfig)  # type: ignore[arg-type]
     ingest: IngestConfig = Field(default_factory=IngestConfig)  # type: ignore[arg-type]
@@ -294,6 +472,11 @@ class Config(Section):
     logging: LoggingConfig = Field(default_factory=LoggingConfig)  # type: ignore[arg-type]
     forwarders: ForwardersConfig = Field(default_factory=ForwardersConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig)  # type: ignore[arg-type]
+    viewer: ViewerConfig = Field(default_factory=ViewerConfig)  # type: ignore[arg-type]
+    auth: AuthConfig = Field(default_factory=AuthConfig)  # type: ignore[arg-type]
+    api: ApiConfig = Field(default_factory=ApiConfig)  # type: ignore[arg-type]
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)  # type: ignore[arg-type]
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)  # type: ignore[arg-type]
 
     @property
     def dumps_dir(self) -> Path:

@@ -5,20 +5,32 @@ from __future__ import annotations
 import logging
 import sys
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 
 from rtcstats_server.config import LoggingConfig
 
+#: ``extra={LOG_FIELDS: {...}}`` on a log call: in JSON mode these become top-level
+#: keys of the line, so a log pipeline can filter on ``session_id`` or ``end_reason``
+#: without parsing the message. Text mode shows only the message (which has them).
+LOG_FIELDS = "fields"
+_BASE_KEYS = ("time", "level", "logger", "message")
+
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        entry = {
+        entry: dict[str, Any] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
         }
+        fields = getattr(record, LOG_FIELDS, None)
+        if isinstance(fields, dict):
+            for key, value in fields.items():
+                if key not in _BASE_KEYS:
+                    entry[key] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return orjson.dumps(entry).decode()

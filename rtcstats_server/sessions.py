@@ -35,6 +35,7 @@ from rtcstats_server.exceptions import RtcstatsError, StoreUnavailable
 from rtcstats_server.ingest.dialects import Decoder
 from rtcstats_server.ingest.dialects.base import DumpLine, Handshake
 from rtcstats_server.ingest.dialects.jitsi import FINAL_CLOSE_CODES
+from rtcstats_server.logs import LOG_FIELDS
 from rtcstats_server.metadata.base import SessionStore
 from rtcstats_server.metadata.record import EndReason, SessionState, utcnow
 from rtcstats_server.metrics import Metrics
@@ -302,6 +303,24 @@ class SessionManager:
         await self.records.upsert(
             session.id, {**self._base_fields(session), "state": SessionState.STREAMING.value}
         )
+        log.info(
+            "session %s started: client %s, dialect %s, url %s, from %s",
+            session.id,
+            session.client_session_id,
+            session.dialect,
+            session.handshake.path,
+            session.handshake.remote,
+            extra={
+                LOG_FIELDS: {
+                    "event": "session_start",
+                    "session_id": session.id,
+                    "client_session_id": session.client_session_id,
+                    "dialect": session.dialect,
+                    "url": session.handshake.path,
+                    "node_id": self.node_id,
+                }
+            },
+        )
 
     def _base_fields(self, session: Session) -> dict[str, Any]:
         """What every write of a record carries, so any one of them can create it."""
@@ -443,6 +462,27 @@ class SessionManager:
             session.bytes_received,
             stored.key,
             stored.size,
+            extra={
+                LOG_FIELDS: {
+                    "event": "session_end",
+                    "session_id": session.id,
+                    "client_session_id": session.client_session_id,
+                    "conference_id": session.fields.get("conference_id"),
+                    "user_id": session.fields.get("user_id"),
+                    "app": session.fields.get("app"),
+                    "dialect": session.dialect,
+                    "end_reason": reason.value,
+                    "close_code": code,
+                    "duration_s": round((ended - session.started_at).total_seconds(), 3),
+                    "messages": session.messages,
+                    "bytes_received": session.bytes_received,
+                    "dropped_messages": session.dropped,
+                    "connections": session.connections,
+                    "dump_key": stored.key,
+                    "dump_bytes": stored.size,
+                    "dump_raw_bytes": writer.raw_bytes,
+                }
+            },
         )
         for hook in self.on_stored:
             await hook(session.id)

@@ -13,12 +13,15 @@ from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import ASCENDING, AsyncMongoClient, ReturnDocument
+from pymongo import ASCENDING, AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from rtcstats_server.exceptions import StoreUnavailable
 from rtcstats_server.forwarders.jobs import Job, JobState
+
+#: Lost races in a row before lease() gives up until the next poll.
+_LEASE_TRIES = 8
 
 
 def _date(seconds: float) -> datetime:
@@ -58,6 +61,7 @@ class MongoJobQueue:
         self.collection_name = collection
         self._client: AsyncMongoClient[dict[str, Any]] | None = None
         self._jobs: AsyncCollection[dict[str, Any]] | None = None
+        self._claims: AsyncCollection[dict[str, Any]] | None = None
 
     @classmethod
     def from_config(cls, metadata: Any) -> MongoJobQueue:
@@ -73,9 +77,16 @@ class MongoJobQueue:
             raise StoreUnavailable("upload queue is not open")
         return self._jobs
 
+    @property
+    def claims(self) -> AsyncCollection[dict[str, Any]]:
+        if self._claims is None:
+            raise StoreUnavailable("upload queue is not open")
+        return self._claims
+
     async def open(self) -> None:
         self._client = AsyncMongoClient(self.uri, tz_aware=True, serverSelectionTimeoutMS=5000)
         self._jobs = self._client[self.database][self.collection_name]
+        self._claims = self._client[self.database][f"{self.collection_name}_claims"]
         try:
             await self._jobs.create_index(
                 [("forwarder", ASCENDING), ("state", ASCENDING), ("next_attempt_at", ASCENDING)],
@@ -90,7 +101,7 @@ class MongoJobQueue:
 
     async def close(self) -> None:
         if self._client is not None:
-            client, self._client, self._jobs = self._client, None, None
+            client, self._client, self._jobs, self._claims = self._client, None, None, None
             await client.close()
 
     async def enqueue(
@@ -158,21 +169,32 @@ class MongoJobQueue:
             if not only:
                 return None
             query["session_id"] = {"$in": list(only)}
-        doc = await self.jobs.find_one_and_update(
-            query,
-            {
-                "$set": {
-                    "state": JobState.UPLOADING.value,
-                    "lease_owner": owner,
-                    "lease_expires": _date(now + lease_s),
-                    "updated_at": when,
-                },
-                "$inc": {"attempts": 1},
-            },
-            sort=[("next_attempt_at", ASCENDING)],
-            return_document=ReturnDocument.AFTER,
-        )
-        return _job(doc) if doc is not None else None
+        # Not find_one_and_update: FerretDB (our test server) runs findAndModify, and
+        # conditional updates, as a read then a write, so two racing processes could
+        # both win. Inserting a claim with a unique _id (job, lease number) is atomic
+        # on every server: exactly one process wins each lease.
+        for _ in range(_LEASE_TRIES):
+            seen = await self.jobs.find_one(query, sort=[("next_attempt_at", ASCENDING)])
+            if seen is None:
+                return None
+            number = int(seen.get("leases", 0)) + 1
+            try:
+                await self.claims.insert_one(
+                    {"_id": f"{seen['_id']}#{number}", "job": seen["_id"], "owner": owner}
+                )
+            except DuplicateKeyError:
+                continue  # another process took this lease first: look again
+            fields = {
+                "state": JobState.UPLOADING.value,
+                "lease_owner": owner,
+                "lease_expires": _date(now + lease_s),
+                "updated_at": when,
+                "attempts": int(seen["attempts"]) + 1,
+                "leases": number,
+            }
+            await self.jobs.update_one({"_id": seen["_id"]}, {"$set": fields})
+            return _job({**seen, **fields})
+        return None
 
     def _owned(self, job: Job, owner: str) -> dict[str, Any]:
         return {
@@ -203,13 +225,15 @@ class MongoJobQueue:
         )
         return outcome.matched_count > 0
 
+    async def _forget_claims(self, job: Job, finished: bool) -> bool:
+        """Claims of a finished job are history; a later lease gets a higher number."""
+        if finished:
+            await self.claims.delete_many({"job": f"{job.forwarder}:{job.session_id}"})
+        return finished
+
     async def complete(self, job: Job, owner: str, now: float, result: dict[str, Any]) -> bool:
-        return await self._finish(
-            job,
-            owner,
-            now,
-            {"state": JobState.UPLOADED.value, "last_error": None, "result": result},
-        )
+        fields = {"state": JobState.UPLOADED.value, "last_error": None, "result": result}
+        return await self._forget_claims(job, await self._finish(job, owner, now, fields))
 
     async def retry(
         self, job: Job, owner: str, now: float, next_attempt_at: float, error: str
@@ -226,9 +250,8 @@ class MongoJobQueue:
         )
 
     async def fail(self, job: Job, owner: str, now: float, error: str) -> bool:
-        return await self._finish(
-            job, owner, now, {"state": JobState.FAILED.value, "last_error": error}
-        )
+        fields = {"state": JobState.FAILED.value, "last_error": error}
+        return await self._forget_claims(job, await self._finish(job, owner, now, fields))
 
     async def release(self, job: Job, owner: str, now: float) -> bool:
         return await self._finish(

@@ -16,8 +16,11 @@ from aiohttp.http_websocket import WebSocketError
 
 from rtcstats_server.config import Config
 from rtcstats_server.exceptions import HandshakeRefused, ProtocolViolation
+from rtcstats_server.ingest.access import TOKEN_PARAM, ClientAccess
 from rtcstats_server.ingest.dialects import Decoder, choose_subprotocol, open_decoder
 from rtcstats_server.ingest.dialects.base import DumpLine, EndOfSession, Handshake, Identity, Reply
+from rtcstats_server.ingest.limits import ConnectionLimits
+from rtcstats_server.ingest.privacy import mask_line, mask_remote
 from rtcstats_server.metadata.record import EndReason
 from rtcstats_server.metrics import Metrics
 from rtcstats_server.sessions import Session, SessionManager
@@ -31,9 +34,15 @@ PATH_PATTERN = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$")
 #: aiohttp's own protocol-error close codes → why the session ended.
 _ERROR_REASONS = {1009: EndReason.MESSAGE_TOO_BIG, 1007: EndReason.BAD_MESSAGES}
 
+#: The token parameter and its value, cut from the path we store (it is a credential).
+_TOKEN_IN_QUERY = re.compile(r"(?<=[?&])" + re.escape(TOKEN_PARAM) + r"=[^&]*&?")
 
-def read_handshake(request: web.Request, config: Config) -> Handshake:
+
+def read_handshake(request: web.Request, config: Config, remote: str | None = None) -> Handshake:
+    """``remote``: the client address to record (already masked when privacy asks)."""
     raw = request.raw_path
+    if TOKEN_PARAM in raw:
+        raw = _TOKEN_IN_QUERY.sub("", raw).rstrip("?&")
     if len(raw) > config.ingest.max_path_bytes:
         raise HandshakeRefused(400, "bad_path", "request path is too long")
     path_part = raw.split("?", 1)[0]
@@ -47,7 +56,7 @@ def read_handshake(request: web.Request, config: Config) -> Handshake:
         subprotocol=subprotocol,
         user_agent=request.headers.get("User-Agent", "")[:512],
         origin=request.headers.get("Origin", "")[:256],
-        remote=request.remote or "",
+        remote=(request.remote or "") if remote is None else remote,
     )
 
 
@@ -63,11 +72,15 @@ class IngestHandler:
         manager: SessionManager,
         metrics: Metrics,
         spool: Spool | None = None,
+        access: ClientAccess | None = None,
     ) -> None:
         self.config = config
         self.manager = manager
         self.metrics = metrics
         self.spool = spool
+        self.access = access or ClientAccess(config.auth)
+        self.limits = ConnectionLimits(config.limits)
+        self.mask = config.privacy.obfuscate_ip_addresses
 
     def refuse(self, refusal: HandshakeRefused) -> web.Response:
         self.metrics.refused.labels(refusal.reason).inc()
@@ -81,8 +94,23 @@ class IngestHandler:
             return self.refuse(
                 HandshakeRefused(503, "spool_full", "dump spool is full; retry later")
             )
+        limits = self.limits
+        client_ip = limits.client_ip(request.remote or "", request.headers.get("X-Forwarded-For"))
         try:
-            handshake = read_handshake(request, self.config)
+            limits.admit(client_ip)
+        except HandshakeRefused as refusal:
+            return self.refuse(refusal)
+        try:
+            return await self._upgrade(request, client_ip)
+        finally:
+            limits.release(client_ip)
+
+    async def _upgrade(self, request: web.Request, client_ip: str) -> web.StreamResponse:
+        try:
+            self.access.check_origin(request.headers.get("Origin", ""))
+            claims = self.access.authenticate(request.query.get(TOKEN_PARAM))
+            remote = mask_remote(client_ip) if self.mask and client_ip else client_ip
+            handshake = read_handshake(request, self.config, remote)
             decoder = open_decoder(handshake)
         except HandshakeRefused as refusal:
             return self.refuse(refusal)
@@ -97,8 +125,10 @@ class IngestHandler:
         traffic.connections += 1
         traffic.open += 1
         session = await self.manager.connect(decoder, handshake, ws)
+        if claims:
+            session.fields.update(claims)
         try:
-            await self._pump(ws, session, decoder)
+            await self._pump(ws, session, decoder, frozenset(claims or ()))
         except (ConnectionError, asyncio.CancelledError):
             pass
         finally:
@@ -108,7 +138,14 @@ class IngestHandler:
             await self.manager.disconnected(session, ws, code)
         return ws
 
-    async def _pump(self, ws: web.WebSocketResponse, session: Session, decoder: Decoder) -> None:
+    async def _pump(
+        self,
+        ws: web.WebSocketResponse,
+        session: Session,
+        decoder: Decoder,
+        pinned: frozenset[str] = frozenset(),
+    ) -> None:
+        """``pinned``: record fields a verified token set; identity messages keep off."""
         manager = self.manager
         metrics = self.metrics
         traffic = metrics.traffic[session.dialect]
@@ -116,6 +153,7 @@ class IngestHandler:
         max_session = self.config.ingest.max_session_bytes
         max_bad = self.config.ingest.max_bad_messages
         bad = 0
+        mask = self.mask
         while True:
             msg = await ws.receive()
             kind = msg.type
@@ -143,9 +181,14 @@ class IngestHandler:
                     continue
                 for result in results:
                     if type(result) is DumpLine:
+                        if mask and (masked := mask_line(result.text)) is not None:
+                            result = DumpLine(masked, result.seq)
                         await manager.accept(session, result)
                     elif type(result) is Identity:
-                        await manager.identity(session, result.fields)
+                        fields = result.fields
+                        if pinned:
+                            fields = {k: v for k, v in fields.items() if k not in pinned}
+                        await manager.identity(session, fields)
                     elif type(result) is Reply:
                         await ws.send_str(result.text)
                     elif type(result) is EndOfSession:

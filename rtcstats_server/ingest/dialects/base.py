@@ -41,7 +41,7 @@ class Handshake:
     remote: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen __init__ costs 3x, and this is made per message
 class DumpLine:
     """One event to append to the dump as-is; ``seq`` orders 3.1 entries."""
 

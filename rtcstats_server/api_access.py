@@ -1,0 +1,118 @@
+"""Who may read: bearer tokens with scopes, loopback-only without them, CORS, and the
+split between the public port and ``api.listen``.
+
+Tokens are configured as SHA-256 hashes, so the config file is no credential; each
+request's token is hashed and compared in constant time against every configured
+hash. ``read`` opens the GET routes (sessions, dumps, metrics); ``admin`` also opens
+the ones that change something (forward, delete). With no token configured the API
+answers clients on this host only: a request relayed by a proxy (it carries
+``X-Forwarded-For`` or ``Forwarded``) is not one, even when the proxy is local.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+
+from aiohttp import web
+
+from rtcstats_server.api import Handler, error
+from rtcstats_server.config import ApiConfig
+
+#: Paths of the API proper; /healthz and /readyz stay open on every port.
+PROTECTED_PREFIXES = ("/v1/", "/metrics")
+_READ_METHODS = frozenset({"GET", "HEAD"})
+
+
+def hash_token(token: str) -> str:
+    """What ``api.tokens[].sha256`` holds for ``token``."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def protected(path: str) -> bool:
+    return path.startswith(PROTECTED_PREFIXES) or path == "/v1"
+
+
+def _local_port(request: web.Request) -> int | None:
+    transport = request.transport
+    sockname = transport.get_extra_info("sockname") if transport is not None else None
+    return sockname[1] if isinstance(sockname, tuple) and len(sockname) >= 2 else None
+
+
+def _from_loopback(request: web.Request) -> bool:
+    if "X-Forwarded-For" in request.headers or "Forwarded" in request.headers:
+        return False
+    try:
+        return ipaddress.ip_address((request.remote or "").split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False  # a unix socket has no address: not ours to open
+
+
+class ApiAccess:
+    def __init__(self, config: ApiConfig, api_port: int | None) -> None:
+        self.tokens = [(token.sha256, token.scope, token.name) for token in config.tokens]
+        self.cors = set(config.cors_origins)
+        #: When set, protected paths answer only on this local port and ingest never does.
+        self.api_port = api_port
+
+    def scope_of(self, request: web.Request) -> str | None:
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return None
+        digest = hash_token(token.strip())
+        found = None
+        for sha256, scope, _name in self.tokens:  # no early exit: timing says nothing
+            if hmac.compare_digest(digest, sha256) and found != "admin":
+                found = scope
+        return found
+
+    def _cors_headers(self, request: web.Request) -> dict[str, str]:
+        origin = request.headers.get("Origin")
+        if not origin or not self.cors or ("*" not in self.cors and origin not in self.cors):
+            return {}
+        return {
+            "Access-Control-Allow-Origin": "*" if "*" in self.cors else origin,
+            "Access-Control-Allow-Headers": "Authorization",
+            "Access-Control-Allow-Methods": "GET, POST, DELETE",
+            "Vary": "Origin",
+        }
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        path = request.path
+        upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
+        if self.api_port is not None:
+            on_api_port = _local_port(request) == self.api_port
+            if (upgrade and on_api_port) or (not upgrade and protected(path) and not on_api_port):
+                return error(404, "not_found", "not served on this port")
+        if upgrade or not protected(path):
+            return await handler(request)  # ingest (any path) and health: open
+        cors = self._cors_headers(request)
+        if request.method == "OPTIONS" and cors:
+            return web.Response(status=204, headers=cors)
+        refusal = self._refusal(request)
+        if refusal is not None:
+            refusal.headers.update(cors)
+            return refusal
+        response = await handler(request)
+        if cors and not response.prepared:
+            response.headers.update(cors)
+        return response
+
+    def _refusal(self, request: web.Request) -> web.Response | None:
+        if not self.tokens:
+            if _from_loopback(request):
+                return None
+            return error(
+                403, "forbidden", "no API token is configured: the API answers this host only"
+            )
+        scope = self.scope_of(request)
+        if scope is None:
+            response = error(401, "unauthorized", "send Authorization: Bearer <token>")
+            response.headers["WWW-Authenticate"] = 'Bearer realm="rtcstats"'
+            return response
+        if request.method not in _READ_METHODS and scope != "admin":
+            return error(403, "forbidden", "this route needs a token with the admin scope")
+        return None

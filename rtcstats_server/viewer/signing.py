@@ -1,0 +1,126 @@
+"""Signed viewer URLs: the link itself is the permission to see one session.
+
+A dashboard puts the URL in an iframe for its own (already logged-in) staff, so the
+viewer cannot ask for a login. The signature is an HMAC-SHA256 over the session id
+and the expiry, so a URL opens exactly one session until exactly its ``exp``; the key
+never leaves the server. Without a configured key one is generated once and kept in
+the data dir (mode 0600), so URLs survive restarts of this collector.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import hmac
+import os
+import secrets
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Final
+from urllib.parse import urlencode
+
+from rtcstats_server.config import Config
+from rtcstats_server.exceptions import ConfigError
+
+SECRET_FILE: Final = "viewer-secret"
+_LOCAL_HOSTS: Final = frozenset({"", "0.0.0.0", "::", "[::]"})
+
+
+class Denied(StrEnum):
+    """Why a viewer request was refused (the label of ``rtcstats_viewer_denied_total``)."""
+
+    MISSING = "missing"
+    MALFORMED = "malformed"
+    EXPIRED = "expired"
+    BAD_SIGNATURE = "bad_signature"
+
+
+@dataclass(frozen=True)
+class SignedUrl:
+    url: str
+    expires_at: int
+
+
+class Signer:
+    def __init__(self, key: bytes, base_url: str, ttl_s: int) -> None:
+        self._key = key
+        self.base_url = base_url.rstrip("/")
+        self.ttl_s = ttl_s
+
+    def signature(self, session_id: str, exp: int) -> str:
+        # The separator cannot occur in either part: ids are hex, exp is digits.
+        message = f"{session_id}\n{exp}".encode()
+        digest = hmac.new(self._key, message, hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+    def query(self, session_id: str, exp: int) -> str:
+        return urlencode({"exp": exp, "sig": self.signature(session_id, exp)})
+
+    def url(self, session_id: str, now: float) -> SignedUrl:
+        exp = int(now) + self.ttl_s
+        return SignedUrl(f"{self.base_url}/view/{session_id}?{self.query(session_id, exp)}", exp)
+
+    def check(self, session_id: str, exp: str | None, sig: str | None, now: float) -> Denied | None:
+        """None when the request may see ``session_id``, else the reason it may not."""
+        if not exp or not sig:
+            return Denied.MISSING
+        if not exp.isdigit() or len(exp) > 12 or len(sig) > 64:
+            return Denied.MALFORMED
+        # Checked before expiry, so a forged URL is counted as forged even when old.
+        if not hmac.compare_digest(self.signature(session_id, int(exp)), sig):
+            return Denied.BAD_SIGNATURE
+        if int(exp) < now:
+            return Denied.EXPIRED
+        return None
+
+
+def public_base_url(config: Config) -> str:
+    configured = config.viewer.public_base_url
+    if configured:
+        return configured.rstrip("/")
+    host = config.server.host
+    host = "127.0.0.1" if host in _LOCAL_HOSTS else host
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{config.server.port}"
+
+
+def load_key(config: Config) -> bytes:
+    """The configured secret, or the one kept in the data dir (made on first use).
+
+    Blocking file I/O: call it from a worker thread.
+    """
+    configured = config.viewer.secret.get_secret_value()
+    if configured:
+        return configured.encode()
+    path = config.server.data_dir / SECRET_FILE
+    if path.exists():
+        return _read_key(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Written whole under a temporary name, then linked into place: the key file is
+    # either absent or complete, and a second process racing us keeps the first key.
+    temp = path.with_name(f".{SECRET_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(32) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        with contextlib.suppress(FileExistsError):
+            os.link(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+    return _read_key(path)
+
+
+def _read_key(path: Path) -> bytes:
+    key = path.read_text(encoding="ascii").strip()
+    if len(key) < 16:
+        raise ConfigError(str(path), "the viewer key file is too short; delete it to make a new one")
+    return key.encode()
+
+
+def make_signer(config: Config) -> Signer:
+    return Signer(load_key(config), public_base_url(config), config.viewer.url_ttl_s)

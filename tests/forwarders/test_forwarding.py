@@ -1,0 +1,355 @@
+"""Forwarding end to end: real fixtures stream into a collector, which uploads them to
+the rtcstats.com stand-in; every fault of the stand-in has its expected outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rtcstats_server.cli import main
+from rtcstats_server.dumps.reader import DumpReader
+from rtcstats_server.forwarders.jobs_sqlite import SqliteJobQueue
+from tests.services import streams
+from tests.services.collector import RunningCollector, run_collector, wait_until
+from tests.services.upstream import Fault, Upstream, run_upstream
+
+TOKEN = "test-token"
+FAILED_CALL = "jitsi-chrome-standard-pc-failed.jsonl"
+
+
+def settings(upstream: Upstream, **overrides: Any) -> dict[str, Any]:
+    forwarder = {
+        "endpoint": upstream.url,
+        "token": TOKEN,
+        "chunk_bytes": 16 * 1024,  # several chunks per fixture
+        "timeout_s": 10.0,
+        "backoff_base_s": 0.05,
+        "backoff_max_s": 0.2,
+        "poll_interval_s": 0.1,
+        "lease_s": 5.0,
+        **overrides,
+    }
+    return {"forwarders": {"rtcstats_com": forwarder}}
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[Upstream]:
+    async with run_upstream(TOKEN) as running:
+        yield running
+
+
+async def replay_jitsi(
+    collector: RunningCollector, fixtures: Path, name: str = FAILED_CALL, client: str = "fw-1"
+) -> dict[str, Any]:
+    stream = streams.jitsi_disk_dump(fixtures, name, client)
+    async with collector.http.ws_connect(
+        collector.ws_url + stream.path, protocols=(stream.subprotocol,)
+    ) as ws:
+        await ws.receive_json(timeout=5)  # the sn handshake
+        for message in stream.messages:
+            await ws.send_str(message)
+        await ws.close(code=stream.close_code)
+    return await collector.wait_for_record(
+        lambda r: r["client_session_id"] == client and r["state"] == "stored"
+    )
+
+
+async def forwarded(
+    collector: RunningCollector, session_id: str, states: tuple[str, ...] = ("uploaded", "failed")
+) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+
+    async def done() -> bool:
+        found.update(await collector.get_json(f"/v1/sessions/{session_id}"))
+        return found.get("forward_state") in states
+
+    await wait_until(done, 20, f"session {session_id} forward_state in {states}")
+    return found
+
+
+async def metrics_text(collector: RunningCollector) -> str:
+    async with collector.http.get(collector.base_url + "/metrics") as response:
+        return await response.text()
+
+
+async def test_jitsi_session_is_converted_uploaded_and_its_urls_recorded(
+    tmp_path: Path, fixtures_dir: Path, upstream: Upstream
+) -> None:
+    async with run_collector(tmp_path / "data", settings(upstream)) as collector:
+        record = await replay_jitsi(collector, fixtures_dir)
+        done = await forwarded(collector, record["id"])
+        stored = await collector.dump_text(record["id"])
+        listed = {
+            query: [
+                s["id"] for s in (await collector.get_json(f"/v1/sessions?{query}"))["sessions"]
+            ]
+            for query in ("forward_state=uploaded", "has_embed_url=true", "has_embed_url=false")
+        }
+        metrics = await metrics_text(collector)
+    (upload,) = upstream.uploads_of(record["id"])
+    assert done["forward_state"] == "uploaded" and done["forward_attempts"] == 1
+    assert done["rtcstats_id"] == upload.rtcstats_id
+    assert done["rtcstats_url"] == f"https://rtcstats.example/dumps/{upload.rtcstats_id}"
+    assert done["embed_url"] == f"https://rtcstats.example/embed/{upload.rtcstats_id}"
+    assert done["embed_url_absent"] is False and done["forward_error"] is None
+    assert listed == {
+        "forward_state=uploaded": [record["id"]],
+        "has_embed_url=true": [record["id"]],
+        "has_embed_url=false": [],
+    }
+    chunks = [status for step, status in upstream.requests if step == "chunk"]
+    assert len(chunks) == -(-len(upload.content) // (16 * 1024)) > 1
+    # What arrived is the stored session in fileFormat 3: same events, same times.
+    original = list(DumpReader([stored.encode()], strict=True))
+    uploaded = DumpReader([upload.content], strict=True)
+    assert uploaded.info.metadata["fileFormat"] == 3
+    assert uploaded.info.metadata["convertedFrom"] == "3.1_STANDARD"
+    converted = list(uploaded)
+    assert [(e.timestamp, e.method, e.pc_id) for e in converted] == [
+        (e.timestamp, e.method, e.pc_id) for e in original
+    ]
+    assert [len(e.stats) for e in converted] == [len(e.stats) for e in original]
+    assert 'rtcstats_forward_uploads_total{forwarder="rtcstats_com",outcome="uploaded"} 1.0' in (
+        metrics
+    )
+    assert "rtcstats_forward_upload_seconds_count" in metrics
+
+
+async def test_rtcstats_js_session_goes_as_stored_and_no_embed_plan_is_recorded(
+    tmp_path: Path, fixtures_dir: Path
+) -> None:
+    stream = streams.captured(fixtures_dir, "rtcstats-js-2.4.0-loopback-call")
+    async with (
+        run_upstream(TOKEN, embed=False) as upstream,
+        run_collector(tmp_path / "data", settings(upstream)) as collector,
+    ):
+        async with collector.http.ws_connect(
+            collector.ws_url + stream.path, protocols=(stream.subprotocol,)
+        ) as ws:
+            for message in stream.messages:
+                await ws.send_str(message)
+        record = await collector.wait_for_record(lambda r: r["state"] == "stored")
+        done = await forwarded(collector, record["id"])
+        stored = await collector.dump_text(record["id"])
+        without = await collector.get_json("/v1/sessions?has_embed_url=false")
+    (upload,) = upstream.uploads_of(record["id"])
+    assert upload.content == stored.encode()  # byte for byte: no conversion
+    assert done["forward_state"] == "uploaded"
+    assert done["embed_url"] is None and done["embed_url_absent"] is True
+    assert [s["id"] for s in without["sessions"]] == [record["id"]]
+
+
+RETRIED = {
+    "500_on_a_chunk": Fault("chunk", chunk_index=1),
+    "429_on_assemble": Fault("assemble", status=429, error="Slow down", error_code="rate_limit"),
+    "dropped_connection": Fault("chunk", action="drop", chunk_index=0),
+    "slow_assemble": Fault("assemble", action="slow", delay_s=3.0),
+    "503_twice": Fault("chunk", status=503, error="Unavailable", error_code=None, times=2),
+}
+
+
+@pytest.mark.parametrize("name", list(RETRIED))
+async def test_retryable_fault_ends_in_exactly_one_upload(
+    tmp_path: Path, fixtures_dir: Path, upstream: Upstream, name: str
+) -> None:
+    fault = RETRIED[name]
+    retries = fault.times  # the stand-in counts it down
+    upstream.inject(fault)
+    overrides = {"timeout_s": 1.0} if fault.action == "slow" else {}
+    async with run_collector(tmp_path / "data", settings(upstream, **overrides)) as collector:
+        record = await replay_jitsi(collector, fixtures_dir)
+        done = await forwarded(collector, record["id"])
+        metrics = await metrics_text(collector)
+    assert len(upstream.uploads_of(record["id"])) == 1
+    assert done["forward_state"] == "uploaded"
+    assert done["forward_attempts"] == 1 + retries
+    assert done["forward_error"] is None and done["rtcstats_id"]
+    assert (
+        f'rtcstats_forward_uploads_total{{forwarder="rtcstats_com",outcome="retried"}} '
+        f"{float(retries)}" in metrics
+    )
+    if fault.action == "slow":
+        assert upstream.abandoned == 1  # the timed-out assemble was cut, not committed
+
+
+FINAL = {
+    "402_no_credits": (
+        Fault("assemble", status=402, error="No credits left", error_code="no_credits"),
+        "no_credits",
+    ),
+    "415_parsing_issue": (
+        Fault("assemble", status=415, error="Cannot parse", error_code="parsing_issue"),
+        None,
+    ),
+    "413_too_large": (Fault("chunk", status=413, error="Too large", error_code="too_large"), None),
+    "400_bad_request": (
+        Fault("chunk", status=400, error="Bad chunk", error_code="bad_request"),
+        None,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(FINAL))
+async def test_final_fault_fails_the_job_with_the_upstream_reason(
+    tmp_path: Path, fixtures_dir: Path, upstream: Upstream, name: str
+) -> None:
+    fault, alert = FINAL[name]
+    upstream.inject(fault)
+    async with run_collector(tmp_path / "data", settings(upstream)) as collector:
+        record = await replay_jitsi(collector, fixtures_dir)
+        done = await forwarded(collector, record["id"])
+        metrics = await metrics_text(collector)
+    assert upstream.assembled == []
+    assert done["forward_state"] == "failed" and done["forward_attempts"] == 1
+    assert (done["forward_error"], done["forward_error_code"]) == (fault.error, fault.error_code)
+    assert done["forward_http_status"] == fault.status
+    assert done["rtcstats_id"] is None
+    if alert:
+        assert f'rtcstats_forward_auth_alert{{forwarder="rtcstats_com",reason="{alert}"}} 1.0' in (
+            metrics
+        )
+
+
+async def test_wrong_token_fails_at_once_and_raises_the_alert(
+    tmp_path: Path, fixtures_dir: Path
+) -> None:
+    async with (
+        run_upstream("the-real-token") as upstream,
+        run_collector(tmp_path / "data", settings(upstream)) as collector,
+    ):
+        record = await replay_jitsi(collector, fixtures_dir)
+        done = await forwarded(collector, record["id"])
+        metrics = await metrics_text(collector)
+    assert upstream.requests == [("auth", 401)]  # no retry
+    assert (done["forward_state"], done["forward_error_code"]) == ("failed", "unauthorized")
+    assert 'rtcstats_forward_auth_alert{forwarder="rtcstats_com",reason="unauthorized"} 1.0' in (
+        metrics
+    )
+    assert TOKEN not in metrics and "the-real-token" not in json.dumps(done)
+
+
+async def test_collector_restarted_mid_upload_finishes_it_once(
+    tmp_path: Path, fixtures_dir: Path, upstream: Upstream
+) -> None:
+    upstream.inject(Fault("assemble", action="hold"))
+    data = tmp_path / "data"
+    async with run_collector(data, settings(upstream)) as collector:
+        record = await replay_jitsi(collector, fixtures_dir)
+        await asyncio.wait_for(upstream.holding.wait(), 20)
+        # stopped while the upstream holds the assemble call
+    assert upstream.assembled == []
+    await wait_until(lambda: upstream.abandoned == 1, 10, "the held assemble to be cut")
+    async with run_collector(data, settings(upstream)) as restarted:
+        done = await forwarded(restarted, record["id"])
+    assert len(upstream.uploads_of(record["id"])) == 1
+    assert done["forward_state"] == "uploaded" and done["forward_attempts"] == 2
+
+
+async def test_lease_of_a_dead_process_expires_and_the_job_is_taken_over(
+    tmp_path: Path, fixtures_dir: Path, upstream: Upstream
+) -> None:
+    data = tmp_path / "data"
+    async with run_collector(data) as collector:  # no forwarding configured yet
+        record = await replay_jitsi(collector, fixtures_dir)
+    queue = SqliteJobQueue(data / "sessions.sqlite3")
+    await queue.open()
+    try:  # a process leased the job, then died without a word
+        await queue.enqueue(record["id"], "rtcstats_com", time.time())
+        dead = await queue.lease("rtcstats_com", "dead-node/0", time.time(), 1.5)
+        assert dead is not None
+        async with run_collector(data, settings(upstream)) as collector:
+            job = await queue.get(record["id"], "rtcstats_com")
+            assert job is not None and job.lease_owner == "dead-node/0"  # not taken while live
+            done = await forwarded(collector, record["id"])
+        job = await queue.get(record["id"], "rtcstats_com")
+    finally:
+        await queue.close()
+    assert len(upstream.uploads_of(record["id"])) == 1
+    assert done["forward_attempts"] == 2
+    assert job is not None and job.state == "uploaded" and job.result is not None
+    assert job.result["rtcstats_id"] == done["rtcstats_id"]
+
+
+async def test_api_resends_on_demand(
+    tmp_path: Path, fixtures_dir: Path, upstream: Upstream
+) -> None:
+    async with run_collector(tmp_path / "data", settings(upstream)) as collector:
+        record = await replay_jitsi(collector, fixtures_dir)
+        first = await forwarded(collector, record["id"])
+        url = f"{collector.base_url}/v1/sessions/{record['id']}/forward"
+        async with collector.http.post(url) as response:
+            assert response.status == 202
+            assert await response.json() == {"id": record["id"], "forward_state": "pending"}
+        await wait_until(lambda: len(upstream.uploads_of(record["id"])) == 2, 20, "re-upload")
+        again = await forwarded(collector, record["id"])
+        async with collector.http.post(
+            collector.base_url + "/v1/sessions/" + "0" * 32 + "/forward"
+        ) as missing:
+            assert missing.status == 404
+        bad = await collector.get_json("/v1/sessions?forward_state=sent", status=400)
+    assert again["rtcstats_id"] != first["rtcstats_id"]
+    assert again["rtcstats_id"] == upstream.uploads_of(record["id"])[1].rtcstats_id
+    assert bad["error"] == "bad_filter"
+
+
+async def test_without_a_token_nothing_is_forwarded(
+    tmp_path: Path, fixtures_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="rtcstats_server"):
+        async with run_collector(tmp_path / "data") as collector:
+            record = await replay_jitsi(collector, fixtures_dir)
+            async with collector.http.post(
+                f"{collector.base_url}/v1/sessions/{record['id']}/forward"
+            ) as response:
+                assert response.status == 409
+                assert (await response.json())["error"] == "forwarding_disabled"
+    assert record.get("forward_state") is None
+    off = [r for r in caplog.records if "forwarding to rtcstats.com is off" in r.getMessage()]
+    assert len(off) == 1 and "token" in off[0].getMessage()
+
+
+async def test_sampled_out_sessions_get_no_job(
+    tmp_path: Path, fixtures_dir: Path, upstream: Upstream
+) -> None:
+    async with run_collector(tmp_path / "data", settings(upstream, sample_rate=0.0)) as collector:
+        record = await replay_jitsi(collector, fixtures_dir)
+        queue = SqliteJobQueue(collector.config.embedded_path)
+        await queue.open()
+        try:
+            assert await queue.get(record["id"], "rtcstats_com") is None
+        finally:
+            await queue.close()
+        record = await collector.get_json(f"/v1/sessions/{record['id']}")
+    assert record["forward_state"] is None and upstream.requests == []
+
+
+async def test_cli_forwards_failed_sessions_again(
+    tmp_path: Path, fixtures_dir: Path, upstream: Upstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "data"
+    upstream.inject(Fault("assemble", status=402, error="No credits left", error_code="no_credits"))
+    async with run_collector(data, settings(upstream)) as collector:
+        record = await replay_jitsi(collector, fixtures_dir)
+        assert (await forwarded(collector, record["id"]))["forward_state"] == "failed"
+    config = tmp_path / "rtcstats.yaml"
+    forwarder = settings(upstream)["forwarders"]["rtcstats_com"]
+    del forwarder["token"]  # from the environment, as in production
+    config.write_text(json.dumps({"server": {"data_dir": str(data)}, **settings(upstream)}))
+    config.write_text(
+        json.dumps({"server": {"data_dir": str(data)}, "forwarders": {"rtcstats_com": forwarder}})
+    )
+    monkeypatch.setenv("RTCSTATS_FORWARDERS__RTCSTATS_COM__TOKEN", TOKEN)
+    argv = ["forward", "--config", str(config), "--since", "2000-01-01", "--state", "failed"]
+    code = await asyncio.to_thread(main, argv)
+    assert code == 0
+    (upload,) = upstream.uploads_of(record["id"])
+    async with run_collector(data) as collector:
+        done = await collector.get_json(f"/v1/sessions/{record['id']}")
+    assert done["forward_state"] == "uploaded" and done["rtcstats_id"] == upload.rtcstats_id
