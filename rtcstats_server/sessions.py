@@ -159,6 +159,9 @@ class SessionManager:
         self.accepting = True
         #: Called with a session id once its record is stored (forwarders enqueue here).
         self.on_stored: list[Callable[[str], Awaitable[None]]] = []
+        #: Quality summaries computed at once, each on a thread of its own: a drain
+        #: finishes every live session together and must not start thousands.
+        self._summaries = asyncio.Semaphore(4)
 
     # -- start and stop -------------------------------------------------------------
 
@@ -428,7 +431,8 @@ class SessionManager:
         self.metrics.dump_compressed.inc(writer.compressed_bytes - before_compressed)
         key = dump_key(session.id, session.started_at, self.config.storage.prefix)
         stored = await self.dumps.put(key, writer.path)
-        quality = await quality_fields(self.dumps, stored.key, self.config.quality)
+        async with self._summaries:
+            quality = await quality_fields(self.dumps, stored.key, self.config.quality)
         ended = utcnow()
         await self.records.upsert(
             session.id,

@@ -9,8 +9,10 @@ a few chunks are held in memory at a time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
+import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -38,10 +40,44 @@ def _summarize_queue(chunks: queue.Queue[bytes | None], config: QualityConfig) -
             pass
 
 
+def _start_summary(
+    pipe: queue.Queue[bytes | None], config: QualityConfig
+) -> asyncio.Future[dict[str, Any]]:
+    """Runs the consumer on a thread of its own, not the loop's default executor.
+
+    The consumer blocks until its producer hands it chunks, and producers read the
+    dump through that executor: with many sessions finishing at once (a drain at
+    SIGTERM finishes all of them), consumers filling every executor thread would
+    starve the producers they wait for, and the process would hang.
+    """
+    loop = asyncio.get_running_loop()
+    work: asyncio.Future[dict[str, Any]] = loop.create_future()
+
+    def settle(result: dict[str, Any] | None, error: BaseException | None) -> None:
+        if work.done():
+            return
+        if error is not None:
+            work.set_exception(error)
+        else:
+            work.set_result(result or {})
+
+    def run() -> None:
+        outcome: tuple[dict[str, Any] | None, BaseException | None]
+        try:
+            outcome = (_summarize_queue(pipe, config), None)
+        except BaseException as exc:  # handed to the awaiting coroutine
+            outcome = (None, exc)
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits
+            loop.call_soon_threadsafe(settle, *outcome)
+
+    threading.Thread(target=run, name="quality-summary", daemon=True).start()
+    return work
+
+
 async def summarize_stream(chunks: AsyncIterator[bytes], config: QualityConfig) -> dict[str, Any]:
     """The summary of a dump arriving as async chunks."""
     pipe: queue.Queue[bytes | None] = queue.Queue(maxsize=_QUEUE_CHUNKS)
-    work = asyncio.ensure_future(asyncio.to_thread(_summarize_queue, pipe, config))
+    work = _start_summary(pipe, config)
     try:
         async for chunk in chunks:
             try:

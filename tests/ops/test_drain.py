@@ -5,10 +5,12 @@ that end with a 1001 close line and 50 records ended by ``shutdown``."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from pathlib import Path
 
 import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.services import streams
 from tests.services.collector import wait_until
@@ -22,7 +24,8 @@ FIXTURE = "jitsi-google-standard-stats-sfu.jsonl"
 async def client(
     http: aiohttp.ClientSession, url: str, index: int, fixtures: Path, sent: list[int]
 ) -> int:
-    """Streams the fixture: half at once, the rest slowly until the server closes."""
+    """Streams the fixture: half at once, then the rest at a trickle, reading what the
+    server sends meanwhile (as a browser does) until the server closes."""
     stream = streams.jitsi_disk_dump(fixtures, FIXTURE, session_id=f"drain-{index}")
     async with http.ws_connect(url + stream.path, protocols=(stream.subprotocol,)) as ws:
         hello = await ws.receive_json(timeout=10)
@@ -31,22 +34,28 @@ async def client(
         for message in stream.messages[:half]:
             await ws.send_str(message)
         sent[index] = half
-        for message in stream.messages[half:]:
-            if ws.closed:
-                break
-            try:
+
+        async def trickle() -> None:
+            for message in stream.messages[half:]:
+                # a live client's pace, not a wait for a result
+                await asyncio.sleep(0.1)
+                if ws.closed:
+                    return
                 await ws.send_str(message)
-            except ConnectionError:
-                break
-            sent[index] += 1
-            # a live client trickles; this is the stream's pace, not a wait for a result
-            await asyncio.sleep(0.1)
-        while (await ws.receive(timeout=GRACE_S)).type not in (
-            aiohttp.WSMsgType.CLOSE,
-            aiohttp.WSMsgType.CLOSED,
-            aiohttp.WSMsgType.CLOSING,
-        ):
-            pass
+                sent[index] += 1
+
+        sender = asyncio.create_task(trickle())
+        try:
+            while (await ws.receive(timeout=GRACE_S + 5)).type not in (
+                aiohttp.WSMsgType.CLOSE,
+                aiohttp.WSMsgType.CLOSED,
+                aiohttp.WSMsgType.CLOSING,
+            ):
+                pass
+        finally:
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+                await sender
         return ws.close_code or 0
 
 
@@ -69,7 +78,17 @@ async def test_sigterm_drains_fifty_live_sessions(tmp_path: Path, fixtures_dir: 
                 url = f"{server.base_url}/v1/sessions?state=streaming&limit=1000"
                 async with http.get(url) as response:
                     live = len((await response.json())["sessions"])
-                return live == SESSIONS and min(sent) >= len(expected) // 2
+                return live == SESSIONS and await received() >= SESSIONS * (len(expected) // 2)
+
+            async def received() -> float:
+                async with http.get(f"{server.base_url}/metrics") as response:
+                    text = await response.text()
+                return sum(
+                    sample.value
+                    for family in text_string_to_metric_families(text)
+                    for sample in family.samples
+                    if sample.name == "rtcstats_messages_received_total"
+                )
 
             await wait_until(all_live, 30, what="50 live sessions")
             assert max(sent) < len(expected)  # all still streaming when the signal comes
@@ -101,12 +120,15 @@ async def test_sigterm_drains_fifty_live_sessions(tmp_path: Path, fixtures_dir: 
                 assert dump[0] == "RTCStatsDump"
                 assert json.loads(dump[-1])[:3] == ["close", None, 1001]
                 events = dump[2:-1]
-                # complete: every message the client got through, in order, no gap
-                assert record["messages"] == sent[index] == len(events)
-                assert all(
-                    streams.line_matches(got, want)
-                    for got, want in zip(events, expected, strict=False)
-                )
+                # complete: every message the server read is in the dump; at most the one
+                # message in flight when the server closed is missing (a 3.1 client still
+                # holds it, unacknowledged, and sends it again where it resumes)
+                assert record["messages"] == len(events)
+                assert 0 <= sent[index] - len(events) <= 1
+                # in order, no gap (values may be masked by privacy settings: compare the
+                # method and peer connection of each line)
+                heads = [json.loads(line)[:2] for line in events]
+                assert heads == [json.loads(line)[:2] for line in expected[: len(events)]]
         assert (await server.terminate())[0] == 0
     finally:
         server.kill()
