@@ -27,15 +27,22 @@ from rtcstats_server.storage.base import DumpStore
 log = logging.getLogger(__name__)
 
 #: Records read per step: bounded memory however much is due.
-_BATCH = 500
+BATCH = 500
 _LIVE = {SessionState.STREAMING.value, SessionState.DETACHED.value, SessionState.FINISHING.value}
 
 
 class RetentionSweeper:
-    def __init__(self, config: RetentionConfig, records: SessionStore, dumps: DumpStore) -> None:
+    def __init__(
+        self,
+        config: RetentionConfig,
+        records: SessionStore,
+        dumps: DumpStore,
+        batch: int = BATCH,
+    ) -> None:
         self.config = config
         self.records = records
         self.dumps = dumps
+        self.batch = batch
 
     async def sweep(self, now: datetime | None = None) -> int:
         """Delete everything due; return how many records went."""
@@ -44,7 +51,7 @@ class RetentionSweeper:
         cutoff = (now or utcnow()) - timedelta(days=self.config.days)
         deleted = 0
         while True:
-            batch = await self.records.started_before(cutoff, _BATCH)
+            batch = await self.records.started_before(cutoff, self.batch)
             done = [r for r in batch if r.get("state") not in _LIVE]
             for record in done:
                 key = record.get("dump_key")
@@ -52,7 +59,7 @@ class RetentionSweeper:
                     with contextlib.suppress(NotFound):
                         await self.dumps.delete(key)
                 deleted += await self.records.delete(record["id"])
-            if len(batch) < _BATCH or not done:
+            if len(batch) < self.batch or not done:
                 break  # nothing more is due, or only live sessions are left at the front
         if deleted:
             log.info("retention: deleted %d sessions started before %s", deleted, cutoff)

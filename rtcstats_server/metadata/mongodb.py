@@ -3,10 +3,12 @@
 The collection is a public interface (customers' backends read it directly, see
 docs/metadata.md), so a document is the plain record: ``_id`` and ``id`` are both the
 session id, times are BSON dates. One extra field, ``state_rank``, lets a single
-``update_one`` refuse an update that would move the state backwards: the filter only
-matches a stored rank at or behind the update's, and when it does not match, the
-upsert's insert collides with the existing ``_id`` and the update is dropped as stale.
-No read-modify-write, so racing collectors and spool replays need no lock.
+``update_one`` refuse an update that would move the state backwards: its filter only
+matches a stored rank at or behind the update's, so a stale update matches nothing.
+A record is created by ``insert_one``, atomic on the unique ``_id``; when the record
+exists already, the write becomes that conditional update. No read-modify-write, so
+racing collectors and spool replays need no lock (on a server that applies an update
+atomically per document, as MongoDB does).
 """
 
 from __future__ import annotations
@@ -29,7 +31,12 @@ from pymongo.errors import (
 )
 
 from rtcstats_server.exceptions import ConfigError, StoreUnavailable
-from rtcstats_server.metadata.record import EQUALITY_FILTERS, SessionQuery, SessionState
+from rtcstats_server.metadata.record import (
+    DOCUMENT_FILTERS,
+    EQUALITY_FILTERS,
+    SessionQuery,
+    SessionState,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +50,7 @@ INDEXES: dict[str, list[tuple[str, int]]] = {
     "state_node": [("state", ASCENDING), ("node_id", ASCENDING)],
     **{
         f"{name}_started_at": [(name, ASCENDING), ("started_at", DESCENDING)]
-        for name in (*EQUALITY_FILTERS, "forward_state", "findings")
+        for name in (*EQUALITY_FILTERS, *DOCUMENT_FILTERS, "forward_state", "findings")
     },
     "max_loss_pct": [("max_loss_pct", DESCENDING)],
 }
@@ -143,29 +150,26 @@ class MongoSessionStore:
 
     async def upsert(self, session_id: str, fields: dict[str, Any]) -> None:
         fields = {k: v for k, v in fields.items() if k not in ("id", *_INTERNAL_FIELDS)}
-        match: Document = {"_id": session_id}
-        update: Document = {"$set": {**fields, "id": session_id}}
-        if "state" in fields:
-            rank = SessionState(fields["state"]).rank
-            match["state_rank"] = {"$lte": rank}
-            update["$set"]["state_rank"] = rank
-        else:
-            update["$setOnInsert"] = {
-                "state": SessionState.STREAMING.value,
-                "state_rank": SessionState.STREAMING.rank,
-            }
-        # Only an update that can create the record may upsert; the rest must find it.
-        creates = "started_at" in fields
         collection = self.collection
         with _unavailable_on_outage():
-            try:
-                result = await collection.update_one(match, update, upsert=creates)
-            except DuplicateKeyError:
-                # Either the stored state is ahead (stale update: drop it) or another
-                # writer inserted first (apply ours as a plain update).
-                await collection.update_one(match, update, upsert=False)
-                return
-            if result.matched_count or result.upserted_id is not None or creates:
+            if "started_at" in fields:
+                # A creating write nearly always finds no record: insert, which is atomic
+                # on the unique _id. (FerretDB also runs a filtered upsert as a scan.)
+                state = SessionState(fields.get("state", SessionState.STREAMING))
+                new = {**fields, "_id": session_id, "id": session_id, "state": state.value}
+                try:
+                    await collection.insert_one({**new, "state_rank": state.rank})
+                    return
+                except DuplicateKeyError:
+                    pass  # a replay, or another writer was first: update like any write
+            match: Document = {"_id": session_id}
+            changes: Document = {**fields, "id": session_id}
+            if "state" in fields:
+                rank = SessionState(fields["state"]).rank
+                match["state_rank"] = {"$lte": rank}  # else: stale, matches nothing
+                changes["state_rank"] = rank
+            result = await collection.update_one(match, {"$set": changes})
+            if result.matched_count or "started_at" in fields:
                 return
             if await collection.count_documents({"_id": session_id}, limit=1) == 0:
                 raise ValueError(f"a new session record needs started_at ({session_id})")
@@ -190,6 +194,18 @@ class MongoSessionStore:
             clauses.append({"findings": query.finding})  # an array field: "contains"
         if query.min_loss_pct is not None:
             clauses.append({"max_loss_pct": {"$gte": query.min_loss_pct}})
+        for name, value in query.fields.items():
+            if name not in DOCUMENT_FILTERS:
+                raise ValueError(f"not a filter: {name}")
+            clauses.append({name: value})
+        if query.findings_any:
+            clauses.append({"findings": {"$in": list(query.findings_any)}})
+        for name, value in query.fields.items():
+            if name not in DOCUMENT_FILTERS:
+                raise ValueError(f"not a filter: {name}")
+            clauses.append({name: value})
+        if query.findings_any:
+            clauses.append({"findings": {"$in": list(query.findings_any)}})
         started: Document = {}
         if query.since is not None:
             started["$gte"] = query.since

@@ -17,7 +17,7 @@ from rtcstats_server.cli import main as cli_main
 from rtcstats_server.config import build_config
 from rtcstats_server.exceptions import ConfigError, StoreUnavailable
 from rtcstats_server.metadata.mongodb import MongoSessionStore
-from rtcstats_server.metadata.record import EQUALITY_FILTERS
+from rtcstats_server.metadata.record import DOCUMENT_FILTERS, EQUALITY_FILTERS
 from tests.services.collector import free_port
 from tests.services.ferretdb import FerretDB
 from tests.services.session_stores import TEST_DATABASE, mongo_collection
@@ -76,7 +76,7 @@ async def test_indexes_serve_every_api_filter(
     await store.open()  # a second start finds them all and changes nothing
     info = await raw[TEST_DATABASE][collection].index_information()
     keys = {name: [tuple(k) for k in spec["key"]] for name, spec in info.items()}
-    for name in (*EQUALITY_FILTERS, "forward_state", "findings"):
+    for name in (*EQUALITY_FILTERS, *DOCUMENT_FILTERS, "forward_state", "findings"):
         assert [(name, 1), ("started_at", -1)] in keys.values(), name
     assert [("max_loss_pct", -1)] in keys.values()
     assert [("started_at", -1), ("_id", -1)] in keys.values()
