@@ -12,12 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pymongo import MongoClient
 
 from rtcstats_server.cli import main
 from rtcstats_server.dumps.reader import DumpReader
 from rtcstats_server.forwarders.jobs_sqlite import SqliteJobQueue
-from tests.services import streams
+from tests.services import session_stores, streams
 from tests.services.collector import RunningCollector, run_collector, wait_until
+from tests.services.ferretdb import FerretDB
 from tests.services.upstream import Fault, Upstream, run_upstream
 
 TOKEN = "test-token"
@@ -353,3 +355,43 @@ async def test_cli_forwards_failed_sessions_again(
     async with run_collector(data) as collector:
         done = await collector.get_json(f"/v1/sessions/{record['id']}")
     assert done["forward_state"] == "uploaded" and done["rtcstats_id"] == upload.rtcstats_id
+
+
+async def test_two_collectors_on_mongodb_share_the_queue(
+    tmp_path: Path, fixtures_dir: Path, upstream: Upstream, ferretdb: FerretDB
+) -> None:
+    """Records and jobs in MongoDB (FerretDB here): each session uploaded once, by
+    whichever of the two collectors leased it."""
+    with session_stores.mongo_collection(ferretdb.uri) as collection:
+        metadata = {
+            "backend": "mongodb",
+            "uri": ferretdb.uri,
+            "database": session_stores.TEST_DATABASE,
+            "collection": collection,
+        }
+        # Any collector may upload any session: dumps must be reachable from all of
+        # them (one directory here, a bucket in production).
+        storage = {"path": str(tmp_path / "dumps")}
+        both = {**settings(upstream), "metadata": metadata, "storage": storage}
+        async with (
+            run_collector(tmp_path / "a", both) as a,
+            run_collector(tmp_path / "b", both) as b,
+        ):
+            records = [
+                await replay_jitsi(collector, fixtures_dir, client=f"fw-{n}")
+                for n, collector in enumerate((a, b, a, b))
+            ]
+            done = [await forwarded(a, r["id"]) for r in records]
+        client: MongoClient[dict[str, Any]] = MongoClient(ferretdb.uri)
+        try:
+            jobs = list(client[session_stores.TEST_DATABASE][f"{collection}_jobs"].find())
+            client[session_stores.TEST_DATABASE].drop_collection(f"{collection}_jobs")
+            client[session_stores.TEST_DATABASE].drop_collection(f"{collection}_jobs_claims")
+        finally:
+            client.close()
+    for record, result in zip(records, done, strict=True):
+        (upload,) = upstream.uploads_of(record["id"])
+        assert result["forward_state"] == "uploaded"
+        assert result["rtcstats_id"] == upload.rtcstats_id
+    assert sorted(j["session_id"] for j in jobs) == sorted(r["id"] for r in records)
+    assert {j["state"] for j in jobs} == {"uploaded"}
