@@ -48,6 +48,14 @@ def make_session_store(config: Config) -> SessionStore:
     return EmbeddedSessionStore(config.embedded_path)
 
 
+def _watch_metadata_spool(records: SessionStore, metrics: Metrics) -> None:
+    if isinstance(records, SpoolingSessionStore):
+        metrics.metadata_spooled.set_function(lambda: records.spool.entries)
+        metrics.metadata_up.set_function(lambda: float(records.healthy))
+    else:
+        metrics.metadata_up.set(1)  # the embedded store is a file of this process
+
+
 def make_dump_store(
     config: Config, records: SessionStore | None = None, metrics: Metrics | None = None
 ) -> DumpStore:
@@ -77,6 +85,7 @@ def build_app(config: Config) -> web.Application:
     app[CONFIG] = config
     app[METRICS] = metrics
     app[RECORDS] = make_session_store(config)
+    _watch_metadata_spool(app[RECORDS], metrics)
     app[DUMPS] = make_dump_store(config, app[RECORDS], metrics)
     app[SPOOL] = make_spool(config, app[DUMPS], metrics)
 

@@ -152,3 +152,14 @@ class Metrics:
             "Local bytes of live dumps plus dumps waiting for upload (see spool_max_bytes).",
             registry=r,
         )
+        # -- the metadata spool (metadata/spool.py) ----------------------------------------
+        self.metadata_spooled = Gauge(
+            "rtcstats_metadata_spooled_writes",
+            "Record writes waiting in the local spool for the metadata database.",
+            registry=r,
+        )
+        self.metadata_up = Gauge(
+            "rtcstats_metadata_up",
+            "1 when the metadata database answers and the spool is replayed, else 0.",
+            registry=r,
+        )

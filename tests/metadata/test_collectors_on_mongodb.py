@@ -64,6 +64,17 @@ async def readiness(collector: RunningCollector) -> tuple[int, dict[str, Any]]:
         return response.status, await response.json()
 
 
+async def metric_values(collector: RunningCollector) -> dict[str, float]:
+    """Unlabelled samples of /metrics, by name."""
+    async with collector.http.get(collector.base_url + "/metrics") as response:
+        text = await response.text()
+    return {
+        name: float(value)
+        for name, _, value in (line.partition(" ") for line in text.splitlines())
+        if name and not name.startswith("#") and "{" not in name
+    }
+
+
 async def stored_documents(uri: str, collection: str) -> list[dict[str, Any]]:
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(uri, tz_aware=True)
     try:
@@ -115,6 +126,9 @@ async def test_outage_with_a_restart_loses_nothing_and_applies_nothing_twice(
         status, body = await readiness(first)
         assert (status, body["status"]) == (503, "degraded")
         assert "record writes spooled locally" in body["problems"]["metadata"]
+        gauges = await metric_values(first)
+        assert gauges["rtcstats_metadata_up"] == 0
+        assert gauges["rtcstats_metadata_spooled_writes"] >= 10
 
     # Restarted while the database is still away: starts, ingests, spools.
     async with run_collector(data, settings) as second:
@@ -130,6 +144,11 @@ async def test_outage_with_a_restart_loses_nothing_and_applies_nothing_twice(
             lambda: readiness_is(second, 200), timeout=20, what="database back, spool replayed"
         )
         docs = await stored_documents(own_ferretdb.uri, "sessions")
+        gauges = await metric_values(second)
+        assert (gauges["rtcstats_metadata_up"], gauges["rtcstats_metadata_spooled_writes"]) == (
+            1,
+            0,
+        )
         page = await second.get_json("/v1/sessions?limit=100")
 
     per_client = Counter(doc["client_session_id"] for doc in docs)
