@@ -316,7 +316,7 @@ class DumpReader:
                 protocol if isinstance(protocol, str) else None,
                 meta,
             )
-        if isinstance(parsed, dict) and parsed.get("type") in _ENVELOPE_TYPES:
+        if isinstance(parsed, dict) and str(parsed.get("type")) in _ENVELOPE_TYPES:
             self._held.append((number, stripped))
             return DumpInfo("jitsi-envelopes", "jitsi", compression, "3.1_STANDARD")
         if isinstance(parsed, list) and len(parsed) >= 3:

@@ -17,8 +17,12 @@ def sha(text: str) -> str:
 
 
 async def status(
-    collector: RunningCollector, path: str, token: str | None = None, method: str = "GET",
-    port: int | None = None, **headers: str,
+    collector: RunningCollector,
+    path: str,
+    token: str | None = None,
+    method: str = "GET",
+    port: int | None = None,
+    **headers: str,
 ) -> int:
     if token:
         headers["Authorization"] = f"Bearer {token}"
@@ -78,9 +82,7 @@ async def test_api_on_its_own_port_and_cors(tmp_path) -> None:  # type: ignore[n
         assert await status(c, "/metrics", port=api_port) == 200
         assert await status(c, "/readyz", port=api_port) == 200
         try:
-            async with c.http.ws_connect(
-                f"ws://127.0.0.1:{api_port}/room", protocols=("2.0",)
-            ):
+            async with c.http.ws_connect(f"ws://127.0.0.1:{api_port}/room", protocols=("2.0",)):
                 raise AssertionError("the API port took a websocket")
         except aiohttp.WSServerHandshakeError as refused:
             assert refused.status == 404

@@ -65,9 +65,7 @@ async def guarded(tmp_path: Path, keys: dict[str, Any]) -> AsyncIterator[Running
         yield running
 
 
-async def upgrade_status(
-    collector: RunningCollector, query: str, origin: str | None = None
-) -> int:
+async def upgrade_status(collector: RunningCollector, query: str, origin: str | None = None) -> int:
     headers = {"Origin": origin} if origin else {}
     try:
         async with collector.http.ws_connect(
@@ -95,7 +93,10 @@ async def test_tokens_and_origins(guarded: RunningCollector, keys: dict[str, Any
             f"?rtcstats-token={token(keys['other_ec'], 'ES256', kid='ec-1')}",
             "token_invalid",
         ),
-        "wrong HS secret": (f"?rtcstats-token={token('not-the-secret-but-as-long-as-one!!', 'HS256')}", "token_invalid"),
+        "wrong HS secret": (
+            f"?rtcstats-token={token('not-the-secret-but-as-long-as-one!!', 'HS256')}",
+            "token_invalid",
+        ),
         "wrong audience": (
             f"?rtcstats-token={token(SECRET, 'HS256', aud='someone-else')}",
             "token_audience",
