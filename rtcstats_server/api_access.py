@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import re
 
 from aiohttp import web
 
@@ -23,6 +24,8 @@ from rtcstats_server.config import ApiConfig
 #: Paths of the API proper; /healthz and /readyz stay open on every port.
 PROTECTED_PREFIXES = ("/v1/", "/metrics")
 _READ_METHODS = frozenset({"GET", "HEAD"})
+#: POST routes that change nothing (they sign a viewer link): the read scope opens them.
+_READ_POSTS = re.compile(r"^/v1/sessions/[^/]+/viewer-url$")
 
 
 def hash_token(token: str) -> str:
@@ -113,6 +116,8 @@ class ApiAccess:
             response = error(401, "unauthorized", "send Authorization: Bearer <token>")
             response.headers["WWW-Authenticate"] = 'Bearer realm="rtcstats"'
             return response
+        if request.method == "POST" and _READ_POSTS.match(request.path):
+            return None  # every scope includes read
         if request.method not in _READ_METHODS and scope != "admin":
             return error(403, "forbidden", "this route needs a token with the admin scope")
         return None

@@ -16,7 +16,16 @@ from aiohttp import web
 
 from rtcstats_server import api
 from rtcstats_server.api_access import ApiAccess
-from rtcstats_server.app_keys import CONFIG, DUMPS, FORWARDING, MANAGER, METRICS, RECORDS, SPOOL
+from rtcstats_server.app_keys import (
+    CONFIG,
+    DUMPS,
+    FORWARDING,
+    MANAGER,
+    METRICS,
+    RECORDS,
+    SPOOL,
+    VIEWER,
+)
 from rtcstats_server.config import Config
 from rtcstats_server.exceptions import ConfigError
 from rtcstats_server.forwarders.worker import make_forwarding
@@ -34,6 +43,8 @@ from rtcstats_server.storage.base import DumpStore
 from rtcstats_server.storage.local import LocalDumpStore
 from rtcstats_server.storage.objects import ObjectDumpStore, open_object_store
 from rtcstats_server.storage.spool import Spool
+from rtcstats_server.viewer import routes as viewer_routes
+from rtcstats_server.viewer.service import make_viewer
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +111,10 @@ def build_app(config: Config) -> web.Application:
             app[FORWARDING] = forwarding
             await forwarding.start()
             manager.on_stored.append(forwarding.on_stored)
+        viewer = await make_viewer(config, app[RECORDS], app[DUMPS], metrics)
+        if viewer is not None:
+            app[VIEWER] = viewer
+            manager.on_stored.insert(0, viewer.on_stored)  # the link before any forwarding
         await manager.start()
         yield
         await manager.stop()  # no-op when on_shutdown already drained
@@ -124,6 +139,7 @@ def build_app(config: Config) -> web.Application:
     app.middlewares.append(ApiAccess(config.api, api_listen(config)[1]).middleware)
     app.middlewares.append(upgrades_anywhere)
     api.add_routes(app)
+    viewer_routes.add_routes(app)
     return app
 
 

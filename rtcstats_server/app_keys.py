@@ -11,6 +11,7 @@ from rtcstats_server.metrics import Metrics
 from rtcstats_server.sessions import SessionManager
 from rtcstats_server.storage.base import DumpStore
 from rtcstats_server.storage.spool import Spool
+from rtcstats_server.viewer.service import Viewer
 
 CONFIG = web.AppKey("config", Config)
 METRICS = web.AppKey("metrics", Metrics)
@@ -20,3 +21,5 @@ MANAGER = web.AppKey("manager", SessionManager)
 SPOOL = web.AppKey("spool", Spool)
 #: Present only when a forwarder is configured.
 FORWARDING = web.AppKey("forwarding", Forwarding)
+#: Present only when the viewer is enabled.
+VIEWER = web.AppKey("viewer", Viewer)

@@ -448,7 +448,11 @@ class ViewerConfig(Section):
         "http://<server.host or 127.0.0.1>:<server.port>.",
     )
     chart_buckets: int = Field(
-        300, ge=20, le=5000, description="Points per chart series shown (min/max/mean each)."
+        300,
+        ge=20,
+        le=5000,
+        description="Chart resolution: each series keeps at most twice this many points "
+        "(min/max/mean each); a zoomed window with fewer samples shows every one.",
     )
 
     @model_validator(mode="after")

@@ -152,6 +152,20 @@ class Metrics:
             "Local bytes of live dumps plus dumps waiting for upload (see spool_max_bytes).",
             registry=r,
         )
+        # -- the embeddable viewer (viewer/) ---------------------------------------------
+        self.viewer_denied = Counter(
+            "rtcstats_viewer_denied",
+            "Viewer requests refused (403): missing, malformed, expired, bad_signature.",
+            ["reason"],
+            registry=r,
+        )
+        self.viewer_seconds = Histogram(
+            "rtcstats_viewer_model_seconds",
+            "Time to have a viewer's data: cached, computed (whole dump) or window (zoom).",
+            ["source"],
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+            registry=r,
+        )
         # -- the metadata spool (metadata/spool.py) ----------------------------------------
         self.metadata_spooled = Gauge(
             "rtcstats_metadata_spooled_writes",

@@ -3,9 +3,9 @@
 Computed in one streaming pass over the event model (``dumps.reader``), so a dump of
 any size and dialect costs the same bounded memory: each series keeps at most
 ``2 * buckets`` buckets (min, max, mean and sample count), and when a series would
-need more, neighbouring buckets merge and the bucket width doubles. A dump whose
-series fit (a zoomed window, a short call) therefore keeps every sample, and a long
-one keeps an even downsampling that still shows spikes (min/max per bucket).
+need more, neighbouring buckets merge and the bucket width doubles. A series that
+fits (a zoomed window, a short call) therefore keeps every sample, and a long one an
+even downsampling that still shows spikes (min/max per bucket).
 
 Blocking (decompression, JSON): run everything here in a worker thread.
 
@@ -159,7 +159,8 @@ class _PcSampler:
             elif kind == "media-source":
                 level = _num(report.get("audioLevel"))
                 if level is not None and report.get("kind") == "audio":
-                    yield self._entity(f"src:{report_id}", "send audio source"), "audio_level", level
+                    source = self._entity(f"src:{report_id}", "send audio source")
+                    yield source, "audio_level", level
             elif kind == "candidate-pair":
                 if self._is_selected(report_id, report, selected):
                     yield from self._pair(report_id, report, at)
@@ -375,10 +376,11 @@ def samples(
 
 
 class Buckets:
-    """One series at bounded size: buckets of ``width`` ms from ``origin``, merged
-    pairwise (width doubled) whenever the series would span more than ``cap``."""
+    """One series at bounded size: buckets of ``width`` ms from ``origin``; when more
+    than ``cap`` buckets hold samples, neighbours merge pairwise (width doubled). A
+    series of at most ``cap`` samples thus keeps every one of them."""
 
-    __slots__ = ("buckets", "cap", "first", "last", "origin", "width")
+    __slots__ = ("buckets", "cap", "origin", "width")
 
     def __init__(self, origin: float, width: float, cap: int) -> None:
         self.origin = origin
@@ -386,30 +388,22 @@ class Buckets:
         self.cap = cap
         #: index → [min, max, sum, count, sum of times]
         self.buckets: dict[int, list[float]] = {}
-        self.first = 0
-        self.last = 0
 
     def add(self, t: float, value: float) -> None:
         index = int((t - self.origin) // self.width)
-        if not self.buckets:
-            self.first = self.last = index
-        else:
-            self.first = min(self.first, index)
-            self.last = max(self.last, index)
-            while self.last - self.first >= self.cap:
-                self._merge()
-                index = int((t - self.origin) // self.width)
         bucket = self.buckets.get(index)
         if bucket is None:
             self.buckets[index] = [value, value, value, 1.0, t]
-        else:
-            if value < bucket[0]:
-                bucket[0] = value
-            if value > bucket[1]:
-                bucket[1] = value
-            bucket[2] += value
-            bucket[3] += 1
-            bucket[4] += t
+            while len(self.buckets) > self.cap:
+                self._merge()
+            return
+        if value < bucket[0]:
+            bucket[0] = value
+        if value > bucket[1]:
+            bucket[1] = value
+        bucket[2] += value
+        bucket[3] += 1
+        bucket[4] += t
 
     def _merge(self) -> None:
         merged: dict[int, list[float]] = {}
@@ -425,8 +419,6 @@ class Buckets:
                 target[4] += bucket[4]
         self.buckets = merged
         self.width *= 2
-        self.first //= 2
-        self.last //= 2
 
     def points(self) -> list[list[float]]:
         """``[t, min, max, mean]`` per bucket, t the mean time of its samples."""
@@ -501,9 +493,7 @@ class ViewModelBuilder:
     while reports before it still seed the rates.
     """
 
-    def __init__(
-        self, buckets: int, start: float | None = None, end: float | None = None
-    ) -> None:
+    def __init__(self, buckets: int, start: float | None = None, end: float | None = None) -> None:
         self.cap = 2 * buckets
         self.start = start
         self.end = end
@@ -517,6 +507,10 @@ class ViewModelBuilder:
         self.detail_budget = DETAIL_BUDGET_CHARS
         self.first: float | None = None
         self.last: float | None = None
+        #: The earliest time in the whole dump, window or not: where "+00:00" is.
+        self.session_first: float | None = None
+        self.series_first: float | None = None
+        self.series_last: float | None = None
         # Finest bucket: full resolution for a window, 100 ms for a whole session.
         span = (end - start) if start is not None and end is not None else None
         self.width = max(span / self.cap, 1.0) if span else 100.0
@@ -532,6 +526,8 @@ class ViewModelBuilder:
         if method == BACKEND_STATS_METHOD:
             self.backend_stats += 1
             return
+        if t > 0 and (self.session_first is None or t < self.session_first):
+            self.session_first = t
         inside = self._inside(t)
         if inside and t > 0:
             self.first = t if self.first is None or t < self.first else self.first
@@ -555,6 +551,11 @@ class ViewModelBuilder:
             self._timeline(group, event, index)
 
     def _sample(self, sample: Sample) -> None:
+        t = sample.t
+        if self.series_first is None or t < self.series_first:
+            self.series_first = t
+        if self.series_last is None or t > self.series_last:
+            self.series_last = t
         key = (sample.pc_id, sample.entity, sample.metric)
         series = self.series.get(key)
         if series is None:
@@ -581,7 +582,8 @@ class ViewModelBuilder:
                 kind_detail = "inline"
         else:
             kind_detail = ""
-        group.timeline.append([event.timestamp, event.method, kind, text, detail, index, kind_detail])
+        entry = [event.timestamp, event.method, kind, text, detail, index, kind_detail]
+        group.timeline.append(entry)
 
     def result(self) -> dict[str, Any]:
         groups = []
@@ -618,8 +620,12 @@ class ViewModelBuilder:
         return {
             "version": MODEL_VERSION,
             "window": [self.start, self.end] if self.start is not None else None,
+            "buckets": self.cap,
             "first": self.first,
             "last": self.last,
+            "session_first": self.session_first,
+            "series_first": self.series_first,
+            "series_last": self.series_last,
             "events": self.events,
             "stats_events": self.stats_events,
             "backend_stats": self.backend_stats,

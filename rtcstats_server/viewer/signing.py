@@ -118,7 +118,7 @@ def load_key(config: Config) -> bytes:
 def _read_key(path: Path) -> bytes:
     key = path.read_text(encoding="ascii").strip()
     if len(key) < 16:
-        raise ConfigError(str(path), "the viewer key file is too short; delete it to make a new one")
+        raise ConfigError(str(path), "viewer key file too short; delete it to make a new one")
     return key.encode()
 
 

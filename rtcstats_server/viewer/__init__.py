@@ -1,0 +1,1 @@
+"""The embeddable session viewer: signed links, server-rendered charts and timelines."""

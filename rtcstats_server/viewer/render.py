@@ -1,0 +1,524 @@
+"""The viewer page: HTML with server-rendered SVG charts and one tiny inline script.
+
+No front-end build and nothing fetched from elsewhere: the page is complete as sent,
+its style and script carry the response's CSP nonce, and the SVG uses presentation
+attributes and classes only (inline ``style=`` would need ``'unsafe-inline'``).
+Charts of one page share one time axis (same range, same plot width, same margins),
+so a moment lines up vertically across all of them; the script draws a cursor across
+every chart, zooms on a dragged range, and filters the timelines.
+
+The page is produced in two parts: ``page_head`` needs only the session record (sent
+at once, so the header shows while a cold dump is still being read), ``page_body``
+the view model.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from html import escape
+from typing import Any, Final
+from urllib.parse import urlencode
+
+from rtcstats_server.quality.findings import SEVERITIES
+from rtcstats_server.quality.useragent import parse_user_agent
+from rtcstats_server.viewer.model import METRICS
+
+WIDTH: Final = 960
+HEIGHT: Final = 150
+LEFT: Final = 60
+RIGHT: Final = 10
+TOP: Final = 10
+BOTTOM: Final = 22
+PLOT_W: Final = WIDTH - LEFT - RIGHT
+PLOT_H: Final = HEIGHT - TOP - BOTTOM
+#: Lines per chart; the rest are named under it and are in the download.
+MAX_LINES: Final = 8
+COLOURS: Final = (
+    "#1f77b4",
+    "#d62728",
+    "#2ca02c",
+    "#ff7f0e",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#17becf",
+)
+KINDS: Final = ("api", "event", "state", "failure")
+
+_CSS: Final = """
+body{font:14px/1.4 system-ui,sans-serif;margin:0;color:#1b1f24;background:#fff}
+header,main{padding:12px 20px}header{background:#f4f6f8;border-bottom:1px solid #d8dee4}
+h1{font-size:18px;margin:0 0 8px}h2{font-size:16px;margin:24px 0 8px}
+h3{font-size:14px;margin:14px 0 4px}
+dl.meta{display:grid;grid-template-columns:repeat(auto-fill,minmax(230px,1fr));gap:4px 16px;
+margin:0}dl.meta div{display:flex;gap:6px}dt{color:#57606a}dd{margin:0;word-break:break-all}
+.findings{list-style:none;padding:0;margin:8px 0 0}.findings li{margin:2px 0}
+.sev{display:inline-block;min-width:58px;padding:0 6px;border-radius:3px;color:#fff;
+font-size:12px;text-align:center;margin-right:6px}.sev-error{background:#cf222e}
+.sev-warning{background:#bf8700}.sev-info{background:#57606a}
+svg.chart{width:100%;max-width:1100px;height:auto;display:block;user-select:none}
+.axis{stroke:#8c959f;stroke-width:1}.grid{stroke:#eaeef2;stroke-width:1}
+.tick{font-size:10px;fill:#57606a}.cursor{stroke:#24292f;stroke-width:1}
+.sel{fill:#0969da;fill-opacity:.15}
+.line{fill:none;stroke-width:1.5}.band{stroke:none;fill-opacity:.18}
+.legend{font-size:12px;color:#57606a;margin:0 0 6px;max-width:1100px}
+.legend span.sw{display:inline-block;width:10px;height:10px;margin:0 4px 0 10px}
+table.tl{border-collapse:collapse;width:100%;font-size:12px}
+table.tl td{border-top:1px solid #eaeef2;padding:2px 6px;vertical-align:top}
+td.t{white-space:nowrap;color:#57606a}td.m{white-space:nowrap;font-family:monospace}
+td.x{word-break:break-all}tr.failure td{background:#ffebe9}tr.state td.m{color:#0969da}
+pre{white-space:pre-wrap;max-height:420px;overflow:auto;background:#f6f8fa;padding:6px;
+margin:4px 0}.filters{position:sticky;top:0;background:#fff;padding:6px 0;
+border-bottom:1px solid #d8dee4;z-index:1}.note{color:#57606a}.err{color:#cf222e}
+#readout{font-family:monospace;color:#57606a;margin-left:12px}
+"""
+
+_SCRIPT: Final = """
+(() => {
+  const computing = document.getElementById('computing');
+  if (computing) computing.remove();
+  const q = document.getElementById('q');
+  const count = document.getElementById('count');
+  const boxes = Array.from(document.querySelectorAll('input[name=kind]'));
+  const rows = Array.from(document.querySelectorAll('tr.ev'));
+  function filter() {
+    const text = q ? q.value.trim().toLowerCase() : '';
+    const kinds = new Set(boxes.filter(b => b.checked).map(b => b.value));
+    let shown = 0;
+    for (const row of rows) {
+      const ok = kinds.has(row.dataset.kind) && (!text || row.dataset.s.includes(text));
+      row.hidden = !ok;
+      if (ok) shown++;
+    }
+    if (count) count.textContent = shown + ' of ' + rows.length + ' events';
+  }
+  if (q) q.addEventListener('input', filter);
+  boxes.forEach(b => b.addEventListener('change', filter));
+  filter();
+  const axis = document.getElementById('axis');
+  const charts = Array.from(document.querySelectorAll('svg.chart'));
+  if (!axis || !charts.length) return;
+  const x0 = Number(axis.dataset.x0), x1 = Number(axis.dataset.x1);
+  const t0 = Number(axis.dataset.t0);
+  const W = Number(axis.dataset.w), L = Number(axis.dataset.l), P = Number(axis.dataset.p);
+  const readout = document.getElementById('readout');
+  let dragFrom = null;
+  function frac(svg, ev) {
+    const r = svg.getBoundingClientRect();
+    return Math.min(1, Math.max(0, ((ev.clientX - r.left) / r.width * W - L) / P));
+  }
+  function show(f, from) {
+    for (const svg of charts) {
+      const c = svg.querySelector('.cursor');
+      c.setAttribute('x1', L + f * P); c.setAttribute('x2', L + f * P);
+      c.setAttribute('visibility', 'visible');
+      const s = svg.querySelector('.sel');
+      if (from === null) { s.setAttribute('width', 0); continue; }
+      s.setAttribute('x', L + Math.min(f, from) * P);
+      s.setAttribute('width', Math.abs(f - from) * P);
+    }
+    const t = x0 + f * (x1 - x0);
+    if (readout) readout.textContent = '+' + ((t - t0) / 1000).toFixed(1) + ' s  '
+      + new Date(t).toISOString();
+  }
+  for (const svg of charts) {
+    svg.addEventListener('mousemove', ev => show(frac(svg, ev), dragFrom));
+    svg.addEventListener('mousedown', ev => { dragFrom = frac(svg, ev); ev.preventDefault(); });
+    svg.addEventListener('mouseup', ev => {
+      const to = frac(svg, ev), from = dragFrom;
+      dragFrom = null;
+      if (from === null || Math.abs(to - from) < 0.01) return;
+      const url = new URL(window.location.href);
+      url.searchParams.set('from', Math.floor(x0 + Math.min(from, to) * (x1 - x0)));
+      url.searchParams.set('to', Math.ceil(x0 + Math.max(from, to) * (x1 - x0)));
+      window.location.assign(url.toString());
+    });
+  }
+})();
+"""
+
+
+def _iso(value: Any) -> str:
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, int | float):
+        moment = datetime.fromtimestamp(value / 1000, UTC)
+    elif isinstance(value, str):
+        return value
+    else:
+        return "—"
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
+
+
+def _relative(t: float, t0: float) -> str:
+    seconds = (t - t0) / 1000
+    sign = "-" if seconds < 0 else "+"
+    seconds = abs(seconds)
+    return f"{sign}{int(seconds // 60):02d}:{seconds % 60:06.3f}"
+
+
+def _field(name: str, value: Any) -> str:
+    text = "—" if value is None or value == "" else str(value)
+    return f"<div><dt>{escape(name)}</dt><dd>{escape(text)}</dd></div>"
+
+
+def page_head(record: dict[str, Any], nonce: str) -> str:
+    """Everything the record alone says: sent before the dump is read."""
+    quality = record.get("quality") or {}
+    client = quality.get("client") or {}
+    if not client.get("browser"):  # the dump did not say; the socket's handshake may
+        client = parse_user_agent(record.get("user_agent")).as_dict()
+    browser = " ".join(str(p) for p in (client.get("browser"), client.get("browser_version")) if p)
+    system = " ".join(str(p) for p in (client.get("os"), client.get("os_version")) if p)
+    duration = record.get("duration_s")
+    fields = [
+        ("session", record.get("id")),
+        ("client session", record.get("client_session_id")),
+        ("conference", record.get("conference_id")),
+        ("user", record.get("user_id")),
+        ("meeting", record.get("meeting_id")),
+        ("app", record.get("app")),
+        ("dialect", record.get("dialect")),
+        ("browser", browser or record.get("browser")),
+        ("OS", system or record.get("os")),
+        ("started", _iso(record.get("started_at"))),
+        ("ended", _iso(record.get("ended_at"))),
+        ("duration", f"{duration:.1f} s" if isinstance(duration, int | float) else None),
+        ("end reason", record.get("end_reason")),
+        ("close code", record.get("close_code")),
+        ("peer connections", record.get("pc_count")),
+        ("url", record.get("url")),
+    ]
+    parts = [
+        "<!doctype html><html lang=en><head><meta charset=utf-8>",
+        '<meta name="viewport" content="width=device-width,initial-scale=1">',
+        '<meta name="referrer" content="no-referrer">',
+        '<link rel="icon" href="data:,">',
+        f"<title>Session {escape(str(record.get('id', '')))}</title>",
+        f'<style nonce="{nonce}">{_CSS}{colour_css()}</style></head><body>',
+        "<header><h1>Session ",
+        escape(str(record.get("id", ""))),
+        "</h1><dl class=meta>",
+        *(_field(name, value) for name, value in fields),
+        "</dl>",
+        _findings(quality, record),
+        "</header><main>",
+        "<p id=computing class=note>Reading the dump…</p>",
+    ]
+    return "".join(parts)
+
+
+def _findings(quality: dict[str, Any], record: dict[str, Any]) -> str:
+    detailed = quality.get("findings")
+    if not isinstance(detailed, list):
+        names = record.get("findings") or []
+        detailed = [{"name": n, "severity": SEVERITIES.get(n, "info")} for n in names]
+    if not detailed:
+        note = "no quality summary" if not quality else "no findings"
+        return f"<p class=note>Findings: {note}.</p>"
+    items = []
+    for finding in detailed:
+        severity = str(finding.get("severity", "info"))
+        where = f" ({finding['pc_id']})" if finding.get("pc_id") else ""
+        detail = finding.get("detail") or ""
+        items.append(
+            f'<li class="finding"><span class="sev sev-{escape(severity)}">{escape(severity)}'
+            f"</span><b>{escape(str(finding.get('name')))}</b>{escape(where)} "
+            f"{escape(str(detail))}</li>"
+        )
+    return "<ul class=findings>" + "".join(items) + "</ul>"
+
+
+def page_body(
+    model: dict[str, Any], session_id: str, query: str, nonce: str, t0: float | None = None
+) -> str:
+    """Charts and timelines of the view model; ``query`` is the signed ``exp&sig``."""
+    return "".join(_body_parts(model, session_id, query, nonce, t0))
+
+
+def _body_parts(
+    model: dict[str, Any], session_id: str, query: str, nonce: str, t0: float | None
+) -> Iterator[str]:
+    base = f"/view/{escape(session_id)}"
+    if model.get("error"):
+        yield f"<p class=err>The dump cannot be shown: {escape(str(model['error']))}</p>"
+    for problem in model.get("errors") or []:
+        yield f"<p class=err>Damaged dump: {escape(str(problem))}</p>"
+    window = model.get("window")
+    # The charts' common axis: the zoomed window, else the span of the samples (a close
+    # line written long after the last getStats must not squeeze every chart).
+    x0: float | None = window[0] if window else model.get("series_first") or model.get("first")
+    x1: float | None = window[1] if window else model.get("series_last") or model.get("last")
+    origin: float = t0 if t0 is not None else (x0 or 0.0)
+    yield "<nav class=note>"
+    download = query
+    if window and x0 is not None and x1 is not None:
+        yield (
+            f"Zoomed to {_relative(x0, origin)} … {_relative(x1, origin)} "
+            f"(every sample up to {model.get('buckets', 0)} per series). "
+            f'<a href="{base}?{escape(query)}">Show the whole session</a> · '
+        )
+        download += f"&from={int(x0)}&to={math.ceil(x1)}"
+    else:
+        yield "Drag across a chart to zoom in. "
+    yield (
+        f'<a href="{base}/samples.jsonl?{escape(download)}" download>'
+        "Download every sample (JSON lines)</a>"
+        f"<span id=readout></span></nav>"
+    )
+    info = model.get("info") or {}
+    yield (
+        f"<p class=note>{model.get('events', 0)} events, {model.get('stats_events', 0)} getStats "
+        f"results; dump layout {escape(str(info.get('layout') or '?'))}, client protocol "
+        f"{escape(str(info.get('client_protocol') or '?'))}.</p>"
+    )
+    if model.get("backend_stats"):
+        yield (
+            f"<p class=note>{model['backend_stats']} statistics objects of a backend pusher "
+            "(JVB, Jicofo): not charted; download the dump for them.</p>"
+        )
+    if model.get("series_dropped"):
+        yield f"<p class=note>{model['series_dropped']} samples of further tracks not charted.</p>"
+    span = (x0, x1) if x0 is not None and x1 is not None and x1 > x0 else None
+    if span is not None:
+        yield (
+            f'<div id=axis hidden data-x0="{x0}" data-x1="{x1}" data-t0="{origin}" '
+            f'data-w="{WIDTH}" data-l="{LEFT}" data-p="{PLOT_W}"></div>'
+        )
+    yield (
+        "<div class=filters><label>Filter events <input id=q type=search "
+        'placeholder="text, method, state…"></label> '
+        + "".join(
+            f'<label><input type=checkbox name=kind value="{k}" checked>{k}</label> ' for k in KINDS
+        )
+        + "<span id=count class=note></span></div>"
+    )
+    for group in model.get("groups") or []:
+        pc_id = group.get("pc_id")
+        title = f"Peer connection {pc_id}" if pc_id is not None else "Session (not per connection)"
+        yield f"<section class=pc><h2>{escape(title)}</h2>"
+        if span is not None and group.get("series"):
+            yield from _charts(group["series"], span[0], span[1], origin)
+        elif pc_id is not None:
+            yield "<p class=note>No getStats samples in this range.</p>"
+        yield from _timeline(group, base, query, origin)
+        yield "</section>"
+    yield f'<script nonce="{nonce}">{_SCRIPT}</script></main></body></html>'
+
+
+# -- charts -------------------------------------------------------------------------
+
+
+def _nice_ceiling(value: float) -> float:
+    if value <= 0 or not math.isfinite(value):
+        return 1.0
+    magnitude = 10.0 ** math.floor(math.log10(value))
+    for step in (1.0, 2.0, 2.5, 5.0, 10.0):
+        if value <= step * magnitude:
+            return step * magnitude
+    return 10.0 * magnitude
+
+
+def _time_ticks(x0: float, x1: float, origin: float) -> list[float]:
+    span_s = (x1 - x0) / 1000
+    for step in (0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200):
+        if span_s / step <= 8:
+            break
+    step_ms = step * 1000
+    first = origin + math.ceil((x0 - origin) / step_ms) * step_ms
+    ticks: list[float] = []
+    t = first
+    while t <= x1 and len(ticks) < 20:
+        ticks.append(t)
+        t += step_ms
+    return ticks
+
+
+def _fmt(value: float) -> str:
+    if value == 0:
+        return "0"
+    if abs(value) >= 100:
+        return f"{value:.0f}"
+    if abs(value) >= 1:
+        return f"{value:.1f}".rstrip("0").rstrip(".")
+    return f"{value:.2f}".rstrip("0").rstrip(".")
+
+
+def _segments(points: list[list[float]], width_ms: float) -> list[list[list[float]]]:
+    """Split where samples stop (a muted track, a gap in the dump): no line across it."""
+    if not points:
+        return []
+    steps = sorted(b[0] - a[0] for a, b in itertools.pairwise(points))
+    typical = steps[len(steps) // 2] if steps else width_ms
+    gap = max(4 * typical, 2 * width_ms)
+    segments = [[points[0]]]
+    for before, point in itertools.pairwise(points):
+        if point[0] - before[0] > gap:
+            segments.append([])
+        segments[-1].append(point)
+    return segments
+
+
+def _chart_svg(
+    metric: str, lines: list[dict[str, Any]], x0: float, x1: float, origin: float
+) -> str:
+    title, unit = METRICS[metric]
+    top = _nice_ceiling(max((p[2] for line in lines for p in line["points"]), default=1.0))
+    scale_x = PLOT_W / (x1 - x0)
+
+    def x(t: float) -> str:
+        return f"{LEFT + (t - x0) * scale_x:.1f}"
+
+    def y(v: float) -> str:
+        return f"{TOP + PLOT_H - max(0.0, min(v, top)) / top * PLOT_H:.1f}"
+
+    out = [
+        f'<svg class=chart viewBox="0 0 {WIDTH} {HEIGHT}" role=img '
+        f'aria-label="{escape(title)}" data-metric="{metric}">',
+        f"<title>{escape(title)} ({escape(unit)})</title>",
+    ]
+    for fraction in (0.0, 0.5, 1.0):
+        level = TOP + PLOT_H - fraction * PLOT_H
+        out.append(f'<line class=grid x1="{LEFT}" x2="{LEFT + PLOT_W}" y1="{level}" y2="{level}"/>')
+        out.append(
+            f'<text class=tick x="{LEFT - 4}" y="{level + 3}" text-anchor=end>'
+            f"{_fmt(top * fraction)}</text>"
+        )
+    for tick in _time_ticks(x0, x1, origin):
+        out.append(
+            f'<line class=grid x1="{x(tick)}" x2="{x(tick)}" y1="{TOP}" y2="{TOP + PLOT_H}"/>'
+            f'<text class=tick x="{x(tick)}" y="{HEIGHT - 6}" text-anchor=middle>'
+            f"{escape(_relative(tick, origin)[:-4])}</text>"
+        )
+    out.append(
+        f'<line class=axis x1="{LEFT}" x2="{LEFT + PLOT_W}" y1="{TOP + PLOT_H}" '
+        f'y2="{TOP + PLOT_H}"/>'
+    )
+    for index, line in enumerate(lines):
+        colour = f"c{index % len(COLOURS)}"
+        for segment in _segments(line["points"], line["width_ms"]):
+            if any(p[1] != p[2] for p in segment):
+                upper = " ".join(f"{x(p[0])},{y(p[2])}" for p in segment)
+                lower = " ".join(f"{x(p[0])},{y(p[1])}" for p in reversed(segment))
+                out.append(f'<polygon class="band {colour}" points="{upper} {lower}"/>')
+            if len(segment) == 1:
+                p = segment[0]
+                out.append(f'<circle class="{colour}" cx="{x(p[0])}" cy="{y(p[3])}" r="2"/>')
+            else:
+                path = " ".join(f"{x(p[0])},{y(p[3])}" for p in segment)
+                out.append(
+                    f'<polyline class="line {colour}" points="{path}">'
+                    f"<title>{escape(line['label'])}</title></polyline>"
+                )
+    out.append(
+        f'<rect class=sel x="{LEFT}" y="{TOP}" width="0" height="{PLOT_H}"/>'
+        f'<line class=cursor x1="{LEFT}" x2="{LEFT}" y1="{TOP}" y2="{TOP + PLOT_H}" '
+        'visibility="hidden"/></svg>'
+    )
+    return "".join(out)
+
+
+def _charts(series: list[dict[str, Any]], x0: float, x1: float, origin: float) -> Iterator[str]:
+    by_metric: dict[str, list[dict[str, Any]]] = {}
+    for item in series:
+        by_metric.setdefault(item["metric"], []).append(item)
+    for metric in METRICS:
+        lines = by_metric.get(metric)
+        if not lines:
+            continue
+        lines.sort(key=lambda line: (-line["samples"], line["label"]))
+        shown, rest = lines[:MAX_LINES], lines[MAX_LINES:]
+        title, unit = METRICS[metric]
+        yield f"<h3>{escape(title)} <span class=note>({escape(unit)})</span></h3>"
+        yield _chart_svg(metric, shown, x0, x1, origin)
+        legend = "".join(
+            f'<span class="sw k{i % len(COLOURS)}"></span>{escape(line["label"])}'
+            for i, line in enumerate(shown)
+        )
+        more = f" · and {len(rest)} more series (in the download)" if rest else ""
+        yield f"<div class=legend>{legend}{escape(more)}</div>"
+
+
+def colour_css() -> str:
+    return "".join(
+        f".line.c{i}{{stroke:{c}}}.band.c{i},circle.c{i}{{fill:{c}}}.k{i}{{background:{c}}}"
+        for i, c in enumerate(COLOURS)
+    )
+
+
+# -- timeline -----------------------------------------------------------------------
+
+
+def _timeline(group: dict[str, Any], base: str, query: str, origin: float) -> Iterator[str]:
+    entries = group.get("timeline") or []
+    if not entries:
+        yield "<p class=note>No events in this range.</p>"
+        return
+    yield "<h3>Events</h3><table class=tl><tbody>"
+    for t, method, kind, text, detail, index, detail_kind in entries:
+        search = escape(f"{method} {text}".lower())
+        when = _relative(t, origin) if t else "—"
+        cell = ""
+        if detail_kind == "inline" and detail is not None:
+            label = "SDP" if "SDP lines" in text else "details"
+            cell = f"<details><summary>{label}</summary><pre>{escape(detail)}</pre></details>"
+        elif detail_kind == "remote":
+            cell = f'<a href="{base}/events/{index}?{escape(query)}" target=_blank>details</a>'
+        yield (
+            f'<tr class="ev {kind}" data-kind="{kind}" data-s="{search}">'
+            f'<td class=t title="{escape(_iso(t))}">{when}</td>'
+            f"<td class=m>{escape(method)}</td><td class=x>{escape(text)}{cell}</td></tr>"
+        )
+    yield "</tbody></table>"
+    if group.get("omitted"):
+        yield (
+            f"<p class=note>{group['omitted']} more events not listed (only failures and state "
+            "changes are kept past the first entries): zoom in to see them.</p>"
+        )
+
+
+def denied_page(reason: str, nonce: str) -> str:
+    text = {
+        "expired": "This viewer link has expired. Ask for a fresh link.",
+        "missing": "This viewer link is incomplete.",
+        "malformed": "This viewer link is damaged.",
+        "bad_signature": "This viewer link is not valid for this session.",
+    }.get(reason, "This viewer link is not valid.")
+    return (
+        "<!doctype html><html lang=en><head><meta charset=utf-8><title>Access denied</title>"
+        f'<style nonce="{nonce}">body{{font:15px system-ui,sans-serif;margin:40px;'
+        "color:#1b1f24}</style></head><body><h1>Access denied</h1>"
+        f"<p>{escape(text)}</p></body></html>"
+    )
+
+
+def no_dump_body(text: str, nonce: str) -> str:
+    """The end of a page whose dump cannot be shown."""
+    return (
+        f"<p class=err>{escape(text)}</p>"
+        f'<script nonce="{nonce}">document.getElementById("computing").remove()</script>'
+        "</main></body></html>"
+    )
+
+
+def error_page(text: str, nonce: str) -> str:
+    return (
+        "<!doctype html><html lang=en><head><meta charset=utf-8><title>Bad request</title>"
+        f'<style nonce="{nonce}">body{{font:15px system-ui,sans-serif;margin:40px}}</style>'
+        f"</head><body><h1>Bad request</h1><p>{escape(text)}</p></body></html>"
+    )
+
+
+def not_found_page(nonce: str) -> str:
+    return (
+        "<!doctype html><html lang=en><head><meta charset=utf-8><title>Not found</title>"
+        f'<style nonce="{nonce}">body{{font:15px system-ui,sans-serif;margin:40px}}</style>'
+        "</head><body><h1>Session not found</h1><p>It may have been deleted.</p></body></html>"
+    )
+
+
+def link_query(exp: str, sig: str) -> str:
+    return urlencode({"exp": exp, "sig": sig})

@@ -1,0 +1,204 @@
+"""The viewer's HTTP side: ``/view/{id}`` (signed, no login) and the API's fresh link.
+
+Everything under ``/view/`` is authorised by the URL's signature alone and answers
+with a CSP whose ``frame-ancestors`` lists exactly ``'self'`` and the configured
+dashboards, so only they can frame it; scripts and styles run only with the
+response's nonce, and nothing is loaded from elsewhere. ``POST
+/v1/sessions/{id}/viewer-url`` lives under ``/v1/`` so the API's own authentication
+covers it.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import orjson
+from aiohttp import web
+
+from rtcstats_server.app_keys import VIEWER
+from rtcstats_server.exceptions import NotFound, StoreUnavailable
+from rtcstats_server.viewer import render
+from rtcstats_server.viewer.service import Viewer
+
+SESSION_ID: Final = re.compile(r"^[0-9a-f]{32}$")
+_MAX_INDEX: Final = 1 << 40
+
+
+def _headers(request: web.Request, nonce: str) -> dict[str, str]:
+    viewer = request.app.get(VIEWER)
+    ancestors = viewer.frame_ancestors if viewer is not None else "'self'"
+    policy = (
+        f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
+        "img-src 'self' data:; base-uri 'none'; form-action 'self'; "
+        f"frame-ancestors {ancestors}"
+    )
+    return {
+        "Content-Security-Policy": policy,
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+        "Cache-Control": "private, no-store",
+    }
+
+
+def _html(request: web.Request, status: int, text: str, nonce: str) -> web.Response:
+    return web.Response(
+        status=status,
+        text=text,
+        content_type="text/html",
+        charset="utf-8",
+        headers=_headers(request, nonce),
+    )
+
+
+def _signed(request: web.Request, nonce: str) -> tuple[Viewer, str] | web.Response:
+    """The viewer and session id, or the 404/403 page to answer instead."""
+    viewer = request.app.get(VIEWER)
+    session_id = request.match_info["id"]
+    if viewer is None or not SESSION_ID.match(session_id):
+        return _html(request, 404, render.not_found_page(nonce), nonce)
+    now = datetime.now(UTC).timestamp()
+    reason = viewer.signer.check(
+        session_id, request.query.get("exp"), request.query.get("sig"), now
+    )
+    if reason is not None:
+        viewer.metrics.viewer_denied.labels(reason.value).inc()
+        return _html(request, 403, render.denied_page(reason.value, nonce), nonce)
+    return viewer, session_id
+
+
+def _window(request: web.Request) -> tuple[float, float] | str | None:
+    start, end = request.query.get("from"), request.query.get("to")
+    if start is None and end is None:
+        return None
+    if not start or not end or not start.isdigit() or not end.isdigit() or len(start) > 15:
+        return "from and to must both be epoch milliseconds"
+    if int(end) <= int(start):
+        return "to must be after from"
+    return float(start), float(end)
+
+
+async def _stored_record(viewer: Viewer, session_id: str) -> dict[str, Any] | None:
+    record = await viewer.records.get(session_id)
+    if record is None:
+        await viewer.data.forget(session_id)  # deleted (retention, API): drop its cache
+    return record
+
+
+async def view_page(request: web.Request) -> web.StreamResponse:
+    nonce = secrets.token_urlsafe(16)
+    signed = _signed(request, nonce)
+    if isinstance(signed, web.Response):
+        return signed
+    viewer, session_id = signed
+    window = _window(request)
+    if isinstance(window, str):
+        return _html(request, 400, render.error_page(window, nonce), nonce)
+    record = await _stored_record(viewer, session_id)
+    if record is None:
+        return _html(request, 404, render.not_found_page(nonce), nonce)
+    query = render.link_query(request.query["exp"], request.query["sig"])
+    response = web.StreamResponse(headers=_headers(request, nonce))
+    response.content_type = "text/html"
+    response.charset = "utf-8"
+    await response.prepare(request)
+    # The header first: it needs only the record, and shows while a cold dump is read.
+    await response.write(render.page_head(record, nonce).encode())
+    dump_key = record.get("dump_key")
+    if not dump_key:
+        state = record.get("state", "unknown")
+        body = render.no_dump_body(f"No stored dump for this session yet (state: {state}).", nonce)
+    else:
+        try:
+            if window is None:
+                model = await viewer.data.model(session_id, dump_key)
+            else:
+                model = await viewer.data.window(dump_key, window[0], window[1])
+            body = render.page_body(model, session_id, query, nonce, model.get("session_first"))
+        except (NotFound, StoreUnavailable, OSError) as exc:
+            body = render.no_dump_body(f"The dump cannot be read now: {exc}", nonce)
+    try:
+        await response.write(body.encode())
+        await response.write_eof()
+    except ConnectionResetError:
+        pass  # the viewer left while its dump was read; the cache is written all the same
+    return response
+
+
+async def view_event(request: web.Request) -> web.StreamResponse:
+    nonce = secrets.token_urlsafe(16)
+    signed = _signed(request, nonce)
+    if isinstance(signed, web.Response):
+        return signed
+    viewer, session_id = signed
+    raw = request.match_info["index"]
+    record = await _stored_record(viewer, session_id)
+    if not raw.isdigit() or int(raw) > _MAX_INDEX or record is None or not record.get("dump_key"):
+        return _html(request, 404, render.not_found_page(nonce), nonce)
+    event = await viewer.data.event(record["dump_key"], int(raw))
+    if event is None:
+        return _html(request, 404, render.not_found_page(nonce), nonce)
+    body = {
+        "index": int(raw),
+        "timestamp": event.timestamp,
+        "method": event.method,
+        "pc_id": event.pc_id,
+        "value": event.value,
+        "extra": list(event.extra),
+    }
+    return web.Response(
+        body=orjson.dumps(body, default=str, option=orjson.OPT_INDENT_2),
+        content_type="application/json",
+        headers=_headers(request, nonce),
+    )
+
+
+async def view_samples(request: web.Request) -> web.StreamResponse:
+    nonce = secrets.token_urlsafe(16)
+    signed = _signed(request, nonce)
+    if isinstance(signed, web.Response):
+        return signed
+    viewer, session_id = signed
+    window = _window(request)
+    if isinstance(window, str):
+        return _html(request, 400, render.error_page(window, nonce), nonce)
+    record = await _stored_record(viewer, session_id)
+    if record is None or not record.get("dump_key"):
+        return _html(request, 404, render.not_found_page(nonce), nonce)
+    headers = _headers(request, nonce)
+    headers["Content-Disposition"] = f'attachment; filename="{session_id}-samples.jsonl"'
+    response = web.StreamResponse(headers=headers)
+    response.content_type = "application/x-ndjson"
+    await response.prepare(request)
+    start, end = window if window is not None else (None, None)
+    try:
+        await viewer.data.stream_samples(record["dump_key"], start, end, response.write)
+        await response.write_eof()
+    except ConnectionResetError:
+        pass  # download cancelled; stream_samples has stopped its reader
+    return response
+
+
+async def viewer_url(request: web.Request) -> web.Response:
+    """A fresh signed link (the one in the record may have expired)."""
+    viewer = request.app.get(VIEWER)
+    session_id = request.match_info["id"]
+    if viewer is None:
+        detail = "the viewer is disabled (viewer.enabled: false)"
+        body = {"error": "viewer_disabled", "detail": detail}
+        return web.json_response(body, status=404, dumps=lambda o: orjson.dumps(o).decode())
+    if not SESSION_ID.match(session_id) or await viewer.records.get(session_id) is None:
+        raise NotFound(f"no session {session_id}")
+    signed = viewer.url_for(session_id)
+    expires = datetime.fromtimestamp(signed.expires_at, UTC).isoformat()
+    return web.json_response({"viewer_url": signed.url, "expires_at": expires})
+
+
+def add_routes(app: web.Application) -> None:
+    """``/view/...`` on the public port; the API route with the other ``/v1/`` ones."""
+    app.router.add_get("/view/{id}", view_page)
+    app.router.add_get("/view/{id}/events/{index}", view_event)
+    app.router.add_get("/view/{id}/samples.jsonl", view_samples)
+    app.router.add_post("/v1/sessions/{id}/viewer-url", viewer_url)

@@ -1,0 +1,214 @@
+"""The viewer in headless chromium: every real dump renders without a console error,
+the page's script works (filter, cursor, drag to zoom), and frame-ancestors lets only
+the authorized dashboard frame it, as the browser enforces it.
+
+Screenshots go to ``test-artifacts/viewer/``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from playwright.async_api import ConsoleMessage, Error, Frame, Page
+
+from tests.ingest.test_replay_fixtures import replay
+from tests.services import streams
+from tests.services.browser import BrowserBed, browser_bed
+from tests.services.collector import RunningCollector, free_port, run_collector, wait_until
+from tests.services.stored_dumps import store_dump_file
+from tests.viewer.test_model import NO_STATS, REAL
+
+pytestmark = pytest.mark.browser
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "viewer"
+
+
+@pytest.fixture
+async def bed() -> AsyncIterator[BrowserBed]:
+    async with browser_bed() as started:
+        yield started
+
+
+@dataclass
+class Opened:
+    page: Page
+    console: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def on_console(self, message: ConsoleMessage) -> None:
+        self.console.append(message.text)
+        if message.type == "error":
+            self.errors.append(message.text)
+
+    def on_error(self, error: Error) -> None:
+        self.errors.append(f"uncaught: {error}")
+
+
+@asynccontextmanager
+async def opened(bed: BrowserBed) -> AsyncIterator[Opened]:
+    context = await bed.browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        page = await context.new_page()
+        state = Opened(page)
+        page.on("console", state.on_console)
+        page.on("pageerror", state.on_error)
+        yield state
+    finally:
+        await context.close()
+
+
+async def show(bed: BrowserBed, url: str, name: str) -> dict[str, Any]:
+    """Open a viewer URL, screenshot it, and say what it shows."""
+    async with opened(bed) as view:
+        response = await view.page.goto(url, wait_until="load")
+        assert response is not None and response.status == 200
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        await view.page.screenshot(path=ARTIFACTS / f"{name}.png", full_page=True)
+        found = {
+            "charts": await view.page.locator("svg.chart").count(),
+            "lines": await view.page.locator("svg.chart polyline, svg.chart circle").count(),
+            "events": await view.page.locator("tr.ev").count(),
+            "header": await view.page.locator("header h1").inner_text(),
+            "computing": await view.page.locator("#computing").count(),
+        }
+        assert view.errors == [], view.errors
+        return found
+
+
+async def test_real_client_session_in_the_browser(
+    bed: BrowserBed, collector: RunningCollector, fixtures_dir: Path
+) -> None:
+    """The jitsi 9.7.1 loopback call as a client streamed it; then the script at work."""
+    await replay(collector, streams.captured(fixtures_dir, "jitsi-rtcstats-9.7.1-loopback-call"))
+    record = await collector.wait_for_record(lambda r: r["state"] == "stored")
+    url = (await collector.get_json(f"/v1/sessions/{record['id']}"))["viewer_url"]
+    found = await show(bed, url, "jitsi-9.7.1-loopback-call")
+    assert found["charts"] >= 10 and found["lines"] >= found["charts"]
+    assert found["events"] > 50 and found["computing"] == 0
+    assert found["header"] == f"Session {record['id']}"
+
+    async with opened(bed) as view:
+        page = view.page
+        await page.goto(url)
+        rows = page.locator("tr.ev")
+        visible = page.locator("tr.ev:not([hidden])")
+        total = await rows.count()
+        await page.fill("#q", "setremotedescription")
+        assert 0 < await visible.count() < total
+        assert "setRemoteDescription" in await visible.first.inner_text()
+        await page.fill("#q", "")
+        await page.uncheck("input[name=kind][value=api]")
+        await page.uncheck("input[name=kind][value=event]")
+        await page.uncheck("input[name=kind][value=state]")
+        assert await visible.count() == 1  # the one failed setRemoteDescription
+        assert "OnFailure" in await visible.first.inner_text()
+
+        # one cursor across every chart: they share the time axis
+        chart = page.locator("svg.chart").first
+        box = await chart.bounding_box()
+        assert box is not None
+        await page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] / 2)
+        positions = await page.eval_on_selector_all(
+            "svg.chart .cursor",
+            "cs => cs.map(c => [c.getAttribute('x1'), c.getAttribute('visibility')])",
+        )
+        assert len({x for x, _ in positions}) == 1 and {v for _, v in positions} == {"visible"}
+        # drag across the chart: the window is shown at full resolution
+        await page.mouse.down()
+        await page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] / 2)
+        async with page.expect_navigation():
+            await page.mouse.up()
+        assert "from=" in page.url and "to=" in page.url
+        await page.wait_for_selector("svg.chart")
+        assert "Zoomed to" in await page.locator("nav").inner_text()
+        await page.screenshot(path=ARTIFACTS / "jitsi-9.7.1-zoomed.png", full_page=True)
+        assert view.errors == [], view.errors
+
+
+async def test_every_real_dump_in_the_browser(
+    bed: BrowserBed, collector: RunningCollector, fixtures_dir: Path
+) -> None:
+    for name in REAL:
+        session_id = await store_dump_file(collector, fixtures_dir / "real" / name)
+        url = (await collector.get_json(f"/v1/sessions/{session_id}"))["viewer_url"]
+        found = await show(bed, url, name)
+        assert found["events"] > 0, name
+        assert found["computing"] == 0, name
+        if name in NO_STATS:
+            assert found["charts"] == 0, name
+        else:
+            assert found["charts"] >= 3 and found["lines"] >= found["charts"], (name, found)
+
+
+def embedding_app() -> web.Application:
+    """A customer's dashboard: a page that frames the URL it is given."""
+
+    async def page(request: web.Request) -> web.Response:
+        src = request.query["src"].replace('"', "%22")
+        html = (
+            "<!doctype html><html><head><link rel=icon href='data:,'></head><body>"
+            f'<h1>Dashboard</h1><iframe id=viewer src="{src}" width=1200 height=700></iframe>'
+            "</body></html>"
+        )
+        return web.Response(text=html, content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/dashboard", page)
+    return app
+
+
+async def framed(page: Page, viewer_origin: str) -> Frame:
+    element = await page.wait_for_selector("#viewer")
+    assert element is not None
+    frame = await element.content_frame()
+    assert frame is not None
+    return frame
+
+
+async def test_only_the_authorized_origin_can_frame_the_viewer(
+    bed: BrowserBed, tmp_path: Path, fixtures_dir: Path
+) -> None:
+    port = free_port()
+    authorized = f"http://127.0.0.1:{port}"
+    runner = web.AppRunner(embedding_app())
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    settings = {"viewer": {"authorized_domains": [authorized]}}
+    try:
+        async with run_collector(tmp_path / "data", settings) as collector:
+            session_id = await store_dump_file(
+                collector, fixtures_dir / "real" / "jitsi-chrome-standard-pc-failed.jsonl"
+            )
+            url = (await collector.get_json(f"/v1/sessions/{session_id}"))["viewer_url"]
+            query = f"/dashboard?src={url.replace('&', '%26')}"
+
+            async with opened(bed) as view:
+                await view.page.goto(authorized + query)
+                frame = await framed(view.page, collector.base_url)
+                await frame.wait_for_selector("svg.chart")
+                assert frame.url == url
+                assert await frame.locator("header h1").inner_text() == f"Session {session_id}"
+                await view.page.screenshot(path=ARTIFACTS / "embedded-authorized.png")
+                assert view.errors == [], view.errors
+
+            # the same page from another origin (localhost is not 127.0.0.1 to a browser)
+            async with opened(bed) as view:
+                await view.page.goto(f"http://localhost:{port}{query}")
+                await wait_until(
+                    lambda: any("frame-ancestors" in text for text in view.console),
+                    timeout=10,
+                    what="chromium refusing the frame (frame-ancestors)",
+                )
+                frame = await framed(view.page, collector.base_url)
+                assert not frame.url.startswith(collector.base_url), frame.url
+                assert await frame.locator("svg.chart").count() == 0
+                assert await frame.locator("header h1").count() == 0
+                await view.page.screenshot(path=ARTIFACTS / "embedded-refused.png")
+    finally:
+        await runner.cleanup()
