@@ -22,10 +22,16 @@ FIXTURE = "jitsi-google-standard-stats-sfu.jsonl"
 
 
 async def client(
-    http: aiohttp.ClientSession, url: str, index: int, fixtures: Path, sent: list[int]
+    http: aiohttp.ClientSession,
+    url: str,
+    index: int,
+    fixtures: Path,
+    sent: list[int],
+    go: asyncio.Event,
 ) -> int:
-    """Streams the fixture: half at once, then the rest at a trickle, reading what the
-    server sends meanwhile (as a browser does) until the server closes."""
+    """Streams the fixture: half at once, then (once the server has all the halves)
+    the rest at a trickle, reading what the server sends meanwhile (as a browser
+    does) until the server closes."""
     stream = streams.jitsi_disk_dump(fixtures, FIXTURE, session_id=f"drain-{index}")
     async with http.ws_connect(url + stream.path, protocols=(stream.subprotocol,)) as ws:
         hello = await ws.receive_json(timeout=10)
@@ -34,6 +40,7 @@ async def client(
         for message in stream.messages[:half]:
             await ws.send_str(message)
         sent[index] = half
+        await go.wait()
 
         async def trickle() -> None:
             for message in stream.messages[half:]:
@@ -69,8 +76,9 @@ async def test_sigterm_drains_fifty_live_sessions(tmp_path: Path, fixtures_dir: 
         async with aiohttp.ClientSession() as http:
             await server.wait_healthy(http)
             sent = [0] * SESSIONS
+            go = asyncio.Event()
             clients = [
-                asyncio.create_task(client(http, server.ws_url, i, fixtures_dir, sent))
+                asyncio.create_task(client(http, server.ws_url, i, fixtures_dir, sent, go))
                 for i in range(SESSIONS)
             ]
 
@@ -91,6 +99,8 @@ async def test_sigterm_drains_fifty_live_sessions(tmp_path: Path, fixtures_dir: 
                 )
 
             await wait_until(all_live, 30, what="50 live sessions")
+            go.set()  # every session has its first half in; now they trickle
+            await wait_until(lambda: sum(sent) >= SESSIONS * (len(expected) // 2 + 2))
             assert max(sent) < len(expected)  # all still streaming when the signal comes
             code, drain_s = await server.terminate(timeout=GRACE_S + 5)
             print(f"\ndrain of {SESSIONS} live sessions: exit {code} in {drain_s:.2f} s")
