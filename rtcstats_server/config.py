@@ -454,6 +454,12 @@ class ViewerConfig(Section):
         description="Chart resolution: each series keeps at most twice this many points "
         "(min/max/mean each); a zoomed window with fewer samples shows every one.",
     )
+    cache_max_bytes: int = Field(
+        1 << 30,
+        ge=0,
+        description="Disk for cached view models under <data_dir>/viewer-cache; the least "
+        "recently viewed are deleted beyond it (they are recomputed from the dump if viewed).",
+    )
 
     @model_validator(mode="after")
     def _origins(self) -> ViewerConfig:

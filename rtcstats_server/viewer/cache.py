@@ -40,6 +40,8 @@ T = TypeVar("T")
 _QUEUE_CHUNKS: Final = 4
 _DOWNLOAD_BLOCK: Final = 64 * 1024
 _DOWNLOAD_QUEUE: Final = 8
+#: The cache's size is checked at the first write and then every this many.
+_PRUNE_EVERY_WRITES: Final = 20
 
 
 def _drain(pipe: queue.Queue[bytes | None]) -> Iterator[bytes]:
@@ -125,6 +127,7 @@ def _write_cache(path: Path, model: dict[str, Any]) -> None:
 def _read_cache(path: Path) -> dict[str, Any] | None:
     try:
         data = path.read_bytes()
+        os.utime(path)  # recently viewed: the last to be pruned
     except FileNotFoundError:
         return None
     try:
@@ -133,6 +136,31 @@ def _read_cache(path: Path) -> dict[str, Any] | None:
         log.warning("viewer cache file %s is damaged: recomputing", path)
         return None
     return model
+
+
+def prune(directory: Path, max_bytes: int) -> int:
+    """Delete the least recently viewed cache files beyond ``max_bytes``; how many.
+
+    Also how the cache of deleted sessions (retention, the API) goes away in time.
+    """
+    files = []
+    total = 0
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            if not entry.name.endswith(".json.zst") or not entry.is_file():
+                continue
+            info = entry.stat()
+            files.append((info.st_mtime, info.st_size, entry.path))
+            total += info.st_size
+    deleted = 0
+    for _, size, path in sorted(files):
+        if total <= max_bytes:
+            break
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+            deleted += 1
+        total -= size
+    return deleted
 
 
 class ViewData:
@@ -144,12 +172,15 @@ class ViewData:
         dumps: DumpStore,
         metrics: Metrics,
         buckets: int,
+        max_bytes: int = 1 << 30,
         concurrency: int = 2,
     ) -> None:
         self.directory = directory
         self.dumps = dumps
         self.metrics = metrics
         self.buckets = buckets
+        self.max_bytes = max_bytes
+        self._writes = 0
         self._limit = asyncio.Semaphore(concurrency)
         self._running: dict[str, asyncio.Future[dict[str, Any]]] = {}
 
@@ -182,6 +213,9 @@ class ViewData:
             )
             if not model.get("error"):
                 await asyncio.to_thread(_write_cache, path, model)
+                self._writes += 1
+                if self._writes % _PRUNE_EVERY_WRITES == 1:
+                    await asyncio.to_thread(prune, self.directory, self.max_bytes)
             return model
 
     async def window(self, dump_key: str, start: float, end: float) -> dict[str, Any]:

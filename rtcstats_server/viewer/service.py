@@ -39,7 +39,11 @@ class Viewer:
         self.records = records
         self.metrics = metrics
         self.data = ViewData(
-            config.server.data_dir / CACHE_DIR, dumps, metrics, config.viewer.chart_buckets
+            config.server.data_dir / CACHE_DIR,
+            dumps,
+            metrics,
+            config.viewer.chart_buckets,
+            config.viewer.cache_max_bytes,
         )
 
     @property
