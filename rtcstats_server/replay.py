@@ -427,7 +427,7 @@ def summary(script: Script, path: Path, url: str, tally: Tally, elapsed: float) 
         "refusals": dict(tally.refusals),
         "errors": dict(tally.errors),
         "sent": tally.sent,
-        "acknowledged": tally.acknowledged if script.waits_for_sn else None,
+        "acknowledged": tally.acknowledged if script.waits_for_sn and script.last_seq else None,
         "close_codes": dict(tally.close_codes),
         "elapsed_s": round(elapsed, 3),
         "messages_per_s": round(tally.sent / elapsed, 1) if elapsed > 0 else None,
