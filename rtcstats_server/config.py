@@ -181,6 +181,14 @@ class MetadataConfig(Section):
         2.0, gt=0, description="mongodb: how often an unreachable database is tried again."
     )
 
+    @model_validator(mode="after")
+    def _mongodb_uri_scheme(self) -> MetadataConfig:
+        # Only the scheme: the driver checks the rest, without echoing the secret.
+        uri = self.uri.get_secret_value()
+        if self.backend == "mongodb" and not uri.startswith(("mongodb://", "mongodb+srv://")):
+            raise ValueError("metadata.uri must start with mongodb:// or mongodb+srv://")
+        return self
+
 
 class RetentionConfig(Section):
     days: int = Field(

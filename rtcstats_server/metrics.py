@@ -177,3 +177,15 @@ class Metrics:
             "1 when the metadata database answers and the spool is replayed, else 0.",
             registry=r,
         )
+        # -- dumps uploaded to /v1.0/upload (uploads/) -------------------------------------
+        self.received_uploads = Counter(
+            "rtcstats_received_uploads",
+            "Dumps uploaded to /v1.0/upload, by outcome (stored or the error code).",
+            ["outcome"],
+            registry=r,
+        )
+        self.received_upload_bytes = Counter(
+            "rtcstats_received_upload_bytes",
+            "Bytes of dumps uploaded to /v1.0/upload and stored, as sent.",
+            registry=r,
+        )

@@ -124,3 +124,15 @@ def test_uri_is_masked_in_check_config(
     assert "database: telemetry" in out
     config = build_config({"metadata": {"backend": "mongodb", "uri": "mongodb://u:p@h/"}}, {})
     assert "u:p@" not in repr(config)
+
+
+def test_a_uri_of_another_database_is_refused_by_check_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "rtcstats.yaml"
+    path.write_text("metadata:\n  backend: mongodb\n")
+    monkeypatch.setenv("RTCSTATS_METADATA__URI", "postgres://writer:s3cret@db.example/")
+    assert cli_main(["check-config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "metadata.uri must start with mongodb://" in err
+    assert "s3cret" not in err
