@@ -3,8 +3,9 @@ split between the public port and ``api.listen``.
 
 Tokens are configured as SHA-256 hashes, so the config file is no credential; each
 request's token is hashed and compared in constant time against every configured
-hash. ``read`` opens the GET routes (sessions, dumps, metrics); ``admin`` also opens
-the ones that change something (forward, delete). With no token configured the API
+hash. ``read`` opens the GET routes (sessions, dumps, metrics); ``upload`` also opens
+``POST /v1.0/upload`` (what a backend that sends dumps needs, and no more); ``admin``
+also opens the ones that change something (forward, delete). With no token configured the API
 answers clients on this host only: a request relayed by a proxy (it carries
 ``X-Forwarded-For`` or ``Forwarded``) is not one, even when the proxy is local.
 """
@@ -22,10 +23,14 @@ from rtcstats_server.api import Handler, error
 from rtcstats_server.config import ApiConfig
 
 #: Paths of the API proper; /healthz and /readyz stay open on every port.
-PROTECTED_PREFIXES = ("/v1/", "/metrics")
+PROTECTED_PREFIXES = ("/v1/", "/v1.0/", "/metrics")
 _READ_METHODS = frozenset({"GET", "HEAD"})
 #: POST routes that change nothing (they sign a viewer link): the read scope opens them.
 _READ_POSTS = re.compile(r"^/v1/sessions/[^/]+/viewer-url$")
+#: (method, path) a token of the ``upload`` scope may use beyond the read routes.
+_UPLOAD_ROUTES = frozenset({("POST", "/v1.0/upload")})
+#: A token listed twice with different scopes gets the widest.
+_RANK = {"read": 0, "upload": 1, "admin": 2}
 
 
 def hash_token(token: str) -> str:
@@ -67,7 +72,7 @@ class ApiAccess:
         digest = hash_token(token.strip())
         found = None
         for sha256, scope, _name in self.tokens:  # no early exit: timing says nothing
-            if hmac.compare_digest(digest, sha256) and found != "admin":
+            if hmac.compare_digest(digest, sha256) and _RANK[scope] >= _RANK.get(found or "", -1):
                 found = scope
         return found
 
@@ -119,5 +124,7 @@ class ApiAccess:
         if request.method == "POST" and _READ_POSTS.match(request.path):
             return None  # every scope includes read
         if request.method not in _READ_METHODS and scope != "admin":
+            if scope == "upload" and (request.method, request.path) in _UPLOAD_ROUTES:
+                return None
             return error(403, "forbidden", "this route needs a token with the admin scope")
         return None

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from rtcstats_server import api
+from rtcstats_server import api, openapi, rtcstats_api
 from rtcstats_server.api_access import ApiAccess
 from rtcstats_server.app_keys import (
     CONFIG,
@@ -92,7 +92,9 @@ def make_spool(config: Config, dumps: DumpStore, metrics: Metrics) -> Spool:
 
 def build_app(config: Config) -> web.Application:
     metrics = Metrics()
-    app = web.Application(middlewares=[api.json_errors], client_max_size=1 << 20)
+    app = web.Application(
+        middlewares=[rtcstats_api.error_shape, api.json_errors], client_max_size=1 << 20
+    )
     app[CONFIG] = config
     app[METRICS] = metrics
     app[RECORDS] = make_session_store(config)
@@ -126,6 +128,7 @@ def build_app(config: Config) -> web.Application:
 
     app.cleanup_ctx.append(resources)
     app.cleanup_ctx.append(retention_ctx)
+    app.cleanup_ctx.append(rtcstats_api.uploads_ctx)  # after resources: needs the manager
     ingest = _LazyIngest(config)
 
     @web.middleware
@@ -139,6 +142,8 @@ def build_app(config: Config) -> web.Application:
     app.middlewares.append(ApiAccess(config.api, api_listen(config)[1]).middleware)
     app.middlewares.append(upgrades_anywhere)
     api.add_routes(app)
+    rtcstats_api.add_routes(app)
+    openapi.add_routes(app)
     viewer_routes.add_routes(app)
     return app
 

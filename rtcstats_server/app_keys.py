@@ -11,6 +11,7 @@ from rtcstats_server.metrics import Metrics
 from rtcstats_server.sessions import SessionManager
 from rtcstats_server.storage.base import DumpStore
 from rtcstats_server.storage.spool import Spool
+from rtcstats_server.uploads.service import Uploads
 from rtcstats_server.viewer.service import Viewer
 
 CONFIG = web.AppKey("config", Config)
@@ -23,3 +24,5 @@ SPOOL = web.AppKey("spool", Spool)
 FORWARDING = web.AppKey("forwarding", Forwarding)
 #: Present only when the viewer is enabled.
 VIEWER = web.AppKey("viewer", Viewer)
+#: Present only when ``upload.enabled`` (the rtcstats.com-compatible /v1.0 API).
+UPLOADS = web.AppKey("uploads", Uploads)

@@ -357,8 +357,10 @@ class ApiToken(Section):
     sha256: str = Field(
         ..., pattern=r"^[0-9a-f]{64}$", description="Hex SHA-256 of the token, not the token."
     )
-    scope: Literal["read", "admin"] = Field(
-        "read", description="read: sessions and dumps; admin: also forward and delete."
+    scope: Literal["read", "upload", "admin"] = Field(
+        "read",
+        description="read: sessions and dumps; upload: also POST /v1.0/upload; "
+        "admin: also forward and delete.",
     )
 
 
@@ -480,6 +482,36 @@ class ViewerConfig(Section):
         return self
 
 
+class UploadConfig(Section):
+    """``POST /v1.0/upload``: dumps uploaded the rtcstats.com way become sessions here.
+
+    Chunks of unfinished uploads are kept on disk under ``<data_dir>/uploads`` (not in
+    memory), bounded in total and dropped when not assembled within ``chunk_ttl_s``.
+    """
+
+    enabled: bool = Field(True, description="Serve the rtcstats.com-compatible /v1.0 API.")
+    max_bytes: int = Field(
+        256 << 20,
+        ge=1024,
+        description="Largest upload (raw body, or all chunks of one file) as sent; "
+        "beyond: 413. Decompressed, a dump may be as large as ingest.max_session_bytes.",
+    )
+    max_chunk_bytes: int = Field(
+        8 << 20, ge=1024, description="Largest single multipart chunk (rtcstats.com: 1 MiB)."
+    )
+    chunk_ttl_s: float = Field(
+        3600.0, gt=0, description="Chunks of a file not assembled within this time are deleted."
+    )
+    max_pending_bytes: int = Field(
+        1 << 30,
+        ge=1024,
+        description="All chunks waiting for assembly together; beyond: 503 until some expire.",
+    )
+    concurrency: int = Field(
+        2, ge=1, le=32, description="Uploads converted and stored at once; others wait."
+    )
+
+
 class Config(Section):
     server: ServerConfig = Field(default_factory=ServerConfig)  # type: ignore[arg-type]
     ingest: IngestConfig = Field(default_factory=IngestConfig)  # type: ignore[arg-type]
@@ -495,6 +527,7 @@ class Config(Section):
     api: ApiConfig = Field(default_factory=ApiConfig)  # type: ignore[arg-type]
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)  # type: ignore[arg-type]
     limits: LimitsConfig = Field(default_factory=LimitsConfig)  # type: ignore[arg-type]
+    upload: UploadConfig = Field(default_factory=UploadConfig)  # type: ignore[arg-type]
 
     @property
     def dumps_dir(self) -> Path:
@@ -512,6 +545,11 @@ class Config(Section):
     @property
     def embedded_path(self) -> Path:
         return self.metadata.path or self.server.data_dir / "sessions.sqlite3"
+
+    @property
+    def uploads_dir(self) -> Path:
+        """Chunks of uploads waiting for assembly, and uploads being converted."""
+        return self.server.data_dir / "uploads"
 
     @property
     def metadata_spool_dir(self) -> Path:

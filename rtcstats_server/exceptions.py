@@ -91,3 +91,14 @@ class UpstreamError(RtcstatsError):
 
 class UploadNotVerified(StoreUnavailable):
     """The object store acknowledged an upload but holds a different size; retried."""
+
+
+class UploadRefused(RtcstatsError):
+    """An upload to ``/v1.0/upload`` we do not store; ``status`` and ``error_code`` are
+    what the uploader gets, in the rtcstats.com error shape."""
+
+    def __init__(self, status: int, error_code: str, message: str) -> None:
+        super().__init__(f"{status} {error_code}: {message}")
+        self.status = status
+        self.error_code = error_code
+        self.message = message

@@ -17,6 +17,7 @@ import orjson
 from rtcstats_server.exceptions import StoreUnavailable
 from rtcstats_server.metadata.record import (
     DATETIME_FIELDS,
+    DOCUMENT_FILTERS,
     EQUALITY_FILTERS,
     SessionQuery,
     SessionState,
@@ -178,6 +179,18 @@ class EmbeddedSessionStore:
         if query.min_loss_pct is not None:
             where.append("json_extract(doc, '$.max_loss_pct') >= ?")
             params.append(query.min_loss_pct)
+        for name, value in query.fields.items():
+            if name not in DOCUMENT_FILTERS:
+                raise ValueError(f"not a filter: {name}")
+            where.append(f"json_extract(doc, '$.{name}') = ?")
+            params.append(value)
+        if query.findings_any:
+            marks = ",".join("?" for _ in query.findings_any)
+            where.append(
+                "EXISTS (SELECT 1 FROM json_each(doc, '$.findings') "
+                f"WHERE json_each.value IN ({marks}))"
+            )
+            params.extend(query.findings_any)
         if query.since is not None:
             where.append("started_us >= ?")
             params.append(_micros(query.since))

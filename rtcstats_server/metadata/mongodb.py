@@ -200,12 +200,6 @@ class MongoSessionStore:
             clauses.append({name: value})
         if query.findings_any:
             clauses.append({"findings": {"$in": list(query.findings_any)}})
-        for name, value in query.fields.items():
-            if name not in DOCUMENT_FILTERS:
-                raise ValueError(f"not a filter: {name}")
-            clauses.append({name: value})
-        if query.findings_any:
-            clauses.append({"findings": {"$in": list(query.findings_any)}})
         started: Document = {}
         if query.since is not None:
             started["$gte"] = query.since

@@ -57,10 +57,16 @@ class EndReason(StrEnum):
     PROTOCOL_ERROR = "protocol_error"
     SESSION_TOO_LARGE = "session_too_large"
     DUMP_ERROR = "dump_error"
+    #: Not streamed: the dump came whole through POST /v1.0/upload.
+    UPLOADED = "uploaded"
 
 
 #: Fields a query may filter on with equality; each has an index in every store.
 EQUALITY_FILTERS = ("conference_id", "user_id", "client_session_id", "app", "state")
+
+#: Fields a query may filter on with equality that stores read from the document
+#: (the rtcstats.com-compatible API's ``sessionId``, ``browser``, ``os``).
+DOCUMENT_FILTERS = ("meeting_id", "browser", "os", "dialect")
 
 #: Every field of a record, in the order the API shows them.
 RECORD_FIELDS = (
@@ -111,6 +117,13 @@ RECORD_FIELDS = (
     "rtcstats_url",
     "embed_url",
     "embed_url_absent",
+    # sessions uploaded to /v1.0/upload (uploads/)
+    "source",
+    "client_protocol",
+    "upload_layout",
+    "upload_file_name",
+    "upload_bytes",
+    "uploaded_at",
     # the quality summary (quality/summary.py); flat copies for queries and indexes
     "findings",
     "max_loss_pct",
@@ -132,6 +145,7 @@ DATETIME_FIELDS = frozenset(
         "dump_uploaded_at",
         "forwarded_at",
         "forward_next_attempt_at",
+        "uploaded_at",
     }
 )
 
@@ -157,6 +171,10 @@ class SessionQuery:
     finding: str | None = None
     #: Only records whose ``max_loss_pct`` is at least this (records without: excluded).
     min_loss_pct: float | None = None
+    #: Equality on fields of ``DOCUMENT_FILTERS`` (no column of their own in SQLite).
+    fields: dict[str, str] = field(default_factory=dict)
+    #: Only records whose quality summary has at least one of these findings.
+    findings_any: tuple[str, ...] = ()
 
 
 def encode_cursor(started_at: datetime, session_id: str) -> str:

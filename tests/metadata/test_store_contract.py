@@ -239,6 +239,29 @@ async def test_query_forwarding_and_quality_filters(store: SessionStore) -> None
     assert await _ids(store, min_loss_pct=0.0, since=at(2)) == [sid(5), sid(4), sid(2)]
 
 
+async def test_query_document_field_filters_and_any_finding(store: SessionStore) -> None:
+    # What the rtcstats.com-compatible list (browser, os, sessionId, hasCritical) needs.
+    rows = [
+        # n, browser, os, meeting_id, findings
+        (1, "Chrome", "Windows", "m-1", ["ice_failed", "high_rtt"]),
+        (2, "Firefox", "Linux", "m-2", []),
+        (3, "Chrome", "macOS", "m-1", ["high_rtt"]),
+        (4, None, None, None, None),
+        (5, "Chrome", "Windows", "m-5", ["gum_denied"]),
+    ]
+    for n, browser, os_name, meeting, findings in rows:
+        await create(store, n, n, browser=browser, os=os_name, meeting_id=meeting, findings=findings)
+    assert await _ids(store, fields={"browser": "Chrome"}) == [sid(5), sid(3), sid(1)]
+    assert await _ids(store, fields={"browser": "Chrome", "os": "Windows"}) == [sid(5), sid(1)]
+    assert await _ids(store, fields={"meeting_id": "m-1"}) == [sid(3), sid(1)]
+    assert await _ids(store, fields={"os": "Android"}) == []
+    errors = ("ice_failed", "gum_denied", "sdp_error")
+    assert await _ids(store, findings_any=errors) == [sid(5), sid(1)]
+    assert await _ids(store, findings_any=("high_rtt",), fields={"os": "macOS"}) == [sid(3)]
+    with pytest.raises(ValueError):
+        await _ids(store, fields={"remote_address": "x"})
+
+
 async def test_cursor_pagination_visits_each_record_once(store: SessionStore) -> None:
     # 25 records over 10 distinct start times: ties are ordered by id.
     for n in range(25):
