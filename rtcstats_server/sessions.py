@@ -102,6 +102,7 @@ class Session:
         "lines",
         "messages",
         "recorded",
+        "sealed",
         "socket",
         "started_at",
         "state",
@@ -129,6 +130,7 @@ class Session:
         self.dropped = 0
         self.connections = 0
         self.recorded = False
+        self.sealed = False
         self.ended_by_client = False
         self.last_activity = 0.0
         self.dirty_since = 0.0
@@ -275,6 +277,12 @@ class SessionManager:
 
     async def accept(self, session: Session, line: DumpLine) -> None:
         """Append one event; flush when a size or acknowledgement threshold is met."""
+        if session.sealed:
+            # The close line is written: nothing may follow it. Messages the handler
+            # still had queued when the server closed the socket end here, counted.
+            session.dropped += 1
+            self.metrics.dropped.labels("after_close").inc()
+            return
         seq = line.seq
         if seq is not None:
             if seq <= session.last_seq:
@@ -421,6 +429,7 @@ class SessionManager:
         if self.by_client.get(session.client_session_id or "") is session:
             del self.by_client[session.client_session_id or ""]
         writer = session.writer
+        session.sealed = True
         if session.lines == 0:
             await asyncio.to_thread(writer.discard)
             return
