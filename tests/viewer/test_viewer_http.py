@@ -15,7 +15,7 @@ import pytest
 from rtcstats_server.api_access import hash_token
 from rtcstats_server.app_keys import VIEWER
 from rtcstats_server.viewer.service import CACHE_DIR
-from tests.ingest.test_replay_fixtures import replay
+from tests.ingest.test_replay_fixtures import load, replay
 from tests.services import streams
 from tests.services.collector import RunningCollector, run_collector
 from tests.services.stored_dumps import store_dump_file
@@ -45,12 +45,20 @@ async def replayed(collector: RunningCollector, fixtures: Path, name: str) -> di
 
 
 @pytest.mark.parametrize(
-    "name", [JITSI, "rtcstats-js-2.4.0-loopback-call", "rtcstats-5.2.0-loopback-call"]
+    ("kind", "name"),
+    [
+        ("captured", JITSI),
+        ("captured", "rtcstats-js-2.4.0-loopback-call"),
+        ("captured", "rtcstats-5.2.0-loopback-call"),
+        ("jvb", "jitsi-jvb-sample.jsonl"),
+        ("rtcstats", "rtcstats-gumonly"),
+    ],
 )
 async def test_every_dialect_gets_a_working_viewer_url(
-    collector: RunningCollector, fixtures_dir: Path, name: str
+    collector: RunningCollector, fixtures_dir: Path, kind: str, name: str
 ) -> None:
-    record = await replayed(collector, fixtures_dir, name)
+    await replay(collector, load(fixtures_dir, kind, name))
+    record = await collector.wait_for_record(lambda r: r["state"] == "stored" and "viewer_url" in r)
     url = record["viewer_url"]
     assert url.startswith(f"{collector.base_url}/view/{record['id']}?exp=")
     assert int(query_of(url)["exp"]) == pytest.approx(time.time() + 7 * 86400, abs=60)
@@ -61,6 +69,11 @@ async def test_every_dialect_gets_a_working_viewer_url(
         assert "X-Frame-Options" not in response.headers
         page = await response.text()
     assert f"Session {record['id']}" in page
+    assert f"client protocol {record['dialect']}" in page
+    assert "class=err" not in page
+    if kind != "captured":
+        assert page.count('<tr class="ev') >= 2 and "<svg" not in page  # no getStats in these
+        return
     assert page.count('<tr class="ev') > 10
     assert "setRemoteDescriptionOnFailure" in page  # each captured call fails one on purpose
     if name == "rtcstats-5.2.0-loopback-call":
