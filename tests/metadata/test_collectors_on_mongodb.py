@@ -9,12 +9,16 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pymongo import AsyncMongoClient
 
+from rtcstats_server.app_keys import RECORDS
+from rtcstats_server.metadata.mongodb import MongoSessionStore
+from rtcstats_server.metadata.spool import SpoolingSessionStore
 from tests.services import streams
 from tests.services.collector import RunningCollector, run_collector, wait_until
 from tests.services.ferretdb import FerretDB
@@ -165,6 +169,40 @@ async def test_outage_with_a_restart_loses_nothing_and_applies_nothing_twice(
         assert doc["messages"] == messages
         assert doc["dump_key"] and doc["dump_bytes"] > 0
     assert not any((data / "metadata-spool" / "records.msgpack").read_bytes())
+
+
+async def test_crash_recovery_waits_for_the_database(
+    own_ferretdb: FerretDB, tmp_path: Path
+) -> None:
+    """A session cut by a crash during an outage is finished as ``recovered`` once the
+    database is back and the spool (which holds its creation) is replayed."""
+    settings = mongo_settings(own_ferretdb.uri, "sessions", timeout_s=1.0)
+    settings["server"] = {"node_id": "crashed-node"}
+    data = tmp_path / "data"
+    await asyncio.to_thread(own_ferretdb.stop)
+    # What a collector killed mid-session leaves behind: the creating write, spooled.
+    crashed = SpoolingSessionStore(
+        MongoSessionStore(own_ferretdb.uri, TEST_DATABASE, "sessions", timeout_s=1.0),
+        data / "metadata-spool",
+        retry_interval_s=0.1,
+    )
+    await crashed.open()
+    started = datetime.now(UTC)
+    fields = {"state": "streaming", "started_at": started, "node_id": "crashed-node"}
+    await crashed.upsert("c" * 32, {**fields, "updated_at": started})
+    await crashed.close()
+
+    async with run_collector(data, settings) as collector:  # starts with the DB away
+        await asyncio.to_thread(own_ferretdb.start)
+        await wait_until(lambda: readiness_is(collector, 200), timeout=20, what="database back")
+
+        async def recovered() -> bool:
+            record = await collector.app[RECORDS].get("c" * 32)
+            return record is not None and record["state"] == "stored"
+
+        await wait_until(recovered, timeout=20, what="postponed crash recovery")
+        record = await collector.get_json("/v1/sessions/" + "c" * 32)
+    assert (record["end_reason"], record["close_code"]) == ("recovered", 1006)
 
 
 async def readiness_is(collector: RunningCollector, status: int) -> bool:

@@ -250,7 +250,9 @@ async def test_query_document_field_filters_and_any_finding(store: SessionStore)
         (5, "Chrome", "Windows", "m-5", ["gum_denied"]),
     ]
     for n, browser, os_name, meeting, findings in rows:
-        await create(store, n, n, browser=browser, os=os_name, meeting_id=meeting, findings=findings)
+        await create(
+            store, n, n, browser=browser, os=os_name, meeting_id=meeting, findings=findings
+        )
     assert await _ids(store, fields={"browser": "Chrome"}) == [sid(5), sid(3), sid(1)]
     assert await _ids(store, fields={"browser": "Chrome", "os": "Windows"}) == [sid(5), sid(1)]
     assert await _ids(store, fields={"meeting_id": "m-1"}) == [sid(3), sid(1)]

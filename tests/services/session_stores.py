@@ -28,7 +28,6 @@ MONGODB_URI_ENV = "RTCSTATS_TEST_MONGODB_URI"
 TEST_DATABASE = "rtcstats_test"
 
 
-
 @dataclass(frozen=True)
 class StoreFactory:
     """Makes unopened stores of one ``kind``, all on the same data."""
