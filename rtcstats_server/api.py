@@ -16,7 +16,7 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from rtcstats_server.app_keys import DUMPS, FORWARDING, METRICS, RECORDS, SPOOL
+from rtcstats_server.app_keys import DUMPS, FORWARDING, MANAGER, METRICS, RECORDS, SPOOL
 from rtcstats_server.dumps.frames import FrameStreamDecoder
 from rtcstats_server.exceptions import NotFound, ProtocolViolation, StoreUnavailable
 from rtcstats_server.forwarders.jobs import JobState
@@ -218,8 +218,15 @@ async def readyz(request: web.Request) -> web.Response:
     dumps = request.app[DUMPS]
     if isinstance(dumps, UploadBacklog):
         extra["upload_backlog"] = dumps.backlog()
+    if spool.full or not request.app[MANAGER].accepting:
+        # Only here is the collector unable to take a new session: steer clients away.
+        problems.setdefault("ingest", "not accepting new sessions")
+        return json_response({"status": "unavailable", "problems": problems, **extra}, 503)
     if problems:
-        return json_response({"status": "degraded", "problems": problems, **extra}, 503)
+        # A backend is down but sessions still land in the local spool/outbox and are
+        # replayed later. 503 here would make every collector sharing that database or
+        # bucket leave the load balancer at once: the outage would become total.
+        return json_response({"status": "degraded", "problems": problems, **extra})
     return json_response({"status": "ready", **extra})
 
 
