@@ -40,17 +40,20 @@ class DumpWriter:
         self.path = path
         self.level = level
         self.fsync = fsync
-        self._buffer: list[bytes] = []
+        self._buffer: list[str] = []
         self._lock: asyncio.Lock | None = None
         self.buffered_bytes = 0
         self.raw_bytes = 0
         self.compressed_bytes = 0
 
-    def append(self, line: str) -> int:
-        data = line.encode() + b"\n"
-        self._buffer.append(data)
-        self.buffered_bytes += len(data)
-        return len(data)
+    def append(self, line: str) -> None:
+        """Buffer one line; it is encoded with the rest of its frame, once per flush.
+
+        ``buffered_bytes`` counts characters (equal to bytes for the ASCII that JSON
+        clients send): it only decides when to flush; ``raw_bytes`` is exact.
+        """
+        self._buffer.append(line)
+        self.buffered_bytes += len(line) + 1
 
     def _write_frame(self, data: bytes) -> int:
         frame = compress_frame(data, self.level)
@@ -75,7 +78,8 @@ class DumpWriter:
         async with self._lock:
             if not self._buffer:
                 return
-            data = b"".join(self._buffer)
+            self._buffer.append("")  # the last line's newline
+            data = "\n".join(self._buffer).encode()
             self._buffer.clear()
             self.buffered_bytes = 0
             if len(data) >= OFFLOAD_BYTES or self.fsync:
