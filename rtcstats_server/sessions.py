@@ -587,17 +587,32 @@ class SessionManager:
 
 
 def repair_live_dump(path: Path, level: int) -> tuple[int, int, float]:
-    """Cut a torn last frame and append a close line; return (lines, raw bytes, mtime)."""
+    """Cut a torn last frame and append a close line; return (lines, raw bytes, mtime).
+
+    The close line's time follows the dump's own convention: absolute epoch ms, or for
+    rtcstats-js dumps (relative times) the delta since the last event, which is found
+    by summing the events' deltas.
+    """
     last_write = path.stat().st_mtime
     data = path.read_bytes()
     good = 0
     lines = 0
     raw = 0
+    relative: bool | None = None
+    clock = 0.0
     for content, length in iter_frames([data]):
         good += length
-        lines += content.count(b"\n")
         raw += len(content)
-    close = orjson.dumps(["close", None, ABNORMAL_CLOSURE, round(last_write * 1000)]) + b"\n"
+        for line in content.splitlines():
+            lines += 1
+            if lines == 2:
+                relative = _metadata_protocol(line).startswith("rtcstats#")
+            elif lines > 2 and relative:
+                clock = _advance(clock, line)
+    when = round(last_write * 1000)
+    if relative:
+        when = max(0, when - round(clock)) if clock else 0
+    close = orjson.dumps(["close", None, ABNORMAL_CLOSURE, when]) + b"\n"
     with path.open("r+b") as handle:
         handle.truncate(good)
         handle.seek(good)
@@ -605,3 +620,24 @@ def repair_live_dump(path: Path, level: int) -> tuple[int, int, float]:
         handle.flush()
         os.fsync(handle.fileno())
     return lines + 1, raw + len(close), last_write
+
+
+def _metadata_protocol(line: bytes) -> str:
+    try:
+        meta = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return ""
+    protocol = meta.get("clientProtocol") if isinstance(meta, dict) else None
+    return protocol if isinstance(protocol, str) else ""
+
+
+def _advance(clock: float, line: bytes) -> float:
+    """The absolute time after an rtcstats-js event: its first one is absolute."""
+    try:
+        entry = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return clock
+    stamp = entry[-1] if isinstance(entry, list) and entry else None
+    if not isinstance(stamp, int | float) or isinstance(stamp, bool):
+        return clock
+    return float(stamp) if clock == 0 else clock + stamp
