@@ -101,6 +101,7 @@ class Session:
         "last_seq",
         "lines",
         "messages",
+        "receiving",
         "recorded",
         "sealed",
         "socket",
@@ -130,6 +131,7 @@ class Session:
         self.dropped = 0
         self.connections = 0
         self.recorded = False
+        self.receiving = False
         self.sealed = False
         self.ended_by_client = False
         self.last_activity = 0.0
@@ -420,6 +422,8 @@ class SessionManager:
 
     async def _finish(self, session: Session, reason: EndReason, code: int) -> None:
         session.state = SessionState.FINISHING
+        if reason is EndReason.SHUTDOWN and session.socket is not None:
+            await self._let_handler_catch_up(session)
         sock, session.socket = session.socket, None
         if sock is not None and not sock.closed:
             self.metrics.closed_by_server.labels(str(code)).inc()
@@ -499,6 +503,18 @@ class SessionManager:
         )
         for hook in self.on_stored:
             await hook(session.id)
+
+    async def _let_handler_catch_up(self, session: Session) -> None:
+        """Before the server closes a socket, let its handler store what it has read.
+
+        Closing while the handler is busy makes aiohttp discard the messages already
+        queued on that socket; once the handler waits in ``receive`` again, the queue
+        is empty. Bounded: a client that keeps sending does not hold up the drain.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + min(2.0, self.config.server.shutdown_grace_s / 4)
+        while not session.receiving and loop.time() < deadline:
+            await asyncio.sleep(0.005)
 
     # -- what time decides ---------------------------------------------------------------
 

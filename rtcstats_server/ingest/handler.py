@@ -155,7 +155,9 @@ class IngestHandler:
         bad = 0
         mask = self.mask
         while True:
+            session.receiving = True  # seen by a drain only while the queue is empty
             msg = await ws.receive()
+            session.receiving = False
             kind = msg.type
             if kind is WSMsgType.TEXT:
                 text: str = msg.data
