@@ -513,7 +513,10 @@ class SessionManager:
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + min(2.0, self.config.server.shutdown_grace_s / 4)
-        while not session.receiving and loop.time() < deadline:
+        # Polled, not signalled: what we wait for is the handler *suspended* in receive,
+        # and receive returns without suspending while messages are queued, so an
+        # Event set before it would wake us too early.
+        while not session.receiving and loop.time() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.005)
 
     # -- what time decides ---------------------------------------------------------------
