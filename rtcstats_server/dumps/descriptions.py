@@ -33,12 +33,16 @@ def expand(base: dict[str, Any] | None, description: Any) -> Any:
         return description
     base_sections = _sections(base_sdp)
     out: list[str] = []
+    replaced = False
     for index, section in enumerate(_sections(sdp)):
         marker = "v=" if index == 0 else "m="
         if section == marker and index < len(base_sections):
             out.append(base_sections[index])
+            replaced = True
         else:
             out.append(section)
+    if not replaced:
+        return description  # nothing was compressed: keep the client's text exactly
     return {**description, "sdp": "\r\n".join(out).strip() + "\r\n"}
 
 
