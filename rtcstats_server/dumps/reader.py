@@ -146,7 +146,8 @@ def _number(value: object) -> float | None:
     return None
 
 
-def _iso_ms(value: object) -> float | None:
+def epoch_ms(value: object) -> float | None:
+    """A time as clients write it (epoch ms, or an ISO 8601 string) in epoch ms."""
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     if isinstance(value, str):
@@ -457,7 +458,7 @@ class DumpReader:
                 when = self._last_ts + (delta or 0.0)
         else:
             method = raw_method if type(raw_method) is str else str(raw_method)
-            stamp = _iso_ms(rest[0]) if rest else None
+            stamp = epoch_ms(rest[0]) if rest else None
             when = stamp if stamp is not None else (self._last_ts or 0.0)
             if len(rest) > 1 and type(rest[1]) is int:
                 seq = rest[1]
@@ -528,7 +529,7 @@ def _legacy_import_events(doc: dict[str, Any]) -> Iterator[Event]:
         for item in items:
             if not isinstance(item, dict):
                 continue
-            when = _iso_ms(item.get("time")) or 0.0
+            when = epoch_ms(item.get("time")) or 0.0
             method = str(item.get("type"))
             if method == "getstats":
                 method = STATS_METHOD
@@ -563,7 +564,7 @@ def _internals_events(doc: dict[str, Any]) -> Iterator[Event]:
             method = str(item.get("type"))
             if method.endswith(_INTERNALS_EVENTS) and not method.startswith("on"):
                 method = "on" + method
-            when = _iso_ms(item.get("time")) or 0.0
+            when = epoch_ms(item.get("time")) or 0.0
             events.append(Event(when, method, str(pc_id), item.get("value")))
     return _ordered(events)
 

@@ -25,7 +25,6 @@ import io
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Final
 
@@ -39,6 +38,7 @@ from rtcstats_server.dumps.reader import (
     STATS_METHOD,
     DumpReader,
     Event,
+    epoch_ms,
     file_chunks,
 )
 from rtcstats_server.exceptions import DumpFormatError, UploadRefused
@@ -141,17 +141,6 @@ def _loads(data: bytes) -> Any:
         return None
 
 
-def _epoch_ms(value: object) -> float | None:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000
-        except ValueError:
-            return None
-    return None
-
-
 def _time_value(value: float) -> int | float:
     return int(value) if float(value).is_integer() else value
 
@@ -227,7 +216,7 @@ def _close_line(last: bytes, relative: bool) -> bytes | None:
     if relative:
         when: int | float = 0
     else:
-        stamp = _epoch_ms(entry[3]) if isinstance(entry, list) and len(entry) > 3 else None
+        stamp = epoch_ms(entry[3]) if isinstance(entry, list) and len(entry) > 3 else None
         when = _time_value(stamp) if stamp is not None else 0
     return orjson.dumps(["close", None, CLOSE_CODE, when])
 
@@ -258,7 +247,7 @@ def _internals_stats(doc: dict[str, Any]) -> list[tuple[float, str, dict[str, An
             values = series.get("values")
             if isinstance(values, str):
                 values = _loads(values.encode())
-            start, end = _epoch_ms(series.get("startTime")), _epoch_ms(series.get("endTime"))
+            start, end = epoch_ms(series.get("startTime")), epoch_ms(series.get("endTime"))
             if not isinstance(values, list) or not values or start is None or end is None:
                 continue
             step = (end - start) / (len(values) - 1) if len(values) > 1 else 0.0
@@ -411,7 +400,7 @@ def _facts(target: Path, layout: str, meta: dict[str, Any], own: dict[str, Any])
             first = event.timestamp if first is None else min(first, event.timestamp)
             last = event.timestamp if last is None else max(last, event.timestamp)
     result.damage = reader.error
-    start = _epoch_ms(meta.get("startTime"))
+    start = epoch_ms(meta.get("startTime"))
     result.started_ms = first if first is not None else start
     result.ended_ms = last if last is not None else result.started_ms
     if result.events == 0:
