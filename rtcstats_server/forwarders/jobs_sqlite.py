@@ -16,6 +16,7 @@ import orjson
 
 from rtcstats_server.exceptions import StoreUnavailable
 from rtcstats_server.forwarders.jobs import Job, JobState
+from rtcstats_server.metadata.sqlite import open_sqlite
 
 _SCHEMA = [
     """CREATE TABLE IF NOT EXISTS forward_jobs (
@@ -79,12 +80,7 @@ class SqliteJobQueue:
         return self._db
 
     async def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = await aiosqlite.connect(self.path, isolation_level=None, timeout=30)
-        await self._db.execute("PRAGMA journal_mode=WAL")
-        await self._db.execute("PRAGMA synchronous=NORMAL")
-        for statement in _SCHEMA:
-            await self._db.execute(statement)
+        self._db = await open_sqlite(self.path, _SCHEMA)
 
     async def close(self) -> None:
         if self._db is not None:

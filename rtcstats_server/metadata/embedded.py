@@ -22,6 +22,7 @@ from rtcstats_server.metadata.record import (
     SessionQuery,
     SessionState,
 )
+from rtcstats_server.metadata.sqlite import open_sqlite
 
 _LIVE_STATES = (SessionState.STREAMING, SessionState.DETACHED, SessionState.FINISHING)
 
@@ -85,12 +86,7 @@ class EmbeddedSessionStore:
         return self._db
 
     async def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = await aiosqlite.connect(self.path, isolation_level=None, timeout=30)
-        await self._db.execute("PRAGMA journal_mode=WAL")
-        await self._db.execute("PRAGMA synchronous=NORMAL")
-        for statement in _SCHEMA:
-            await self._db.execute(statement)
+        self._db = await open_sqlite(self.path, _SCHEMA)
 
     async def close(self) -> None:
         if self._db is not None:
