@@ -122,6 +122,17 @@ class StorageConfig(Section):
     secret_access_key: SecretStr | None = Field(
         None, description="S3 secret; set it through RTCSTATS_STORAGE__SECRET_ACCESS_KEY."
     )
+    account_name: str = Field(
+        "",
+        max_length=64,
+        description="Azure storage account; empty: AZURE_STORAGE_ACCOUNT_NAME. For Azurite "
+        "set storage.endpoint to its account URL, http://<host>:10000/<account>.",
+    )
+    account_key: SecretStr | None = Field(
+        None,
+        description="Azure shared key; leave unset for the environment / platform chain, or "
+        "set it through RTCSTATS_STORAGE__ACCOUNT_KEY.",
+    )
     multipart_threshold_bytes: int = Field(
         8 << 20, ge=0, description="Dumps larger than this are uploaded in parts."
     )

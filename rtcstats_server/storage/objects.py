@@ -41,7 +41,7 @@ from rtcstats_server.storage.outbox import Outbox, OutboxEntry
 
 if TYPE_CHECKING:
     from obstore import GetOptions
-    from obstore.store import ClientConfig, RetryConfig, S3Config
+    from obstore.store import AzureConfig, ClientConfig, RetryConfig, S3Config
 
 log = logging.getLogger(__name__)
 
@@ -122,14 +122,14 @@ def _client_for(settings: StorageConfig) -> ObjectStore:
             )
         return GCSStore(settings.bucket, client_options=client, retry_config=retry)
     if settings.backend == "azure":
+        azure: AzureConfig = {}
         if settings.endpoint:
-            return AzureStore(
-                settings.bucket,
-                config={"endpoint": settings.endpoint},
-                client_options=client,
-                retry_config=retry,
-            )
-        return AzureStore(settings.bucket, client_options=client, retry_config=retry)
+            azure["endpoint"] = settings.endpoint
+        if settings.account_name:
+            azure["account_name"] = settings.account_name
+        if settings.account_key is not None:
+            azure["account_key"] = settings.account_key.get_secret_value()
+        return AzureStore(settings.bucket, config=azure, client_options=client, retry_config=retry)
     raise ValueError(f"not an object storage backend: {settings.backend}")
 
 

@@ -1,4 +1,5 @@
-"""One real S3 server (SeaweedFS) for the whole test session; each test its own prefix."""
+"""One real S3 server (SeaweedFS) and one Azure Blob server (Azurite) for the whole test
+session, each started on first use; each test its own prefix."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.services.azurite import Azurite
 from tests.services.seaweedfs import SeaweedFS
 
 
@@ -29,6 +31,17 @@ def s3(seaweedfs: SeaweedFS) -> SeaweedFS:
         seaweedfs.process = None
         seaweedfs.start()
     return seaweedfs
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
+    server = Azurite(tmp_path_factory.mktemp("azurite") / "data")
+    seconds = server.start()
+    print(f"\nAzurite serving blobs at {server.endpoint} after {seconds:.2f} s")
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

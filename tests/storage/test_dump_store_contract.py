@@ -1,4 +1,5 @@
-"""The DumpStore contract, run against every backend: local directory and S3 (SeaweedFS)."""
+"""The DumpStore contract, run against every backend: local directory, S3 (SeaweedFS) and
+Azure Blob Storage (Azurite)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ from rtcstats_server.exceptions import NotFound
 from rtcstats_server.storage.base import DumpStore, dump_key
 from rtcstats_server.storage.local import LocalDumpStore
 from rtcstats_server.storage.objects import ObjectDumpStore, open_object_store
+from tests.services.azurite import Azurite
 from tests.services.collector import wait_until
 from tests.services.seaweedfs import SeaweedFS
 
-BACKENDS = ["local", "s3"]
+BACKENDS = ["local", "s3", "azure"]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -28,9 +30,11 @@ async def store(
     if request.param == "local":
         made = LocalDumpStore(tmp_path / "dumps")
     else:
-        s3: SeaweedFS = request.getfixturevalue("s3")
+        server: SeaweedFS | Azurite = request.getfixturevalue(
+            "s3" if request.param == "s3" else "azurite"
+        )
         config = build_config(
-            {"storage": s3.storage_settings(prefix), "server": {"data_dir": str(tmp_path)}},
+            {"storage": server.storage_settings(prefix), "server": {"data_dir": str(tmp_path)}},
             environ={},
         )
         made = ObjectDumpStore(open_object_store(config.storage), config.storage, config.outbox_dir)
