@@ -80,10 +80,12 @@ def _serve_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def serve(config: Config) -> int:
+    from rtcstats_server.allocator import pin_mmap_threshold
     from rtcstats_server.app import serve_until_signalled
     from rtcstats_server.logs import configure_logging
 
     configure_logging(config.logging)
+    pin_mmap_threshold()  # before any thread or large buffer: see allocator.py
     log.info(
         "rtcstats-collector listening on %s:%d, data in %s",
         config.server.host,
