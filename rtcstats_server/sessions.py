@@ -279,18 +279,27 @@ class SessionManager:
 
     async def accept(self, session: Session, line: DumpLine) -> None:
         """Append one event; flush when a size or acknowledgement threshold is met."""
+        if self.append(session, line):
+            await self.settle(session)
+
+    def append(self, session: Session, line: DumpLine) -> bool:
+        """The synchronous part of ``accept``: True when ``settle`` must follow.
+
+        Split so the ingest loop pays for a coroutine only on the few messages that
+        create the record or fill a frame, not on every message.
+        """
         if session.sealed:
             # The close line is written: nothing may follow it. Messages the handler
             # still had queued when the server closed the socket end here, counted.
             session.dropped += 1
             self.metrics.dropped.labels("after_close").inc()
-            return
+            return False
         seq = line.seq
         if seq is not None:
             if seq <= session.last_seq:
                 session.dropped += 1
                 self.metrics.dropped.labels("duplicate_seq").inc()
-                return
+                return False
             session.last_seq = seq
         writer = session.writer
         if session.dirty_since == 0.0:
@@ -298,10 +307,21 @@ class SessionManager:
         writer.append(line.text)
         session.lines += 1
         session.unacked += 1
+        return (
+            not session.recorded
+            or writer.buffered_bytes >= self.config.dumps.flush_bytes
+            or (
+                session.decoder.sends_acks
+                and session.unacked >= self.config.ingest.ack_every_entries
+            )
+        )
+
+    async def settle(self, session: Session) -> None:
+        """Create the record (after the append: a racing finish still sees the line)
+        and flush when a size or acknowledgement threshold is met."""
         if not session.recorded:
-            # After the append: a finish racing this await still sees the line.
             await self._create_record(session)
-        if writer.buffered_bytes >= self.config.dumps.flush_bytes or (
+        if session.writer.buffered_bytes >= self.config.dumps.flush_bytes or (
             session.decoder.sends_acks and session.unacked >= self.config.ingest.ack_every_entries
         ):
             await self.flush(session)

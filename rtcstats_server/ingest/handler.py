@@ -185,7 +185,8 @@ class IngestHandler:
                     if type(result) is DumpLine:
                         if mask and (masked := mask_line(result.text)) is not None:
                             result = DumpLine(masked, result.seq)
-                        await manager.accept(session, result)
+                        if manager.append(session, result):
+                            await manager.settle(session)
                     elif type(result) is Identity:
                         fields = result.fields
                         if pinned:
