@@ -40,7 +40,7 @@ from rtcstats_server.metadata.base import SessionStore
 from rtcstats_server.metadata.record import EndReason, SessionState, utcnow
 from rtcstats_server.metrics import Metrics
 from rtcstats_server.quality.stored import quality_fields
-from rtcstats_server.storage.base import DumpStore, dump_key
+from rtcstats_server.storage.base import DumpStore, StoredDump, dump_key
 
 log = logging.getLogger(__name__)
 
@@ -211,9 +211,15 @@ class SessionManager:
             session.socket = None
             if old is not None and not old.closed:
                 await old.close(code=1000, message=b"resumed on a new connection")
+            try:
+                await self.flush(session, ack=False)  # sn must name a durable seq
+            except OSError as exc:
+                log.error("session %s: dump write failed at resume: %s", session.id, exc)
+                await self.finish(session, EndReason.DUMP_ERROR, 1011)
+                session = None
+        if session is not None:
             session.decoder = decoder
             session.state = SessionState.STREAMING
-            await self.flush(session, ack=False)
             if session.recorded:
                 await self.records.upsert(
                     session.id, {"state": SessionState.STREAMING.value, "updated_at": utcnow()}
@@ -417,7 +423,8 @@ class SessionManager:
         ):
             session.state = SessionState.DETACHED
             session.detached_at = self._loop_time()
-            await self.flush(session, ack=False)
+            with contextlib.suppress(OSError):  # kept buffered; retried, or stored at finish
+                await self.flush(session, ack=False)
             if session.recorded:
                 await self.records.upsert(
                     session.id, {"state": SessionState.DETACHED.value, "updated_at": utcnow()}
@@ -459,13 +466,24 @@ class SessionManager:
             return
         writer.append(session.decoder.close_line(code))
         before_raw, before_compressed = writer.raw_bytes, writer.compressed_bytes
-        await writer.close()
+        try:
+            await writer.close()
+        except OSError as exc:
+            # A full or failing disk. The frames already written still decode (a failed
+            # write is cut back off); what never reached the disk was never acknowledged.
+            log.error(
+                "session %s: dump write failed, storing what was written: %s", session.id, exc
+            )
+            reason = EndReason.DUMP_ERROR
         self.metrics.dump_raw.inc(writer.raw_bytes - before_raw)
         self.metrics.dump_compressed.inc(writer.compressed_bytes - before_compressed)
         key = dump_key(session.id, session.started_at, self.config.storage.prefix)
-        stored = await self.dumps.put(key, writer.path)
-        async with self._summaries:
-            quality = await quality_fields(self.dumps, stored.key, self.config.quality)
+        stored: StoredDump | None = None
+        quality: dict[str, Any] = {}
+        if await asyncio.to_thread(writer.path.exists):
+            stored = await self.dumps.put(key, writer.path)
+            async with self._summaries:
+                quality = await quality_fields(self.dumps, stored.key, self.config.quality)
         ended = utcnow()
         await self.records.upsert(
             session.id,
@@ -482,8 +500,8 @@ class SessionManager:
                 "last_seq": session.last_seq or None,
                 "close_code": code,
                 "end_reason": reason.value,
-                "dump_key": stored.key,
-                "dump_bytes": stored.size,
+                "dump_key": stored.key if stored else None,
+                "dump_bytes": stored.size if stored else None,
                 "dump_raw_bytes": writer.raw_bytes,
                 **quality,
             },
@@ -497,8 +515,8 @@ class SessionManager:
             code,
             session.messages,
             session.bytes_received,
-            stored.key,
-            stored.size,
+            stored.key if stored else "(none)",
+            stored.size if stored else 0,
             extra={
                 LOG_FIELDS: {
                     "event": "session_end",
@@ -515,12 +533,14 @@ class SessionManager:
                     "bytes_received": session.bytes_received,
                     "dropped_messages": session.dropped,
                     "connections": session.connections,
-                    "dump_key": stored.key,
-                    "dump_bytes": stored.size,
+                    "dump_key": stored.key if stored else None,
+                    "dump_bytes": stored.size if stored else None,
                     "dump_raw_bytes": writer.raw_bytes,
                 }
             },
         )
+        if stored is None:
+            return  # nothing on disk: no viewer link, nothing to forward
         for hook in self.on_stored:
             await hook(session.id)
 

@@ -56,21 +56,32 @@ class DumpWriter:
         self.buffered_bytes += len(line) + 1
 
     def _write_frame(self, data: bytes) -> int:
+        """Append one frame, or nothing: a failed write (a full disk) is cut back off,
+        so the frames before it still decode and a later retry appends cleanly."""
         frame = compress_frame(data, self.level)
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
         try:
-            view = memoryview(frame)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            if self.fsync:
-                os.fsync(fd)
+            start = os.lseek(fd, 0, os.SEEK_END)
+            try:
+                view = memoryview(frame)
+                while view:
+                    written = os.write(fd, view)
+                    view = view[written:]
+                if self.fsync:
+                    os.fsync(fd)
+            except OSError:
+                os.ftruncate(fd, start)
+                raise
         finally:
             os.close(fd)
         return len(frame)
 
     async def flush(self) -> None:
-        """Write everything appended so far as one frame; durable on return."""
+        """Write everything appended so far as one frame; durable on return.
+
+        On an OSError the lines stay buffered (ahead of any appended meanwhile) and
+        the error propagates: nothing is lost that a later flush could still write.
+        """
         if not self._buffer:
             return
         if self._lock is None:
@@ -78,14 +89,18 @@ class DumpWriter:
         async with self._lock:
             if not self._buffer:
                 return
-            self._buffer.append("")  # the last line's newline
-            data = "\n".join(self._buffer).encode()
-            self._buffer.clear()
-            self.buffered_bytes = 0
-            if len(data) >= OFFLOAD_BYTES or self.fsync:
-                written = await asyncio.to_thread(self._write_frame, data)
-            else:
-                written = self._write_frame(data)
+            lines, self._buffer = self._buffer, []
+            pending, self.buffered_bytes = self.buffered_bytes, 0
+            data = ("\n".join(lines) + "\n").encode()
+            try:
+                if len(data) >= OFFLOAD_BYTES or self.fsync:
+                    written = await asyncio.to_thread(self._write_frame, data)
+                else:
+                    written = self._write_frame(data)
+            except OSError:
+                self._buffer[:0] = lines
+                self.buffered_bytes += pending
+                raise
             self.raw_bytes += len(data)
             self.compressed_bytes += written
 

@@ -186,7 +186,18 @@ class IngestHandler:
                         if mask and (masked := mask_line(result.text)) is not None:
                             result = DumpLine(masked, result.seq)
                         if manager.append(session, result):
-                            await manager.settle(session)
+                            try:
+                                await manager.settle(session)
+                            except OSError as write_error:
+                                # The dump cannot be written (a full disk): end the session
+                                # with what is stored. 1011 is not final for jitsi clients:
+                                # they come back later and resend what was never acked.
+                                log.error(
+                                    "session %s: dump write failed: %s", session.id, write_error
+                                )
+                                metrics.dropped.labels("dump_error").inc()
+                                await manager.finish(session, EndReason.DUMP_ERROR, 1011)
+                                return
                     elif type(result) is Identity:
                         fields = result.fields
                         if pinned:
