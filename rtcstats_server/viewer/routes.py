@@ -87,8 +87,11 @@ async def _stored_record(viewer: Viewer, session_id: str) -> dict[str, Any] | No
     return record
 
 
-async def view_page(request: web.Request) -> web.StreamResponse:
-    nonce = secrets.token_urlsafe(16)
+async def _open_view(
+    request: web.Request, nonce: str
+) -> tuple[Viewer, str, tuple[float, float] | None, dict[str, Any]] | web.Response:
+    """Signature, zoom window and record of a page or download request, or the error
+    page to answer instead."""
     signed = _signed(request, nonce)
     if isinstance(signed, web.Response):
         return signed
@@ -99,6 +102,15 @@ async def view_page(request: web.Request) -> web.StreamResponse:
     record = await _stored_record(viewer, session_id)
     if record is None:
         return _html(request, 404, render.not_found_page(nonce), nonce)
+    return viewer, session_id, window, record
+
+
+async def view_page(request: web.Request) -> web.StreamResponse:
+    nonce = secrets.token_urlsafe(16)
+    opened = await _open_view(request, nonce)
+    if isinstance(opened, web.Response):
+        return opened
+    viewer, session_id, window, record = opened
     query = render.link_query(request.query["exp"], request.query["sig"])
     response = web.StreamResponse(headers=_headers(request, nonce))
     response.content_type = "text/html"
@@ -157,15 +169,11 @@ async def view_event(request: web.Request) -> web.StreamResponse:
 
 async def view_samples(request: web.Request) -> web.StreamResponse:
     nonce = secrets.token_urlsafe(16)
-    signed = _signed(request, nonce)
-    if isinstance(signed, web.Response):
-        return signed
-    viewer, session_id = signed
-    window = _window(request)
-    if isinstance(window, str):
-        return _html(request, 400, render.error_page(window, nonce), nonce)
-    record = await _stored_record(viewer, session_id)
-    if record is None or not record.get("dump_key"):
+    opened = await _open_view(request, nonce)
+    if isinstance(opened, web.Response):
+        return opened
+    viewer, session_id, window, record = opened
+    if not record.get("dump_key"):
         return _html(request, 404, render.not_found_page(nonce), nonce)
     headers = _headers(request, nonce)
     headers["Content-Disposition"] = f'attachment; filename="{session_id}-samples.jsonl"'
