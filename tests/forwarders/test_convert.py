@@ -12,16 +12,8 @@ import pytest
 from rtcstats_server.dumps.convert import StatsEncoder, convert
 from rtcstats_server.dumps.reader import DumpReader, Event, open_dump
 from rtcstats_server.exceptions import DumpFormatError
+from tests.services.streams import JITSI_DUMPS
 from tests.services.upstream import parse_issue
-
-JITSI_DUMPS = [
-    "jitsi-chrome-standard-pc-failed.jsonl",
-    "jitsi-chrome-standard-pc-reconnect.jsonl",
-    "jitsi-firefox97-standard-stats-sfu.jsonl",
-    "jitsi-google-standard-stats-sfu.jsonl",
-    "jitsi-safari-standard-stats.jsonl",
-    "jitsi-undefined-ice-candidate.jsonl",
-]
 
 
 def exact(value: Any) -> bytes:

@@ -11,14 +11,6 @@ import pytest
 from tests.services import streams
 from tests.services.collector import RunningCollector
 
-JITSI_DUMPS = [
-    "jitsi-chrome-standard-pc-failed.jsonl",
-    "jitsi-chrome-standard-pc-reconnect.jsonl",
-    "jitsi-firefox97-standard-stats-sfu.jsonl",
-    "jitsi-google-standard-stats-sfu.jsonl",
-    "jitsi-safari-standard-stats.jsonl",
-    "jitsi-undefined-ice-candidate.jsonl",
-]
 CAPTURED = [
     "jitsi-rtcstats-9.7.1-loopback-call",
     "rtcstats-5.2.0-loopback-call",
@@ -51,7 +43,7 @@ async def replay(collector: RunningCollector, stream: streams.Stream) -> None:
 
 CASES = (
     [("captured", name) for name in CAPTURED]
-    + [("jitsi", name) for name in JITSI_DUMPS]
+    + [("jitsi", name) for name in streams.JITSI_DUMPS]
     + [("jvb", "jitsi-jvb-sample.jsonl"), ("rtcstats", "rtcstats-gumonly")]
 )
 

@@ -10,6 +10,16 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+#: The jitsi rtcstats-server on-disk dumps among the real fixtures.
+JITSI_DUMPS = [
+    "jitsi-chrome-standard-pc-failed.jsonl",
+    "jitsi-chrome-standard-pc-reconnect.jsonl",
+    "jitsi-firefox97-standard-stats-sfu.jsonl",
+    "jitsi-google-standard-stats-sfu.jsonl",
+    "jitsi-safari-standard-stats.jsonl",
+    "jitsi-undefined-ice-candidate.jsonl",
+]
+
 #: An expected line starting with this matches a stored ``["identity", null, data, ts]``.
 IDENTITY_PREFIX = "identity-object:"
 
