@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from playwright.async_api import async_playwright  # noqa: E402
 
-from rtcstats_server.app_keys import VIEWER  # noqa: E402
+from rtcstats_server.http.keys import VIEWER  # noqa: E402
 from tests.services.collector import RunningCollector, run_collector  # noqa: E402
 from tests.services.stored_dumps import store_dump_file  # noqa: E402
 

@@ -1,5 +1,5 @@
 import sys
 
-from rtcstats_server.cli import main
+from rtcstats_server.cli.main import main
 
 sys.exit(main())

@@ -101,13 +101,13 @@ def test_lists_come_from_the_environment_as_yaml() -> None:
 
 
 def test_generated_reference_files_are_current() -> None:
-    from rtcstats_server import config_reference
+    from rtcstats_server.cli import config_reference
 
     assert config_reference.YAML_PATH.read_text() == config_reference.render_yaml(), (
-        "config/rtcstats-server.yaml is stale: run python -m rtcstats_server.config_reference"
+        "config/rtcstats-server.yaml is stale: run python -m rtcstats_server.cli.config_reference"
     )
     assert config_reference.MARKDOWN_PATH.read_text() == config_reference.render_markdown(), (
-        "docs/configuration.md is stale: run python -m rtcstats_server.config_reference"
+        "docs/configuration.md is stale: run python -m rtcstats_server.cli.config_reference"
     )
     documented = config_reference.MARKDOWN_PATH.read_text()
     for key in config_reference.keys():

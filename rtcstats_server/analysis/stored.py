@@ -16,9 +16,9 @@ import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+from rtcstats_server.analysis.summary import record_fields, summarize_chunks
 from rtcstats_server.config import QualityConfig
 from rtcstats_server.exceptions import RtcstatsError
-from rtcstats_server.quality.summary import record_fields, summarize_chunks
 from rtcstats_server.storage.base import DumpStore
 
 log = logging.getLogger(__name__)

@@ -16,12 +16,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from rtcstats_server.analysis.findings import findings_for
+from rtcstats_server.analysis.sketch import QuantileSketch
+from rtcstats_server.analysis.useragent import parse_user_agent
 from rtcstats_server.config import QualityConfig
 from rtcstats_server.dumps.reader import ERROR_METHOD, DumpInfo, DumpReader, Event, file_chunks
 from rtcstats_server.exceptions import DumpFormatError
-from rtcstats_server.quality.findings import findings_for
-from rtcstats_server.quality.sketch import QuantileSketch
-from rtcstats_server.quality.useragent import parse_user_agent
 
 SUMMARY_VERSION = 1
 

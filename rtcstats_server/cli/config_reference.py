@@ -2,7 +2,7 @@
 
 Two renderings: the annotated YAML file operators copy (every key with its default
 and a comment) and the Markdown table of docs/configuration.md (key, type, default,
-environment variable). ``python -m rtcstats_server.config_reference`` rewrites both;
+environment variable). ``python -m rtcstats_server.cli.config_reference`` rewrites both;
 a test fails when either is stale.
 """
 
@@ -22,7 +22,7 @@ from pydantic_core import PydanticUndefined
 
 from rtcstats_server.config import ENV_PREFIX, Config, Section
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 YAML_PATH = ROOT / "config" / "rtcstats-server.yaml"
 MARKDOWN_PATH = ROOT / "docs" / "configuration.md"
 
@@ -105,7 +105,7 @@ def render_yaml() -> str:
     lines = [
         "# rtcstats-collector configuration: every key, with its default.",
         "# Generated from rtcstats_server/config.py by",
-        "#   python -m rtcstats_server.config_reference",
+        "#   python -m rtcstats_server.cli.config_reference",
         "# Environment variables RTCSTATS_<SECTION>__<KEY> override this file;",
         "# put secrets there, not here. Unknown keys are errors.",
     ]
@@ -133,7 +133,7 @@ def render_markdown() -> str:
         "# Configuration reference",
         "",
         "Generated from `rtcstats_server/config.py` by",
-        "`python -m rtcstats_server.config_reference`",
+        "`python -m rtcstats_server.cli.config_reference`",
         "(a test fails when this file is stale). Every key can be set in the YAML file given to",
         "`--config` or by its environment variable, which wins. `rtcstats-server check-config",
         "FILE` prints the effective configuration with secrets masked.",

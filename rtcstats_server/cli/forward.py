@@ -17,10 +17,10 @@ from typing import Any
 import orjson
 
 from rtcstats_server.config import Config
-from rtcstats_server.forwarders.jobs import JobState
 from rtcstats_server.forwarders.selection import CLIENT_DIALECTS
 from rtcstats_server.forwarders.worker import Forwarding, make_forwarding
 from rtcstats_server.metadata.base import SessionStore
+from rtcstats_server.metadata.jobs import JobState
 from rtcstats_server.metadata.record import SessionQuery
 from rtcstats_server.metrics import Metrics
 
@@ -74,8 +74,8 @@ async def forward(
     wait: bool,
     timeout_s: float,
 ) -> int:
-    from rtcstats_server.app import make_dump_store, make_session_store
-    from rtcstats_server.sessions import default_node_id
+    from rtcstats_server.http.app import make_dump_store, make_session_store
+    from rtcstats_server.sessions.live import default_node_id
 
     metrics = Metrics()
     records = make_session_store(config)

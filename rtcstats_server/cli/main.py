@@ -80,8 +80,8 @@ def _serve_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def serve(config: Config) -> int:
-    from rtcstats_server.allocator import pin_mmap_threshold
-    from rtcstats_server.app import serve_until_signalled
+    from rtcstats_server.cli.allocator import pin_mmap_threshold
+    from rtcstats_server.http.app import serve_until_signalled
     from rtcstats_server.logs import configure_logging
 
     configure_logging(config.logging)
@@ -100,7 +100,7 @@ def serve(config: Config) -> int:
 def _forward(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
-    from rtcstats_server.forwarders.command import forward
+    from rtcstats_server.cli.forward import forward
 
     overrides = {"server": {"data_dir": args.data_dir}} if args.data_dir else {}
     config = load_config(args.config, overrides=overrides)
@@ -121,7 +121,7 @@ def _summarize(args: argparse.Namespace) -> int:
     """Exit 0 with the summary (damage is reported inside it), 1 if unreadable."""
     import orjson
 
-    from rtcstats_server.quality.summary import summarize_file
+    from rtcstats_server.analysis.summary import summarize_file
 
     config = load_config(args.config)
     try:
@@ -135,7 +135,7 @@ def _summarize(args: argparse.Namespace) -> int:
 
 def _check_connect(config: Config) -> int:
     """One line per backend after the config; 1 if any is unreachable."""
-    from rtcstats_server.reachability import check_all
+    from rtcstats_server.cli.check import check_all
 
     checks = asyncio.run(check_all(config))
     sys.stdout.write("# reachability\n")
@@ -145,8 +145,8 @@ def _check_connect(config: Config) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from rtcstats_server.replay import ReplayError, ReplayOptions
-    from rtcstats_server.replay import main as replay_main
+    from rtcstats_server.cli.replay import ReplayError, ReplayOptions
+    from rtcstats_server.cli.replay import main as replay_main
 
     if args.connections < 1 or (args.rate is not None and args.rate <= 0):
         sys.stderr.write("rtcstats-server: --connections and --rate must be positive\n")
@@ -162,7 +162,7 @@ def _hash_token(args: argparse.Namespace) -> int:
     """The token comes from stdin, not argv: argv shows in ``ps`` and shell history."""
     import secrets
 
-    from rtcstats_server.api_access import hash_token
+    from rtcstats_server.http.access import hash_token
 
     if args.generate:
         token = secrets.token_urlsafe(32)

@@ -38,9 +38,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 from websockets.typing import Subprotocol
 
+from rtcstats_server.dialects.jitsi import CLIENT_SUBPROTOCOLS, PUSHER_SUBPROTOCOL
 from rtcstats_server.dumps.reader import DumpReader
 from rtcstats_server.exceptions import DumpFormatError, RtcstatsError
-from rtcstats_server.ingest.dialects.jitsi import CLIENT_SUBPROTOCOLS, PUSHER_SUBPROTOCOL
 
 #: Close codes the replay ends its connections with.
 CONFERENCE_LEFT: Final = 3001

@@ -5,15 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from rtcstats_server.exceptions import HandshakeRefused
-from rtcstats_server.ingest.dialects.base import Handshake, Reply, Result
-from rtcstats_server.ingest.dialects.jitsi import (
+from rtcstats_server.dialects.base import Handshake, Reply, Result
+from rtcstats_server.dialects.jitsi import (
     CLIENT_SUBPROTOCOLS,
     PUSHER_SUBPROTOCOL,
     JitsiDecoder,
 )
-from rtcstats_server.ingest.dialects.legacy import LegacyDecoder
-from rtcstats_server.ingest.dialects.rtcstats_js import RtcstatsJsDecoder
+from rtcstats_server.dialects.legacy import LegacyDecoder
+from rtcstats_server.dialects.rtcstats_js import RtcstatsJsDecoder
+from rtcstats_server.exceptions import HandshakeRefused
 
 
 class Decoder(Protocol):

@@ -13,8 +13,7 @@ import time
 
 import orjson
 
-from rtcstats_server.exceptions import HandshakeRefused, ProtocolViolation
-from rtcstats_server.ingest.dialects.base import (
+from rtcstats_server.dialects.base import (
     DumpLine,
     EndOfSession,
     Handshake,
@@ -24,6 +23,7 @@ from rtcstats_server.ingest.dialects.base import (
     identity_fields,
     parse_json,
 )
+from rtcstats_server.exceptions import HandshakeRefused, ProtocolViolation
 
 STATS_SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 CLIENT_SUBPROTOCOLS = frozenset({"3.1_STANDARD", "3.1_LEGACY"})

@@ -6,7 +6,7 @@ handshake, no acknowledgements, no resume.
 
 from __future__ import annotations
 
-from rtcstats_server.ingest.dialects.rtcstats_js import ArrayDecoder
+from rtcstats_server.dialects.rtcstats_js import ArrayDecoder
 
 
 class LegacyDecoder(ArrayDecoder):

@@ -12,8 +12,7 @@ import time
 
 import orjson
 
-from rtcstats_server.exceptions import ProtocolViolation
-from rtcstats_server.ingest.dialects.base import (
+from rtcstats_server.dialects.base import (
     DumpLine,
     Handshake,
     Identity,
@@ -23,6 +22,7 @@ from rtcstats_server.ingest.dialects.base import (
     identity_fields,
     parse_json,
 )
+from rtcstats_server.exceptions import ProtocolViolation
 
 
 class ArrayDecoder:

@@ -39,9 +39,9 @@ from rtcstats_server.exceptions import (
 )
 from rtcstats_server.forwarders import payload
 from rtcstats_server.forwarders.base import Forwarder, Upload, UploadResult
-from rtcstats_server.forwarders.jobs import Job, JobQueue, JobState
 from rtcstats_server.forwarders.selection import Selection
 from rtcstats_server.metadata.base import SessionStore
+from rtcstats_server.metadata.jobs import Job, JobQueue, JobState
 from rtcstats_server.metrics import Metrics
 from rtcstats_server.storage.base import DumpStore
 
@@ -414,9 +414,9 @@ def make_job_queue(config: Config) -> JobQueue:
     """The queue lives where the session records live."""
     backend = str(getattr(config.metadata, "backend", "embedded"))
     if backend == "mongodb":
-        from rtcstats_server.forwarders.jobs_mongodb import MongoJobQueue
+        from rtcstats_server.metadata.jobs_mongodb import MongoJobQueue
 
         return MongoJobQueue.from_config(config.metadata)
-    from rtcstats_server.forwarders.jobs_sqlite import SqliteJobQueue
+    from rtcstats_server.metadata.jobs_sqlite import SqliteJobQueue
 
     return SqliteJobQueue(config.embedded_path)

@@ -16,11 +16,12 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from rtcstats_server.app_keys import DUMPS, FORWARDING, MANAGER, METRICS, RECORDS, SPOOL
+from rtcstats_server.analysis.findings import SEVERITIES
 from rtcstats_server.dumps.frames import FrameStreamDecoder
 from rtcstats_server.exceptions import NotFound, ProtocolViolation, StoreUnavailable
-from rtcstats_server.forwarders.jobs import JobState
 from rtcstats_server.forwarders.selection import CLIENT_DIALECTS
+from rtcstats_server.http.keys import DUMPS, FORWARDING, MANAGER, METRICS, RECORDS, SPOOL
+from rtcstats_server.metadata.jobs import JobState
 from rtcstats_server.metadata.record import (
     EQUALITY_FILTERS,
     SessionQuery,
@@ -29,7 +30,6 @@ from rtcstats_server.metadata.record import (
     encode_cursor,
     to_json_ready,
 )
-from rtcstats_server.quality.findings import SEVERITIES
 from rtcstats_server.storage.base import UploadBacklog
 
 SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -99,7 +99,7 @@ def parse_query(params: Any) -> SessionQuery:
     )
 
 
-#: Filters on the quality summary (quality/findings.py names the findings).
+#: Filters on the quality summary (analysis/findings.py names the findings).
 QUALITY_FILTERS = ("finding", "min_loss_pct")
 
 

@@ -14,9 +14,13 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from rtcstats_server import api, openapi, rtcstats_api
-from rtcstats_server.api_access import ApiAccess
-from rtcstats_server.app_keys import (
+from rtcstats_server.config import Config
+from rtcstats_server.exceptions import ConfigError
+from rtcstats_server.forwarders.worker import make_forwarding
+from rtcstats_server.http import api, openapi, rtcstats_api
+from rtcstats_server.http.access import ApiAccess
+from rtcstats_server.http.errors import HttpErrorLog
+from rtcstats_server.http.keys import (
     CONFIG,
     DUMPS,
     FORWARDING,
@@ -26,10 +30,8 @@ from rtcstats_server.app_keys import (
     SPOOL,
     VIEWER,
 )
-from rtcstats_server.config import Config
-from rtcstats_server.exceptions import ConfigError
-from rtcstats_server.forwarders.worker import make_forwarding
-from rtcstats_server.http_errors import HttpErrorLog
+from rtcstats_server.http.viewer import routes as viewer_routes
+from rtcstats_server.http.viewer.service import make_viewer
 from rtcstats_server.ingest.access import ClientAccess
 from rtcstats_server.ingest.handler import IngestHandler
 from rtcstats_server.metadata.base import SessionStore
@@ -37,14 +39,12 @@ from rtcstats_server.metadata.embedded import EmbeddedSessionStore
 from rtcstats_server.metadata.mongodb import MongoSessionStore
 from rtcstats_server.metadata.spool import SpoolingSessionStore
 from rtcstats_server.metrics import Metrics
-from rtcstats_server.retention import retention_ctx
-from rtcstats_server.sessions import SessionManager
+from rtcstats_server.sessions.live import SessionManager
+from rtcstats_server.sessions.retention import retention_ctx
 from rtcstats_server.storage.base import DumpStore
 from rtcstats_server.storage.local import LocalDumpStore
 from rtcstats_server.storage.objects import ObjectDumpStore, open_object_store
 from rtcstats_server.storage.spool import Spool
-from rtcstats_server.viewer import routes as viewer_routes
-from rtcstats_server.viewer.service import make_viewer
 
 log = logging.getLogger(__name__)
 

@@ -6,13 +6,13 @@ from aiohttp import web
 
 from rtcstats_server.config import Config
 from rtcstats_server.forwarders.worker import Forwarding
+from rtcstats_server.http.viewer.service import Viewer
 from rtcstats_server.metadata.base import SessionStore
 from rtcstats_server.metrics import Metrics
-from rtcstats_server.sessions import SessionManager
+from rtcstats_server.sessions.live import SessionManager
 from rtcstats_server.storage.base import DumpStore
 from rtcstats_server.storage.spool import Spool
 from rtcstats_server.uploads.service import Uploads
-from rtcstats_server.viewer.service import Viewer
 
 CONFIG = web.AppKey("config", Config)
 METRICS = web.AppKey("metrics", Metrics)

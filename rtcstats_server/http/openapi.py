@@ -21,7 +21,7 @@ DOCUMENT = "openapi.yaml"
 @functools.cache
 def document_json() -> bytes:
     """The document as JSON bytes (read once; blocking: call it from a thread)."""
-    text = resources.files("rtcstats_server").joinpath(DOCUMENT).read_text(encoding="utf-8")
+    text = resources.files("rtcstats_server.http").joinpath(DOCUMENT).read_text(encoding="utf-8")
     return orjson.dumps(yaml.safe_load(text))
 
 

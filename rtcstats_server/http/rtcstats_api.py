@@ -30,18 +30,18 @@ import orjson
 from aiohttp import BodyPartReader, MultipartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from rtcstats_server.api import Handler, _parse_time, json_response
-from rtcstats_server.app_keys import CONFIG, DUMPS, MANAGER, METRICS, RECORDS, UPLOADS, VIEWER
+from rtcstats_server.analysis.findings import ERROR, INFO, SEVERITIES, WARNING
 from rtcstats_server.exceptions import NotFound, ProtocolViolation, UploadRefused
+from rtcstats_server.http.api import Handler, _parse_time, json_response
+from rtcstats_server.http.keys import CONFIG, DUMPS, MANAGER, METRICS, RECORDS, UPLOADS, VIEWER
+from rtcstats_server.http.viewer.signing import public_base_url
 from rtcstats_server.metadata.record import (
     SessionQuery,
     decode_cursor,
     encode_cursor,
     to_json_ready,
 )
-from rtcstats_server.quality.findings import ERROR, INFO, SEVERITIES, WARNING
 from rtcstats_server.uploads.service import Uploads
-from rtcstats_server.viewer.signing import public_base_url
 
 PREFIX: Final = "/v1.0/"
 

@@ -23,8 +23,8 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from yarl import URL
 
 from rtcstats_server.config import AuthConfig
+from rtcstats_server.dialects.base import IDENTITY_VALUE_MAX
 from rtcstats_server.exceptions import ConfigError, HandshakeRefused
-from rtcstats_server.ingest.dialects.base import IDENTITY_VALUE_MAX
 
 TOKEN_PARAM = "rtcstats-token"
 

@@ -15,15 +15,15 @@ from aiohttp import WSMsgType, web
 from aiohttp.http_websocket import WebSocketError
 
 from rtcstats_server.config import Config
+from rtcstats_server.dialects import Decoder, choose_subprotocol, open_decoder
+from rtcstats_server.dialects.base import DumpLine, EndOfSession, Handshake, Identity, Reply
+from rtcstats_server.dumps.privacy import mask_line, mask_remote
 from rtcstats_server.exceptions import HandshakeRefused, ProtocolViolation
 from rtcstats_server.ingest.access import TOKEN_PARAM, ClientAccess
-from rtcstats_server.ingest.dialects import Decoder, choose_subprotocol, open_decoder
-from rtcstats_server.ingest.dialects.base import DumpLine, EndOfSession, Handshake, Identity, Reply
 from rtcstats_server.ingest.limits import ConnectionLimits
-from rtcstats_server.ingest.privacy import mask_line, mask_remote
 from rtcstats_server.metadata.record import EndReason
 from rtcstats_server.metrics import Metrics
-from rtcstats_server.sessions import Session, SessionManager
+from rtcstats_server.sessions.live import Session, SessionManager
 from rtcstats_server.storage.spool import Spool
 
 log = logging.getLogger(__name__)

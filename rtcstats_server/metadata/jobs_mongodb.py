@@ -18,7 +18,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from rtcstats_server.exceptions import StoreUnavailable
-from rtcstats_server.forwarders.jobs import Job, JobState
+from rtcstats_server.metadata.jobs import Job, JobState
 
 #: Lost races in a row before lease() gives up until the next poll.
 _LEASE_TRIES = 8

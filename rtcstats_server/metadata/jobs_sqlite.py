@@ -15,7 +15,7 @@ import aiosqlite
 import orjson
 
 from rtcstats_server.exceptions import StoreUnavailable
-from rtcstats_server.forwarders.jobs import Job, JobState
+from rtcstats_server.metadata.jobs import Job, JobState
 from rtcstats_server.metadata.sqlite import open_sqlite
 
 _SCHEMA = [

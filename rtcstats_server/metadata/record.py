@@ -124,7 +124,7 @@ RECORD_FIELDS = (
     "upload_file_name",
     "upload_bytes",
     "uploaded_at",
-    # the quality summary (quality/summary.py); flat copies for queries and indexes
+    # the quality summary (analysis/summary.py); flat copies for queries and indexes
     "findings",
     "max_loss_pct",
     "max_rtt_ms",

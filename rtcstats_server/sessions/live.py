@@ -27,19 +27,19 @@ from typing import Any, Protocol
 
 import orjson
 
+from rtcstats_server.analysis.stored import quality_fields
 from rtcstats_server.config import Config
+from rtcstats_server.dialects import Decoder
+from rtcstats_server.dialects.base import DumpLine, Handshake
+from rtcstats_server.dialects.jitsi import FINAL_CLOSE_CODES
 from rtcstats_server.dumps.frames import compress_frame, iter_frames
 from rtcstats_server.dumps.layout import MAGIC, metadata_line
 from rtcstats_server.dumps.writer import DumpWriter
 from rtcstats_server.exceptions import RtcstatsError, StoreUnavailable
-from rtcstats_server.ingest.dialects import Decoder
-from rtcstats_server.ingest.dialects.base import DumpLine, Handshake
-from rtcstats_server.ingest.dialects.jitsi import FINAL_CLOSE_CODES
 from rtcstats_server.logs import LOG_FIELDS
 from rtcstats_server.metadata.base import SessionStore
 from rtcstats_server.metadata.record import EndReason, SessionState, utcnow
 from rtcstats_server.metrics import Metrics
-from rtcstats_server.quality.stored import quality_fields
 from rtcstats_server.storage.base import DumpStore, StoredDump, dump_key
 
 log = logging.getLogger(__name__)

@@ -17,9 +17,9 @@ from datetime import datetime, timedelta
 
 from aiohttp import web
 
-from rtcstats_server.app_keys import CONFIG, DUMPS, RECORDS
 from rtcstats_server.config import RetentionConfig
 from rtcstats_server.exceptions import NotFound, RtcstatsError, StoreUnavailable
+from rtcstats_server.http.keys import CONFIG, DUMPS, RECORDS
 from rtcstats_server.metadata.base import SessionStore
 from rtcstats_server.metadata.record import SessionState, utcnow
 from rtcstats_server.storage.base import DumpStore

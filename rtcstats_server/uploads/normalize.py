@@ -31,8 +31,10 @@ from typing import IO, Any, Final
 import orjson
 import zstandard
 
+from rtcstats_server.dialects.base import identity_fields
 from rtcstats_server.dumps.frames import compress_frame
 from rtcstats_server.dumps.layout import MAGIC, metadata_line
+from rtcstats_server.dumps.privacy import mask_line, mask_text
 from rtcstats_server.dumps.reader import (
     ERROR_METHOD,
     STATS_METHOD,
@@ -42,8 +44,6 @@ from rtcstats_server.dumps.reader import (
     file_chunks,
 )
 from rtcstats_server.exceptions import DumpFormatError, UploadRefused
-from rtcstats_server.ingest.dialects.base import identity_fields
-from rtcstats_server.ingest.privacy import mask_line, mask_text
 
 #: Raw bytes per zstd frame written.
 FRAME_BYTES: Final = 1 << 20

@@ -19,13 +19,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from rtcstats_server.analysis.stored import quality_fields
 from rtcstats_server.config import Config
 from rtcstats_server.exceptions import UploadRefused
 from rtcstats_server.metadata.base import SessionStore
 from rtcstats_server.metadata.record import EndReason, SessionState, utcnow
 from rtcstats_server.metrics import Metrics
-from rtcstats_server.quality.stored import quality_fields
-from rtcstats_server.sessions import SessionManager
+from rtcstats_server.sessions.live import SessionManager
 from rtcstats_server.storage.base import DumpStore, dump_key
 from rtcstats_server.uploads.chunks import ChunkStore
 from rtcstats_server.uploads.normalize import Normalized, normalize

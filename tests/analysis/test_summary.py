@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from rtcstats_server.cli import main
+from rtcstats_server.analysis.sketch import QuantileSketch
+from rtcstats_server.analysis.summary import summarize_chunks, summarize_file
+from rtcstats_server.analysis.useragent import parse_user_agent
+from rtcstats_server.cli.main import main
 from rtcstats_server.config import QualityConfig
 from rtcstats_server.dumps.frames import compress_frame
-from rtcstats_server.quality.sketch import QuantileSketch
-from rtcstats_server.quality.summary import summarize_chunks, summarize_file
-from rtcstats_server.quality.useragent import parse_user_agent
 
 CONFIG = QualityConfig()
 

@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 
-from rtcstats_server.dumps.reader import Event, file_chunks
-from rtcstats_server.viewer.model import (
+from rtcstats_server.analysis.viewmodel import (
     MAX_TIMELINE,
     Buckets,
     ViewModelBuilder,
@@ -17,6 +16,7 @@ from rtcstats_server.viewer.model import (
     event_kind,
     samples,
 )
+from rtcstats_server.dumps.reader import Event, file_chunks
 
 REAL = [
     "jitsi-chrome-standard-pc-failed.jsonl",

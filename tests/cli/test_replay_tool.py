@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from rtcstats_server.replay import ReplayError, ReplayOptions, load_script, replay_file
+from rtcstats_server.cli.replay import ReplayError, ReplayOptions, load_script, replay_file
 from tests.services import streams
 from tests.services.collector import RunningCollector, run_collector
 

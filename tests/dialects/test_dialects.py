@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from rtcstats_server.exceptions import HandshakeRefused, ProtocolViolation
-from rtcstats_server.ingest.dialects import choose_subprotocol, open_decoder
-from rtcstats_server.ingest.dialects.base import (
+from rtcstats_server.dialects import choose_subprotocol, open_decoder
+from rtcstats_server.dialects.base import (
     DumpLine,
     EndOfSession,
     Handshake,
     Identity,
     Reply,
 )
+from rtcstats_server.exceptions import HandshakeRefused, ProtocolViolation
 from tests.services import streams
 
 

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from pymongo import MongoClient
 
-from rtcstats_server.cli import main
+from rtcstats_server.cli.main import main
 from rtcstats_server.dumps.reader import DumpReader
-from rtcstats_server.forwarders.jobs_sqlite import SqliteJobQueue
+from rtcstats_server.metadata.jobs_sqlite import SqliteJobQueue
 from tests.services import session_stores, streams
 from tests.services.collector import RunningCollector, run_collector, wait_until
 from tests.services.ferretdb import FerretDB

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from pymongo import AsyncMongoClient
 
-from rtcstats_server.app_keys import RECORDS
+from rtcstats_server.http.keys import RECORDS
 from rtcstats_server.metadata.mongodb import MongoSessionStore
 from rtcstats_server.metadata.spool import SpoolingSessionStore
 from tests.services import streams

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from rtcstats_server.forwarders.jobs import JobQueue, JobState
-from rtcstats_server.forwarders.jobs_mongodb import MongoJobQueue
-from rtcstats_server.forwarders.jobs_sqlite import SqliteJobQueue
+from rtcstats_server.metadata.jobs import JobQueue, JobState
+from rtcstats_server.metadata.jobs_mongodb import MongoJobQueue
+from rtcstats_server.metadata.jobs_sqlite import SqliteJobQueue
 from tests.services import session_stores
 
 KINDS = ("sqlite", "ferretdb", *(("mongodb",) if session_stores.real_mongodb_uri() else ()))

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from pymongo import AsyncMongoClient
 
-from rtcstats_server.cli import main as cli_main
+from rtcstats_server.cli.main import main as cli_main
 from rtcstats_server.config import build_config
 from rtcstats_server.exceptions import ConfigError, StoreUnavailable
 from rtcstats_server.metadata.mongodb import MongoSessionStore

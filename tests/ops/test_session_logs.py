@@ -8,7 +8,7 @@ from typing import Any
 
 import aiohttp
 
-from rtcstats_server.replay import ReplayOptions, replay_file
+from rtcstats_server.cli.replay import ReplayOptions, replay_file
 from tests.services.collector import wait_until
 from tests.services.process import CollectorProcess
 

@@ -18,12 +18,12 @@ import zstandard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from rtcstats_server.dialects import open_decoder
+from rtcstats_server.dialects.base import DumpLine, Handshake
 from rtcstats_server.dumps.codes import METHODS
+from rtcstats_server.dumps.privacy import mask_line
 from rtcstats_server.dumps.reader import read_events
 from rtcstats_server.exceptions import RtcstatsError
-from rtcstats_server.ingest.dialects import open_decoder
-from rtcstats_server.ingest.dialects.base import DumpLine, Handshake
-from rtcstats_server.ingest.privacy import mask_line
 
 FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures"
 #: One per decoder class and mode (#4.0 and 3.1_LEGACY share #5.0's and 3.1_STANDARD's).

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
-from rtcstats_server.ingest.privacy import mask_line, mask_remote, mask_text
+from rtcstats_server.dumps.privacy import mask_line, mask_remote, mask_text
 from tests.ingest.test_replay_fixtures import CASES, load, replay
 from tests.services.collector import RunningCollector, run_collector, wait_until
 

@@ -18,10 +18,10 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from rtcstats_server.app import start_server, stop_server
-from rtcstats_server.app_keys import MANAGER
 from rtcstats_server.config import Config, build_config
-from rtcstats_server.sessions import SessionManager
+from rtcstats_server.http.app import start_server, stop_server
+from rtcstats_server.http.keys import MANAGER
+from rtcstats_server.sessions.live import SessionManager
 
 
 def free_port() -> int:

@@ -15,9 +15,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from rtcstats_server.app_keys import CONFIG, DUMPS, MANAGER, RECORDS
+from rtcstats_server.analysis.stored import quality_fields
 from rtcstats_server.dumps.frames import compress_frame
-from rtcstats_server.quality.stored import quality_fields
+from rtcstats_server.http.keys import CONFIG, DUMPS, MANAGER, RECORDS
 from rtcstats_server.storage.base import dump_key
 from tests.services.collector import RunningCollector
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from rtcstats_server.app_keys import DUMPS, RECORDS
 from rtcstats_server.config import RetentionConfig
 from rtcstats_server.exceptions import NotFound
+from rtcstats_server.http.keys import DUMPS, RECORDS
 from rtcstats_server.metadata.base import SessionStore
-from rtcstats_server.retention import RetentionSweeper
+from rtcstats_server.sessions.retention import RetentionSweeper
 from rtcstats_server.storage.base import dump_key
 from rtcstats_server.storage.local import LocalDumpStore
 from tests.services.collector import run_collector, wait_until

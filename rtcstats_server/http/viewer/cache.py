@@ -27,11 +27,11 @@ from typing import Any, Final, TypeVar
 import orjson
 import zstandard
 
+from rtcstats_server.analysis.viewmodel import MODEL_VERSION, build_view_model, find_event, samples
 from rtcstats_server.dumps.reader import DumpReader, Event
 from rtcstats_server.exceptions import DumpFormatError
 from rtcstats_server.metrics import Metrics
 from rtcstats_server.storage.base import DumpStore
-from rtcstats_server.viewer.model import MODEL_VERSION, build_view_model, find_event, samples
 
 log = logging.getLogger(__name__)
 

@@ -22,9 +22,9 @@ from html import escape
 from typing import Any, Final
 from urllib.parse import urlencode
 
-from rtcstats_server.quality.findings import SEVERITIES
-from rtcstats_server.quality.useragent import parse_user_agent
-from rtcstats_server.viewer.model import METRICS
+from rtcstats_server.analysis.findings import SEVERITIES
+from rtcstats_server.analysis.useragent import parse_user_agent
+from rtcstats_server.analysis.viewmodel import METRICS
 
 WIDTH: Final = 960
 HEIGHT: Final = 150

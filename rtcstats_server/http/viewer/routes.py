@@ -18,10 +18,10 @@ from typing import Any, Final
 import orjson
 from aiohttp import web
 
-from rtcstats_server.app_keys import VIEWER
 from rtcstats_server.exceptions import NotFound, StoreUnavailable
-from rtcstats_server.viewer import render
-from rtcstats_server.viewer.service import Viewer
+from rtcstats_server.http.keys import VIEWER
+from rtcstats_server.http.viewer import render
+from rtcstats_server.http.viewer.service import Viewer
 
 SESSION_ID: Final = re.compile(r"^[0-9a-f]{32}$")
 _MAX_INDEX: Final = 1 << 40

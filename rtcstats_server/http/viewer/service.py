@@ -14,11 +14,11 @@ from datetime import UTC, datetime
 
 from rtcstats_server.config import Config
 from rtcstats_server.exceptions import RtcstatsError
+from rtcstats_server.http.viewer.cache import ViewData
+from rtcstats_server.http.viewer.signing import SignedUrl, Signer, make_signer
 from rtcstats_server.metadata.base import SessionStore
 from rtcstats_server.metrics import Metrics
 from rtcstats_server.storage.base import DumpStore
-from rtcstats_server.viewer.cache import ViewData
-from rtcstats_server.viewer.signing import SignedUrl, Signer, make_signer
 
 log = logging.getLogger(__name__)
 

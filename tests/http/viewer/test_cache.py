@@ -8,7 +8,7 @@ import os
 import threading
 from pathlib import Path
 
-from rtcstats_server.viewer.cache import prune
+from rtcstats_server.http.viewer.cache import prune
 from tests.services.collector import RunningCollector, wait_until
 from tests.services.stored_dumps import store_dump_file
 

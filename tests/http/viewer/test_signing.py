@@ -10,7 +10,7 @@ import pytest
 
 from rtcstats_server.config import build_config
 from rtcstats_server.exceptions import ConfigError
-from rtcstats_server.viewer.signing import (
+from rtcstats_server.http.viewer.signing import (
     SECRET_FILE,
     Denied,
     Signer,

@@ -17,12 +17,12 @@ import pytest
 from aiohttp import web
 from playwright.async_api import ConsoleMessage, Error, Frame, Page
 
+from tests.analysis.test_viewmodel import NO_STATS, REAL
 from tests.ingest.test_replay_fixtures import replay
 from tests.services import streams
 from tests.services.browser import BrowserBed, browser_bed
 from tests.services.collector import RunningCollector, free_port, run_collector, wait_until
 from tests.services.stored_dumps import store_dump_file
-from tests.viewer.test_model import NO_STATS, REAL
 
 pytestmark = pytest.mark.browser
 

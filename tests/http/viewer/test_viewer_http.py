@@ -12,9 +12,9 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 import pytest
 
-from rtcstats_server.api_access import hash_token
-from rtcstats_server.app_keys import VIEWER
-from rtcstats_server.viewer.service import CACHE_DIR
+from rtcstats_server.http.access import hash_token
+from rtcstats_server.http.keys import VIEWER
+from rtcstats_server.http.viewer.service import CACHE_DIR
 from tests.ingest.test_replay_fixtures import load, replay
 from tests.services import streams
 from tests.services.collector import RunningCollector, run_collector
