@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gzip
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,8 +23,8 @@ from rtcstats_server.dumps.codes import METHODS
 from rtcstats_server.dumps.privacy import mask_line
 from rtcstats_server.dumps.reader import read_events
 from rtcstats_server.exceptions import RtcstatsError
+from tests.services.shared import FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures"
 #: One per decoder class and mode (#4.0 and 3.1_LEGACY share #5.0's and 3.1_STANDARD's).
 SUBPROTOCOLS = ["rtcstats#5.0", "2.0", "3.1_STANDARD", "2_JVB"]
 
