@@ -70,7 +70,7 @@ async def _probe_store(store: SessionStore | DumpStore, limit_s: float) -> str |
 
 async def check_storage(config: Config, limit_s: float) -> Check:
     # Imported here: the object store backend loads its native library.
-    from rtcstats_server.http.app import make_dump_store
+    from rtcstats_server.storage.factory import make_dump_store
 
     settings = config.storage
     if settings.backend == "local":

@@ -74,8 +74,9 @@ async def forward(
     wait: bool,
     timeout_s: float,
 ) -> int:
-    from rtcstats_server.http.app import make_dump_store, make_session_store
+    from rtcstats_server.metadata.factory import make_session_store
     from rtcstats_server.sessions.live import default_node_id
+    from rtcstats_server.storage.factory import make_dump_store
 
     metrics = Metrics()
     records = make_session_store(config)

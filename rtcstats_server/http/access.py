@@ -20,7 +20,7 @@ import re
 from aiohttp import web
 
 from rtcstats_server.config import ApiConfig
-from rtcstats_server.http.api import Handler, error
+from rtcstats_server.http.errors import Handler, error
 
 #: Paths of the API proper; /healthz and /readyz stay open on every port.
 PROTECTED_PREFIXES = ("/v1/", "/v1.0/", "/metrics")

@@ -8,11 +8,9 @@ from __future__ import annotations
 import asyncio
 import math
 import re
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -20,6 +18,7 @@ from rtcstats_server.analysis.findings import SEVERITIES
 from rtcstats_server.dumps.frames import FrameStreamDecoder
 from rtcstats_server.exceptions import NotFound, ProtocolViolation, StoreUnavailable
 from rtcstats_server.forwarders.selection import CLIENT_DIALECTS
+from rtcstats_server.http.errors import error, json_response
 from rtcstats_server.http.keys import DUMPS, FORWARDING, MANAGER, METRICS, RECORDS, SPOOL
 from rtcstats_server.metadata.jobs import JobState
 from rtcstats_server.metadata.record import (
@@ -34,32 +33,6 @@ from rtcstats_server.storage.base import UploadBacklog
 
 SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
 MAX_LIMIT = 1000
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def json_response(data: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
-
-
-def error(status: int, code: str, detail: str) -> web.Response:
-    return json_response({"error": code, "detail": detail}, status)
-
-
-@web.middleware
-async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except ProtocolViolation as exc:
-        return error(400, exc.reason, exc.detail)
-    except NotFound as exc:
-        return error(404, "not_found", str(exc))
-    except StoreUnavailable as exc:
-        return error(503, "store_unavailable", str(exc))
-    except web.HTTPException as exc:
-        if exc.status >= 400 and not exc.content_type.startswith("application/json"):
-            return error(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
-        raise
 
 
 def _parse_time(name: str, value: str) -> datetime:

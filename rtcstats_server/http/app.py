@@ -19,7 +19,7 @@ from rtcstats_server.exceptions import ConfigError
 from rtcstats_server.forwarders.worker import make_forwarding
 from rtcstats_server.http import api, openapi, rtcstats_api
 from rtcstats_server.http.access import ApiAccess
-from rtcstats_server.http.errors import HttpErrorLog
+from rtcstats_server.http.errors import Handler, HttpErrorLog, json_errors
 from rtcstats_server.http.keys import (
     CONFIG,
     DUMPS,
@@ -35,28 +35,14 @@ from rtcstats_server.http.viewer.service import make_viewer
 from rtcstats_server.ingest.access import ClientAccess
 from rtcstats_server.ingest.handler import IngestHandler
 from rtcstats_server.metadata.base import SessionStore
-from rtcstats_server.metadata.embedded import EmbeddedSessionStore
-from rtcstats_server.metadata.mongodb import MongoSessionStore
+from rtcstats_server.metadata.factory import make_session_store
 from rtcstats_server.metadata.spool import SpoolingSessionStore
 from rtcstats_server.metrics import Metrics
 from rtcstats_server.sessions.live import SessionManager
-from rtcstats_server.sessions.retention import retention_ctx
-from rtcstats_server.storage.base import DumpStore
-from rtcstats_server.storage.local import LocalDumpStore
-from rtcstats_server.storage.objects import ObjectDumpStore, open_object_store
-from rtcstats_server.storage.spool import Spool
+from rtcstats_server.sessions.retention import retention_running
+from rtcstats_server.storage.factory import make_dump_store, make_spool
 
 log = logging.getLogger(__name__)
-
-
-def make_session_store(config: Config) -> SessionStore:
-    meta = config.metadata
-    if meta.backend == "mongodb":
-        mongo = MongoSessionStore(
-            meta.uri.get_secret_value(), meta.database, meta.collection, meta.timeout_s
-        )
-        return SpoolingSessionStore(mongo, config.metadata_spool_dir, meta.retry_interval_s)
-    return EmbeddedSessionStore(config.embedded_path)
 
 
 def _watch_metadata_spool(records: SessionStore, metrics: Metrics) -> None:
@@ -67,34 +53,9 @@ def _watch_metadata_spool(records: SessionStore, metrics: Metrics) -> None:
         metrics.metadata_up.set(1)  # the embedded store is a file of this process
 
 
-def make_dump_store(
-    config: Config, records: SessionStore | None = None, metrics: Metrics | None = None
-) -> DumpStore:
-    """``records``/``metrics``: object stores upload (and record uploads) only with them."""
-    if config.storage.backend == "local":
-        return LocalDumpStore(config.dumps_dir)
-    return ObjectDumpStore(
-        open_object_store(config.storage),
-        config.storage,
-        config.outbox_dir,
-        records,
-        metrics,
-        upload=records is not None,
-    )
-
-
-def make_spool(config: Config, dumps: DumpStore, metrics: Metrics) -> Spool:
-    outbox = dumps.outbox if isinstance(dumps, ObjectDumpStore) else None
-    spool = Spool(config.live_dir, config.storage.spool_max_bytes, outbox)
-    metrics.spool_bytes.set_function(lambda: spool.used_bytes)
-    return spool
-
-
 def build_app(config: Config) -> web.Application:
     metrics = Metrics()
-    app = web.Application(
-        middlewares=[rtcstats_api.error_shape, api.json_errors], client_max_size=1 << 20
-    )
+    app = web.Application(middlewares=[json_errors], client_max_size=1 << 20)
     app[CONFIG] = config
     app[METRICS] = metrics
     app[RECORDS] = make_session_store(config)
@@ -126,13 +87,17 @@ def build_app(config: Config) -> web.Application:
         await app[DUMPS].close()
         await app[RECORDS].close()
 
+    async def retention(app: web.Application) -> AsyncIterator[None]:
+        async with retention_running(config.retention, app[RECORDS], app[DUMPS]):
+            yield
+
     app.cleanup_ctx.append(resources)
-    app.cleanup_ctx.append(retention_ctx)
+    app.cleanup_ctx.append(retention)
     app.cleanup_ctx.append(rtcstats_api.uploads_ctx)  # after resources: needs the manager
     ingest = _LazyIngest(config)
 
     @web.middleware
-    async def upgrades_anywhere(request: web.Request, handler: api.Handler) -> web.StreamResponse:
+    async def upgrades_anywhere(request: web.Request, handler: Handler) -> web.StreamResponse:
         # Clients append page paths or meeting names: any path can be an upgrade.
         if request.headers.get("Upgrade", "").lower() == "websocket":
             return await ingest(request)

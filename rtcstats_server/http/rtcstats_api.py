@@ -32,7 +32,8 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from rtcstats_server.analysis.findings import ERROR, INFO, SEVERITIES, WARNING
 from rtcstats_server.exceptions import NotFound, ProtocolViolation, UploadRefused
-from rtcstats_server.http.api import Handler, _parse_time, json_response
+from rtcstats_server.http.api import _parse_time
+from rtcstats_server.http.errors import json_response
 from rtcstats_server.http.keys import CONFIG, DUMPS, MANAGER, METRICS, RECORDS, UPLOADS, VIEWER
 from rtcstats_server.http.viewer.signing import public_base_url
 from rtcstats_server.metadata.record import (
@@ -42,8 +43,6 @@ from rtcstats_server.metadata.record import (
     to_json_ready,
 )
 from rtcstats_server.uploads.service import Uploads
-
-PREFIX: Final = "/v1.0/"
 
 #: Our severities as that API names them.
 SEVERITY_NAMES: Final = {ERROR: "critical", WARNING: "high", INFO: "low"}
@@ -97,45 +96,12 @@ _WRITE_BYTES: Final = 1 << 20
 _MAX_CHUNKS: Final = 100_000
 
 
-def refusal(status: int, error_code: str, message: str) -> web.Response:
-    return json_response({"error": message, "errorCode": error_code}, status)
-
-
 @functools.cache
 def processor_version() -> str:
     try:
         return "rtcstats-collector/" + importlib.metadata.version("rtcstats-collector")
     except importlib.metadata.PackageNotFoundError:
         return "rtcstats-collector"
-
-
-@web.middleware
-async def error_shape(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every error under /v1.0/ in that API's shape, wherever it was decided (token
-    checks, routing, stores): ``{error: <message>, errorCode: <code>}``."""
-    if not request.path.startswith(PREFIX):
-        return await handler(request)
-    try:
-        response = await handler(request)
-    except UploadRefused as exc:
-        return refusal(exc.status, exc.error_code, exc.message)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        return refusal(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
-    if response.status < 400 or not isinstance(response, web.Response):
-        return response
-    body = response.body
-    parsed = orjson.loads(body) if isinstance(body, bytes) and body[:1] == b"{" else None
-    if isinstance(parsed, dict) and "errorCode" not in parsed:
-        code = str(parsed.get("error") or "error")
-        message = str(parsed.get("detail") or code)
-        reshaped = refusal(response.status, code, message)
-        for name in ("WWW-Authenticate", "Retry-After", "Access-Control-Allow-Origin", "Vary"):
-            if name in response.headers:
-                reshaped.headers[name] = response.headers[name]
-        return reshaped
-    return response
 
 
 # -- URLs ---------------------------------------------------------------------------------

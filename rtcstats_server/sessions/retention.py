@@ -15,11 +15,8 @@ import logging
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
-from aiohttp import web
-
 from rtcstats_server.config import RetentionConfig
 from rtcstats_server.exceptions import NotFound, RtcstatsError, StoreUnavailable
-from rtcstats_server.http.keys import CONFIG, DUMPS, RECORDS
 from rtcstats_server.metadata.base import SessionStore
 from rtcstats_server.metadata.record import SessionState, utcnow
 from rtcstats_server.storage.base import DumpStore
@@ -76,12 +73,17 @@ class RetentionSweeper:
             await asyncio.sleep(self.config.sweep_interval_s)
 
 
-async def retention_ctx(app: web.Application) -> AsyncIterator[None]:
-    """aiohttp cleanup context: the sweep runs while the app does, when enabled."""
-    config = app[CONFIG].retention
+@contextlib.asynccontextmanager
+async def retention_running(
+    config: RetentionConfig, records: SessionStore, dumps: DumpStore
+) -> AsyncIterator[None]:
+    """The sweep runs while the caller's block does (the app's lifetime), when enabled.
+
+    The stores are parameters, not app keys: this layer sits below the HTTP app.
+    """
     task: asyncio.Task[None] | None = None
     if config.days > 0:
-        sweeper = RetentionSweeper(config, app[RECORDS], app[DUMPS])
+        sweeper = RetentionSweeper(config, records, dumps)
         task = asyncio.create_task(sweeper.run(), name="retention-sweep")
     yield
     if task is not None:

@@ -1,0 +1,24 @@
+"""The session store a configuration asks for (``metadata.*``).
+
+Shared by the server and the commands that run without it (``forward``), so none of
+them reaches up into the HTTP app for it. MongoDB always comes wrapped in the local
+write spool: the collector keeps ingesting while the database is away.
+"""
+
+from __future__ import annotations
+
+from rtcstats_server.config import Config
+from rtcstats_server.metadata.base import SessionStore
+from rtcstats_server.metadata.embedded import EmbeddedSessionStore
+from rtcstats_server.metadata.mongodb import MongoSessionStore
+from rtcstats_server.metadata.spool import SpoolingSessionStore
+
+
+def make_session_store(config: Config) -> SessionStore:
+    meta = config.metadata
+    if meta.backend == "mongodb":
+        mongo = MongoSessionStore(
+            meta.uri.get_secret_value(), meta.database, meta.collection, meta.timeout_s
+        )
+        return SpoolingSessionStore(mongo, config.metadata_spool_dir, meta.retry_interval_s)
+    return EmbeddedSessionStore(config.embedded_path)

@@ -1,0 +1,39 @@
+"""The dump store and live-dump spool a configuration asks for.
+
+One place that turns ``storage.*`` into objects, shared by the server and the
+commands that run without it (``forward``, ``check-config --connect``), so none of
+them reaches up into the HTTP app for it.
+"""
+
+from __future__ import annotations
+
+from rtcstats_server.config import Config
+from rtcstats_server.metadata.base import SessionStore
+from rtcstats_server.metrics import Metrics
+from rtcstats_server.storage.base import DumpStore
+from rtcstats_server.storage.local import LocalDumpStore
+from rtcstats_server.storage.objects import ObjectDumpStore, open_object_store
+from rtcstats_server.storage.spool import Spool
+
+
+def make_dump_store(
+    config: Config, records: SessionStore | None = None, metrics: Metrics | None = None
+) -> DumpStore:
+    """``records``/``metrics``: object stores upload (and record uploads) only with them."""
+    if config.storage.backend == "local":
+        return LocalDumpStore(config.dumps_dir)
+    return ObjectDumpStore(
+        open_object_store(config.storage),
+        config.storage,
+        config.outbox_dir,
+        records,
+        metrics,
+        upload=records is not None,
+    )
+
+
+def make_spool(config: Config, dumps: DumpStore, metrics: Metrics) -> Spool:
+    outbox = dumps.outbox if isinstance(dumps, ObjectDumpStore) else None
+    spool = Spool(config.live_dir, config.storage.spool_max_bytes, outbox)
+    metrics.spool_bytes.set_function(lambda: spool.used_bytes)
+    return spool
