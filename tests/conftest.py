@@ -11,7 +11,15 @@ from tests.services import session_stores
 from tests.services.collector import RunningCollector, run_collector
 from tests.services.ferretdb import FerretDB
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+#: ``shared/`` beside the checkout; a git worktree sits one level deeper (wt/<name>/).
+SHARED = next(
+    (
+        p / "shared"
+        for p in Path(__file__).resolve().parents
+        if (p / "shared" / "fixtures").is_dir()
+    ),
+    Path(__file__).resolve().parents[2] / "shared",
+)
 FIXTURES = SHARED / "fixtures"
 
 
