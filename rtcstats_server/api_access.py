@@ -34,8 +34,12 @@ _RANK = {"read": 0, "upload": 1, "admin": 2}
 
 
 def hash_token(token: str) -> str:
-    """What ``api.tokens[].sha256`` holds for ``token``."""
-    return hashlib.sha256(token.encode()).hexdigest()
+    """What ``api.tokens[].sha256`` holds for ``token``.
+
+    A header's bytes that are not UTF-8 reach us as lone surrogates; they are hashed as
+    the bytes that were sent (and match no configured token) instead of raising.
+    """
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def protected(path: str) -> bool:

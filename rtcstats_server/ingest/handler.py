@@ -54,10 +54,19 @@ def read_handshake(request: web.Request, config: Config, remote: str | None = No
         path=raw,
         query=query,
         subprotocol=subprotocol,
-        user_agent=request.headers.get("User-Agent", "")[:512],
-        origin=request.headers.get("Origin", "")[:256],
+        user_agent=header_text(request, "User-Agent", 512),
+        origin=header_text(request, "Origin", 256),
         remote=(request.remote or "") if remote is None else remote,
     )
+
+
+def header_text(request: web.Request, name: str, limit: int) -> str:
+    """A header as text we can store: aiohttp hands over bytes that are not UTF-8 as
+    lone surrogates, which no JSON encoder writes (the dump's metadata line, the record)."""
+    value = request.headers.get(name, "")
+    if not value.isascii():
+        value = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return value[:limit]
 
 
 def echo_close_code(code: int) -> int:
