@@ -17,7 +17,12 @@ from aiohttp.http_websocket import WebSocketError
 from rtcstats_server.config import Config
 from rtcstats_server.exceptions import HandshakeRefused, ProtocolViolation
 from rtcstats_server.ingest.access import TOKEN_PARAM, ClientAccess
-from rtcstats_server.ingest.dialects import Decoder, choose_subprotocol, open_decoder
+from rtcstats_server.ingest.dialects import (
+    Decoder,
+    choose_subprotocol,
+    metric_label,
+    open_decoder,
+)
 from rtcstats_server.ingest.dialects.base import DumpLine, EndOfSession, Handshake, Identity, Reply
 from rtcstats_server.ingest.limits import ConnectionLimits
 from rtcstats_server.ingest.privacy import mask_line, mask_remote
@@ -130,7 +135,7 @@ class IngestHandler:
             autoclose=False,  # we answer a client's close ourselves: see _pump
         )
         await ws.prepare(request)
-        traffic = self.metrics.traffic[handshake.subprotocol]
+        traffic = self.metrics.traffic[metric_label(handshake.subprotocol)]
         traffic.connections += 1
         traffic.open += 1
         session = await self.manager.connect(decoder, handshake, ws)
@@ -157,7 +162,7 @@ class IngestHandler:
         """``pinned``: record fields a verified token set; identity messages keep off."""
         manager = self.manager
         metrics = self.metrics
-        traffic = metrics.traffic[session.dialect]
+        traffic = metrics.traffic[metric_label(session.dialect)]
         now = asyncio.get_running_loop().time
         max_session = self.config.ingest.max_session_bytes
         max_bad = self.config.ingest.max_bad_messages
