@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from urllib.parse import unquote_plus
 
 from aiohttp import WSMsgType, web
 from aiohttp.http_websocket import WebSocketError
@@ -39,15 +40,28 @@ PATH_PATTERN = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$")
 #: aiohttp's own protocol-error close codes → why the session ended.
 _ERROR_REASONS = {1009: EndReason.MESSAGE_TOO_BIG, 1007: EndReason.BAD_MESSAGES}
 
-#: The token parameter and its value, cut from the path we store (it is a credential).
-_TOKEN_IN_QUERY = re.compile(r"(?<=[?&])" + re.escape(TOKEN_PARAM) + r"=[^&]*&?")
+
+def without_token(raw_path: str) -> str:
+    """``raw_path`` without the token parameter: it is a credential, and the path is
+    stored as the session's url.
+
+    Judged by the decoded name, as the query parser that hands us the token decodes it:
+    ``rtcstats%2Dtoken``, ``%72tcstats-token`` and ``rtcstats%2dtoken`` are the token
+    too. Any case of the name is cut as well: no other parameter is called that.
+    """
+    path, question, query = raw_path.partition("?")
+    if not question:
+        return raw_path
+    parts = query.split("&")
+    kept = [p for p in parts if unquote_plus(p.partition("=")[0]).casefold() != TOKEN_PARAM]
+    if len(kept) == len(parts):
+        return raw_path
+    return f"{path}?{'&'.join(kept)}" if any(kept) else path
 
 
 def read_handshake(request: web.Request, config: Config, remote: str | None = None) -> Handshake:
     """``remote``: the client address to record (already masked when privacy asks)."""
-    raw = request.raw_path
-    if TOKEN_PARAM in raw:
-        raw = _TOKEN_IN_QUERY.sub("", raw).rstrip("?&")
+    raw = without_token(request.raw_path)
     if len(raw) > config.ingest.max_path_bytes:
         raise HandshakeRefused(400, "bad_path", "request path is too long")
     path_part = raw.split("?", 1)[0]
