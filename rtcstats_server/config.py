@@ -423,6 +423,13 @@ class LimitsConfig(Section):
     connection_burst_per_ip: int = Field(
         100, ge=1, description="New connections a client address may open at once (bucket size)."
     )
+    ipv6_prefix_length: int = Field(
+        64,
+        ge=1,
+        le=128,
+        description="IPv6 clients are limited per network of this prefix, not per address: "
+        "one host holds a whole /64 and can use any address in it.",
+    )
     trusted_proxies: list[str] = Field(
         default_factory=list,
         description="CIDRs of reverse proxies whose X-Forwarded-For names the client "

@@ -14,6 +14,17 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disa
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+#: Close codes counted by their number; any other is counted as ``other``. RFC 6455's
+#: codes and jitsi's final ones (3001 conference left, 3002 dump error): the server
+#: sends no other today, and a label must never carry a number a client chose.
+CLOSE_CODE_LABELS = frozenset(
+    {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3001, 3002}
+)
+
+
+def close_code_label(code: int) -> str:
+    return str(code) if code in CLOSE_CODE_LABELS else "other"
+
 
 class Traffic:
     """Per-dialect integers the ingest path bumps directly."""

@@ -44,6 +44,20 @@ def known(subprotocol: str) -> bool:
     return subprotocol in _BY_NAME or bool(PUSHER_SUBPROTOCOL.match(subprotocol))
 
 
+def metric_label(subprotocol: str) -> str:
+    """The ``dialect`` label of the traffic metrics: a closed set, whatever clients offer.
+
+    Pushers put a version of their own in the subprotocol (``<n>.<n>_JVB``), so it names
+    the component only (``JVB``, ``JICOFO``, ``JIBRI``, ``JIGASI``): one series per
+    version would let anyone grow ``/metrics`` without bound. The record's ``dialect``
+    keeps the exact subprotocol.
+    """
+    if subprotocol in _BY_NAME:
+        return subprotocol
+    pusher = PUSHER_SUBPROTOCOL.match(subprotocol)
+    return pusher.group(2) if pusher else "other"
+
+
 def choose_subprotocol(offered: str) -> str:
     """The first offered subprotocol we speak, or a 400 naming what we accept."""
     candidates = [part.strip() for part in offered.split(",") if part.strip()]

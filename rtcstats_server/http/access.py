@@ -6,8 +6,8 @@ request's token is hashed and compared in constant time against every configured
 hash. ``read`` opens the GET routes (sessions, dumps, metrics); ``upload`` also opens
 ``POST /v1.0/upload`` (what a backend that sends dumps needs, and no more); ``admin``
 also opens the ones that change something (forward, delete). With no token configured the API
-answers clients on this host only: a request relayed by a proxy (it carries
-``X-Forwarded-For`` or ``Forwarded``) is not one, even when the proxy is local.
+answers clients on this host only: a request relayed by a proxy (it carries any header
+of :data:`PROXY_HEADERS`) is not one, even when the proxy is local.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import hashlib
 import hmac
 import ipaddress
 import re
+from collections.abc import Mapping
+from typing import Final
 
 from aiohttp import web
 
@@ -34,8 +36,12 @@ _RANK = {"read": 0, "upload": 1, "admin": 2}
 
 
 def hash_token(token: str) -> str:
-    """What ``api.tokens[].sha256`` holds for ``token``."""
-    return hashlib.sha256(token.encode()).hexdigest()
+    """What ``api.tokens[].sha256`` holds for ``token``.
+
+    A header's bytes that are not UTF-8 reach us as lone surrogates; they are hashed as
+    the bytes that were sent (and match no configured token) instead of raising.
+    """
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def protected(path: str) -> bool:
@@ -48,8 +54,45 @@ def _local_port(request: web.Request) -> int | None:
     return sockname[1] if isinstance(sockname, tuple) and len(sockname) >= 2 else None
 
 
+#: Headers by which a proxy names the client it relays (RFC 7239 ``Forwarded``, ``Via``,
+#: the ``X-Forwarded-*`` family, and what nginx, CDNs and load balancers use instead).
+#: A request with any of them came through a proxy: its TCP peer being this host says
+#: nothing about who sent it. Lower case.
+PROXY_HEADERS: Final = frozenset(
+    {
+        "forwarded",
+        "via",
+        "x-real-ip",
+        "x-client-ip",
+        "client-ip",
+        "cf-connecting-ip",
+        "cf-connecting-ipv6",
+        "true-client-ip",
+        "fastly-client-ip",
+        "akamai-client-ip",
+        "x-cluster-client-ip",
+        "x-original-forwarded-for",
+        "x-envoy-external-address",
+        "x-proxyuser-ip",
+        "x-azure-clientip",
+        "x-appengine-user-ip",
+    }
+)
+#: ``X-Forwarded``, ``X-Forwarded-For``, ``-Host``, ``-Proto``, ``-Port``, ``-Prefix``, ...
+_PROXY_HEADER_PREFIX: Final = "x-forwarded"
+
+
+def relayed(headers: Mapping[str, str]) -> bool:
+    """Whether a proxy relayed the request (see :data:`PROXY_HEADERS`)."""
+    for name in headers:
+        lowered = name.lower()
+        if lowered in PROXY_HEADERS or lowered.startswith(_PROXY_HEADER_PREFIX):
+            return True
+    return False
+
+
 def _from_loopback(request: web.Request) -> bool:
-    if "X-Forwarded-For" in request.headers or "Forwarded" in request.headers:
+    if relayed(request.headers):
         return False
     try:
         return ipaddress.ip_address((request.remote or "").split("%", 1)[0]).is_loopback

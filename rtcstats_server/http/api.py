@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import math
 import re
-from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -29,20 +28,11 @@ from rtcstats_server.metadata.record import (
     encode_cursor,
     to_json_ready,
 )
+from rtcstats_server.query_values import parse_limit, parse_time
 from rtcstats_server.storage.base import UploadBacklog
 
 SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
 MAX_LIMIT = 1000
-
-
-def _parse_time(name: str, value: str) -> datetime:
-    try:
-        if value.isdigit():
-            return datetime.fromtimestamp(int(value) / 1000, UTC)
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except (ValueError, OverflowError, OSError):
-        raise ProtocolViolation("bad_filter", f"{name} must be ISO 8601 or epoch ms") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def parse_query(params: Any) -> SessionQuery:
@@ -55,17 +45,11 @@ def parse_query(params: Any) -> SessionQuery:
     equals = {name: params[name] for name in EQUALITY_FILTERS if name in params}
     if "state" in equals and equals["state"] not in {s.value for s in SessionState}:
         raise ProtocolViolation("bad_filter", "state must be one of: " + ", ".join(SessionState))
-    try:
-        limit = int(params.get("limit", 100))
-    except ValueError:
-        raise ProtocolViolation("bad_filter", "limit must be an integer") from None
-    if not 1 <= limit <= MAX_LIMIT:
-        raise ProtocolViolation("bad_filter", f"limit must be between 1 and {MAX_LIMIT}")
     return SessionQuery(
         equals=equals,
-        since=_parse_time("since", params["since"]) if "since" in params else None,
-        until=_parse_time("until", params["until"]) if "until" in params else None,
-        limit=limit,
+        since=parse_time("since", params["since"]) if "since" in params else None,
+        until=parse_time("until", params["until"]) if "until" in params else None,
+        limit=parse_limit(params.get("limit"), MAX_LIMIT, "bad_filter"),
         cursor=decode_cursor(params["cursor"]) if "cursor" in params else None,
         **_forward_filters(params),
         **_quality_filters(params),

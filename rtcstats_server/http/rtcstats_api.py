@@ -32,7 +32,6 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from rtcstats_server.analysis.findings import ERROR, INFO, SEVERITIES, WARNING
 from rtcstats_server.exceptions import NotFound, ProtocolViolation, UploadRefused
-from rtcstats_server.http.api import _parse_time
 from rtcstats_server.http.errors import json_response
 from rtcstats_server.http.keys import CONFIG, DUMPS, MANAGER, METRICS, RECORDS, UPLOADS, VIEWER
 from rtcstats_server.http.viewer.signing import public_base_url
@@ -42,6 +41,7 @@ from rtcstats_server.metadata.record import (
     encode_cursor,
     to_json_ready,
 )
+from rtcstats_server.query_values import parse_limit, parse_time
 from rtcstats_server.uploads.service import Uploads
 
 #: Our severities as that API names them.
@@ -126,8 +126,10 @@ def session_urls(app: web.Application, session_id: str) -> dict[str, str]:
 
 
 def _owner(request: web.Request) -> str:
-    """Whose chunks these are: the credentials that sent them."""
-    return request.headers.get("Authorization", "")
+    """Whose chunks these are: the credentials that sent them (as text that encodes:
+    bytes that are not UTF-8 arrive as lone surrogates)."""
+    header = request.headers.get("Authorization", "")
+    return header.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 class _Sink:
@@ -383,19 +385,13 @@ def list_query(params: Any) -> SessionQuery | None:
         narrow({f for f, t in FINDING_TAGS.items() if set(t) & set(tags)})
     if wanted is not None and not wanted:
         return None
-    try:
-        limit = int(params.get("limit", 100))
-    except ValueError:
-        raise ProtocolViolation("bad_request", "limit must be an integer") from None
-    if not 1 <= limit <= _MAX_LIMIT:
-        raise ProtocolViolation("bad_request", f"limit must be between 1 and {_MAX_LIMIT}")
     return SessionQuery(
         equals=equals,
         fields=fields,
         findings_any=tuple(sorted(wanted or ())),
-        since=_parse_time("since", params["since"]) if "since" in params else None,
-        until=_parse_time("until", params["until"]) if "until" in params else None,
-        limit=limit,
+        since=parse_time("since", params["since"]) if "since" in params else None,
+        until=parse_time("until", params["until"]) if "until" in params else None,
+        limit=parse_limit(params.get("limit"), _MAX_LIMIT, "bad_request"),
         cursor=decode_cursor(params["cursor"]) if "cursor" in params else None,
     )
 

@@ -75,7 +75,10 @@ class ClientAccess:
     def check_origin(self, origin: str) -> None:
         if not self.origins or not origin:
             return
-        url = URL(origin) if "://" in origin else None
+        try:
+            url = URL(origin) if "://" in origin else None
+        except ValueError:  # also UnicodeError: a host IDNA cannot encode, bytes not UTF-8
+            url = None
         if url is None or not url.host or url.scheme not in _DEFAULT_PORTS:
             raise HandshakeRefused(403, "origin_not_allowed", "Origin is not allowed to stream")
         scheme, host = url.scheme.lower(), url.host.lower()

@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from urllib.parse import unquote_plus
 
 from aiohttp import WSMsgType, web
 from aiohttp.http_websocket import WebSocketError
 
 from rtcstats_server.config import Config
-from rtcstats_server.dialects import Decoder, choose_subprotocol, open_decoder
+from rtcstats_server.dialects import Decoder, choose_subprotocol, metric_label, open_decoder
 from rtcstats_server.dialects.base import DumpLine, EndOfSession, Handshake, Identity, Reply
 from rtcstats_server.dumps.privacy import mask_line, mask_remote
 from rtcstats_server.exceptions import HandshakeRefused, ProtocolViolation
@@ -34,15 +35,28 @@ PATH_PATTERN = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$")
 #: aiohttp's own protocol-error close codes → why the session ended.
 _ERROR_REASONS = {1009: EndReason.MESSAGE_TOO_BIG, 1007: EndReason.BAD_MESSAGES}
 
-#: The token parameter and its value, cut from the path we store (it is a credential).
-_TOKEN_IN_QUERY = re.compile(r"(?<=[?&])" + re.escape(TOKEN_PARAM) + r"=[^&]*&?")
+
+def without_token(raw_path: str) -> str:
+    """``raw_path`` without the token parameter: it is a credential, and the path is
+    stored as the session's url.
+
+    Judged by the decoded name, as the query parser that hands us the token decodes it:
+    ``rtcstats%2Dtoken``, ``%72tcstats-token`` and ``rtcstats%2dtoken`` are the token
+    too. Any case of the name is cut as well: no other parameter is called that.
+    """
+    path, question, query = raw_path.partition("?")
+    if not question:
+        return raw_path
+    parts = query.split("&")
+    kept = [p for p in parts if unquote_plus(p.partition("=")[0]).casefold() != TOKEN_PARAM]
+    if len(kept) == len(parts):
+        return raw_path
+    return f"{path}?{'&'.join(kept)}" if any(kept) else path
 
 
 def read_handshake(request: web.Request, config: Config, remote: str | None = None) -> Handshake:
     """``remote``: the client address to record (already masked when privacy asks)."""
-    raw = request.raw_path
-    if TOKEN_PARAM in raw:
-        raw = _TOKEN_IN_QUERY.sub("", raw).rstrip("?&")
+    raw = without_token(request.raw_path)
     if len(raw) > config.ingest.max_path_bytes:
         raise HandshakeRefused(400, "bad_path", "request path is too long")
     path_part = raw.split("?", 1)[0]
@@ -54,10 +68,19 @@ def read_handshake(request: web.Request, config: Config, remote: str | None = No
         path=raw,
         query=query,
         subprotocol=subprotocol,
-        user_agent=request.headers.get("User-Agent", "")[:512],
-        origin=request.headers.get("Origin", "")[:256],
+        user_agent=header_text(request, "User-Agent", 512),
+        origin=header_text(request, "Origin", 256),
         remote=(request.remote or "") if remote is None else remote,
     )
+
+
+def header_text(request: web.Request, name: str, limit: int) -> str:
+    """A header as text we can store: aiohttp hands over bytes that are not UTF-8 as
+    lone surrogates, which no JSON encoder writes (the dump's metadata line, the record)."""
+    value = request.headers.get(name, "")
+    if not value.isascii():
+        value = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return value[:limit]
 
 
 def echo_close_code(code: int) -> int:
@@ -121,7 +144,7 @@ class IngestHandler:
             autoclose=False,  # we answer a client's close ourselves: see _pump
         )
         await ws.prepare(request)
-        traffic = self.metrics.traffic[handshake.subprotocol]
+        traffic = self.metrics.traffic[metric_label(handshake.subprotocol)]
         traffic.connections += 1
         traffic.open += 1
         session = await self.manager.connect(decoder, handshake, ws)
@@ -148,7 +171,7 @@ class IngestHandler:
         """``pinned``: record fields a verified token set; identity messages keep off."""
         manager = self.manager
         metrics = self.metrics
-        traffic = metrics.traffic[session.dialect]
+        traffic = metrics.traffic[metric_label(session.dialect)]
         now = asyncio.get_running_loop().time
         max_session = self.config.ingest.max_session_bytes
         max_bad = self.config.ingest.max_bad_messages

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from rtcstats_server.exceptions import ProtocolViolation
+from rtcstats_server.query_values import utc_in_range
 
 
 class SessionState(StrEnum):
@@ -184,12 +185,19 @@ def encode_cursor(started_at: datetime, session_id: str) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """The position ``cursor`` names; a 400 for anything :func:`encode_cursor` never made
+    (a stranger can write any JSON inside, e.g. a time in year 1)."""
+    started_at: datetime | None = None
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         when, session_id = orjson.loads(raw)
-        return datetime.fromisoformat(when), str(session_id)
+        if isinstance(when, str) and isinstance(session_id, str):
+            started_at = utc_in_range(datetime.fromisoformat(when))
     except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
-        raise ProtocolViolation("bad_cursor", "cursor is not one this API returned") from None
+        started_at = None
+    if started_at is None:
+        raise ProtocolViolation("bad_cursor", "cursor is not one this API returned")
+    return started_at, str(session_id)
 
 
 def to_json_ready(record: dict[str, Any]) -> dict[str, Any]:

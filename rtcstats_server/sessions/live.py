@@ -39,7 +39,7 @@ from rtcstats_server.exceptions import RtcstatsError, StoreUnavailable
 from rtcstats_server.logs import LOG_FIELDS
 from rtcstats_server.metadata.base import SessionStore
 from rtcstats_server.metadata.record import EndReason, SessionState, utcnow
-from rtcstats_server.metrics import Metrics
+from rtcstats_server.metrics import Metrics, close_code_label
 from rtcstats_server.storage.base import DumpStore, StoredDump, dump_key
 
 log = logging.getLogger(__name__)
@@ -453,7 +453,7 @@ class SessionManager:
             await self._let_handler_catch_up(session)
         sock, session.socket = session.socket, None
         if sock is not None and not sock.closed:
-            self.metrics.closed_by_server.labels(str(code)).inc()
+            self.metrics.closed_by_server.labels(close_code_label(code)).inc()
             with contextlib.suppress(ConnectionError, RuntimeError):
                 await sock.close(code=code, message=reason.value.encode())
         self.sessions.pop(session.id, None)

@@ -63,6 +63,32 @@ def test_loopback_is_not_limited_per_address_but_counts_overall() -> None:
     assert (refused.value.status, refused.value.reason) == (503, "server_full")
 
 
+def test_ipv6_clients_are_limited_per_network() -> None:
+    checker = limits(max_connections_per_ip=2, connections_per_ip_per_s=0)
+    assert checker.key("2001:db8:1:2:aaaa::1") == "2001:db8:1:2::/64"
+    assert checker.key("[2001:db8:1:2::ffff]") == "2001:db8:1:2::/64"
+    assert checker.key("::ffff:198.51.100.7") == "198.51.100.7"  # a dual-stack socket's peer
+    assert checker.key("198.51.100.7") == "198.51.100.7"
+    checker.admit("2001:db8:1:2::1")
+    checker.admit("2001:db8:1:2:ffff:ffff:ffff:ffff")
+    with pytest.raises(HandshakeRefused) as refused:
+        checker.admit("2001:db8:1:2:1234::5")  # a third address of the same /64
+    assert refused.value.reason == "too_many_connections_per_ip"
+    checker.admit("2001:db8:1:3::1")  # the next /64 is another client
+    checker.release("2001:db8:1:2::1")
+    checker.admit("2001:db8:1:2:5678::9")
+    assert checker.open_by_ip == {"2001:db8:1:2::/64": 2, "2001:db8:1:3::/64": 1}
+    # The prefix is configurable; an IPv4 address written as IPv6 stays a single address,
+    # and loopback (either way of writing it) is not limited per address.
+    wide = limits(max_connections_per_ip=1, ipv6_prefix_length=48)
+    assert wide.key("2001:db8:1:ffff::1") == "2001:db8:1::/48"
+    wide.admit("::ffff:127.0.0.1")
+    wide.admit("::ffff:127.0.0.1")
+    wide.admit("::ffff:198.51.100.7")
+    with pytest.raises(HandshakeRefused):
+        wide.admit("198.51.100.7")
+
+
 LIVE = {
     "limits": {
         "max_connections": 6,
@@ -167,3 +193,27 @@ async def test_slowloris_and_oversized_request_lines(
         assert 'rtcstats_connections_refused_total{reason="bad_http_request"} 1.0' in text
         assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
         assert not [r for r in caplog.records if r.exc_info]
+
+
+async def test_live_limits_hold_for_every_address_of_one_ipv6_network(tmp_path: Path) -> None:
+    """One attacker with a /64 connects from a new address each time: limited as one."""
+    async with run_collector(tmp_path / "data", LIVE) as c:
+        net = "2001:db8:aa:bb"
+        held = [await connect(c, f"{net}::1"), await connect(c, f"{net}:1:2:3:4")]
+        assert await refused_status(c, f"{net}:ffff:ffff:ffff:fffe") == 429  # per address
+        other = await connect(c, "2001:db8:aa:bc::1")  # the neighbouring /64: a stranger
+        await held[0].close()
+        held.append(await connect_when_free(c, f"{net}::3"))  # its slot is the network's
+        for ws in held:
+            await ws.close()
+
+        async def rate_refused() -> bool:
+            # The burst of 3 is spent by three addresses; a fourth is new, its network not.
+            assert await refused_status(c, f"{net}:9::9") == 429
+            async with c.http.get(c.base_url + "/metrics") as response:
+                return 'reason="connection_rate"' in await response.text()
+
+        await wait_until(rate_refused, what="a refusal for the connection rate of the /64")
+        await other.close()
+        records = await c.get_json("/v1/sessions")
+        assert records["sessions"] == []  # nothing was streamed; nothing stored

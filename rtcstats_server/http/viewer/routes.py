@@ -22,6 +22,7 @@ from rtcstats_server.exceptions import NotFound, StoreUnavailable
 from rtcstats_server.http.keys import VIEWER
 from rtcstats_server.http.viewer import render
 from rtcstats_server.http.viewer.service import Viewer
+from rtcstats_server.query_values import MAX_EPOCH_MS_DIGITS, ascii_int
 
 SESSION_ID: Final = re.compile(r"^[0-9a-f]{32}$")
 _MAX_INDEX: Final = 1 << 40
@@ -70,12 +71,14 @@ def _signed(request: web.Request, nonce: str) -> tuple[Viewer, str] | web.Respon
 
 
 def _window(request: web.Request) -> tuple[float, float] | str | None:
-    start, end = request.query.get("from"), request.query.get("to")
-    if start is None and end is None:
+    query = request.query
+    if "from" not in query and "to" not in query:
         return None
-    if not start or not end or not start.isdigit() or not end.isdigit() or len(start) > 15:
+    start = ascii_int(query.get("from"), MAX_EPOCH_MS_DIGITS)
+    end = ascii_int(query.get("to"), MAX_EPOCH_MS_DIGITS)
+    if start is None or end is None:
         return "from and to must both be epoch milliseconds"
-    if int(end) <= int(start):
+    if end <= start:
         return "to must be after from"
     return float(start), float(end)
 
@@ -145,15 +148,15 @@ async def view_event(request: web.Request) -> web.StreamResponse:
     if isinstance(signed, web.Response):
         return signed
     viewer, session_id = signed
-    raw = request.match_info["index"]
+    index = ascii_int(request.match_info["index"], len(str(_MAX_INDEX)))
     record = await _stored_record(viewer, session_id)
-    if not raw.isdigit() or int(raw) > _MAX_INDEX or record is None or not record.get("dump_key"):
+    if index is None or index > _MAX_INDEX or record is None or not record.get("dump_key"):
         return _html(request, 404, render.not_found_page(nonce), nonce)
-    event = await viewer.data.event(record["dump_key"], int(raw))
+    event = await viewer.data.event(record["dump_key"], index)
     if event is None:
         return _html(request, 404, render.not_found_page(nonce), nonce)
     body = {
-        "index": int(raw),
+        "index": index,
         "timestamp": event.timestamp,
         "method": event.method,
         "pc_id": event.pc_id,

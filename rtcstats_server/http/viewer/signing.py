@@ -23,6 +23,7 @@ from urllib.parse import urlencode
 
 from rtcstats_server.config import Config
 from rtcstats_server.exceptions import ConfigError
+from rtcstats_server.query_values import ascii_int
 
 SECRET_FILE: Final = "viewer-secret"
 _LOCAL_HOSTS: Final = frozenset({"", "0.0.0.0", "::", "[::]"})
@@ -66,12 +67,14 @@ class Signer:
         """None when the request may see ``session_id``, else the reason it may not."""
         if not exp or not sig:
             return Denied.MISSING
-        if not exp.isdigit() or len(exp) > 12 or len(sig) > 64:
+        expires = ascii_int(exp, 12)
+        # compare_digest takes ASCII strings only; ours are base64url.
+        if expires is None or len(sig) > 64 or not sig.isascii():
             return Denied.MALFORMED
         # Checked before expiry, so a forged URL is counted as forged even when old.
-        if not hmac.compare_digest(self.signature(session_id, int(exp)), sig):
+        if not hmac.compare_digest(self.signature(session_id, expires), sig):
             return Denied.BAD_SIGNATURE
-        if int(exp) < now:
+        if expires < now:
             return Denied.EXPIRED
         return None
 
