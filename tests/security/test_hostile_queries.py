@@ -19,8 +19,8 @@ from urllib.parse import quote, urlsplit
 
 import orjson
 import pytest
-from rtcstats_server.api_access import hash_token
 
+from rtcstats_server.http.access import hash_token
 from tests.services.collector import RunningCollector, run_collector
 from tests.services.stored_dumps import store_dump_file
 
