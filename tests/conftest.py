@@ -10,9 +10,7 @@ import pytest
 from tests.services import session_stores
 from tests.services.collector import RunningCollector, run_collector
 from tests.services.ferretdb import FerretDB
-
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-FIXTURES = SHARED / "fixtures"
+from tests.services.shared import FIXTURES
 
 
 @pytest.fixture
