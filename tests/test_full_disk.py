@@ -14,7 +14,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.services.collector import run_collector
+from tests.services.collector import RunningCollector, run_collector, wait_until
 
 SID = "full-disk-1"
 ENTRIES = 120
@@ -38,6 +38,11 @@ def small_live_dir(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(live)], check=False)
 
 
+async def ready(collector: RunningCollector) -> bool:
+    async with collector.http.get(collector.base_url + "/readyz") as response:
+        return response.status == 200
+
+
 def entry(seq: int, payload: str) -> str:
     data = json.dumps(["getstats", "PC_0", {"noise": payload}, 1_700_000_000_000 + seq, seq])
     return json.dumps({"statsSessionId": SID, "type": "stats-entry", "data": data})
@@ -49,7 +54,11 @@ async def test_full_disk_loses_nothing_acknowledged(small_live_dir: Path) -> Non
     filler = small_live_dir / "filler"
     filler.write_bytes(b"\0" * max(0, free - 12 * 1024))  # leaves room for ~12 entries
 
-    settings = {"ingest": {"ack_every_entries": 5}, "dumps": {"flush_interval_s": 0.2}}
+    settings = {
+        "ingest": {"ack_every_entries": 5},
+        "dumps": {"flush_interval_s": 0.2},
+        "storage": {"min_free_bytes": 4096},  # the 12 KiB left still take a session
+    }
     async with run_collector(small_live_dir.parent, settings) as collector:
         url = f"{collector.ws_url}/room?statsSessionId={SID}&isReconnect="
         acked = 0
@@ -75,6 +84,7 @@ async def test_full_disk_loses_nothing_acknowledged(small_live_dir: Path) -> Non
         assert len(stored) >= acked  # everything acknowledged is in the dump
 
         filler.unlink()  # room again: the client reconnects and resends what it holds
+        await wait_until(lambda: ready(collector), what="/readyz ready once there is room")
         async with collector.http.ws_connect(url + "true", protocols=("3.1_STANDARD",)) as ws:
             assert (await ws.receive_json(timeout=5))["body"]["value"] == 0  # a new session
             for seq in range(acked + 1, ENTRIES + 1):
