@@ -139,16 +139,6 @@ async def readiness(collector: RunningCollector) -> tuple[int, dict[str, Any]]:
         return response.status, await response.json()
 
 
-async def upgrade_status(collector: RunningCollector, sid: str) -> int:
-    target = f"{collector.ws_url}/room?statsSessionId={sid}&isReconnect=false"
-    try:
-        ws = await collector.http.ws_connect(target, protocols=("3.1_STANDARD",))
-    except aiohttp.WSServerHandshakeError as refused:
-        return refused.status
-    await ws.close()
-    return 101
-
-
 class Client:
     """A jitsi client: streams entries, remembers what the server acknowledged."""
 
@@ -219,7 +209,7 @@ async def test_a_full_data_dir_refuses_new_sessions_and_loses_no_dump(
             return status == 503 and "disk" in body["problems"]
 
         await wait_until(unready, what="/readyz 503 on a full disk")
-        assert await upgrade_status(collector, "newcomer") == 503
+        assert await collector.upgrade_status("/room?statsSessionId=new&isReconnect=false") == 503
         assert await first.stream_until_closed(11) == 1011
         manager = collector.manager
         await wait_until(lambda: len(manager.unrecorded) == 1, what="a record that waits")
@@ -240,7 +230,7 @@ async def test_a_full_data_dir_refuses_new_sessions_and_loses_no_dump(
         filler = fill(small_data_dir)
         assert await second.stream_until_closed(11) == 1011
         await wait_until(lambda: len(manager.unrecorded) == 1, what="a record that waits")
-        text = await (await collector.http.get(collector.base_url + "/metrics")).text()
+        text = await collector.metrics_text()
         assert 'rtcstats_connections_refused_total{reason="disk_full"} 1.0' in text
         assert 'rtcstats_store_errors_total{backend="embedded"}' in text
 

@@ -44,11 +44,15 @@ def token(user: str, exp_in: float = 300) -> str:
     return jwt.encode(claims, SECRET, algorithm="HS256")
 
 
-def url(collector: RunningCollector, reconnect: bool, jwt_token: str | None = None) -> str:
+def path(reconnect: bool, jwt_token: str | None = None) -> str:
     query = f"statsSessionId={SID}&isReconnect={'true' if reconnect else 'false'}"
     if jwt_token is not None:
         query += f"&rtcstats-token={jwt_token}"
-    return f"{collector.ws_url}/room?{query}"
+    return f"/room?{query}"
+
+
+def url(collector: RunningCollector, reconnect: bool, jwt_token: str | None = None) -> str:
+    return collector.ws_url + path(reconnect, jwt_token)
 
 
 async def connect(collector: RunningCollector, target: str) -> aiohttp.ClientWebSocketResponse:
@@ -65,20 +69,6 @@ async def send_acked(ws: aiohttp.ClientWebSocketResponse, seqs: range) -> None:
     acked = 0
     while acked < seqs[-1]:
         acked = (await ws.receive_json(timeout=5))["body"]["value"]
-
-
-async def handshake_status(collector: RunningCollector, target: str) -> int:
-    try:
-        ws = await collector.http.ws_connect(target, protocols=("3.1_STANDARD",))
-    except aiohttp.WSServerHandshakeError as refused:
-        return refused.status
-    await ws.close()
-    return 101
-
-
-async def metrics(collector: RunningCollector) -> str:
-    async with collector.http.get(collector.base_url + "/metrics") as response:
-        return await response.text()
 
 
 def stored_seqs(dump: str) -> list[int]:
@@ -114,13 +104,13 @@ async def test_with_tokens_only_the_holder_resumes(token_collector: RunningColle
 
     # Mallory holds a valid token of her own, and knows Alice's statsSessionId.
     mallory = token("mallory")
-    assert await handshake_status(collector, url(collector, True, mallory)) == 403
-    assert await handshake_status(collector, url(collector, True)) == 401  # no token at all
+    assert await collector.upgrade_status(path(True, mallory)) == 403
+    assert await collector.upgrade_status(path(True)) == 401  # no token at all
     assert not alice.closed and session.socket is not None  # Alice was not cut off
 
     await alice.close(code=4000)  # Alice's network drops: her session waits for her
     await wait_until(lambda: session.state.value == "detached", what="detached")
-    assert await handshake_status(collector, url(collector, True, mallory)) == 403
+    assert await collector.upgrade_status(path(True, mallory)) == 403
     assert session.state.value == "detached" and session.connections == 1
 
     # Alice comes back with a refreshed token (new exp, same claims): her session.
@@ -134,7 +124,7 @@ async def test_with_tokens_only_the_holder_resumes(token_collector: RunningColle
     assert record["user_id"] == "alice" and record["meeting_id"] == "meeting-of-alice"
     assert record["connections"] == 2
     assert stored_seqs(await collector.dump_text(record["id"])) == list(range(1, 21))
-    text = await metrics(collector)
+    text = await collector.metrics_text()
     assert 'rtcstats_connections_refused_total{reason="resume_not_owner"} 2.0' in text
     assert 'rtcstats_connections_refused_total{reason="token_missing"} 1.0' in text
     assert len((await collector.get_json("/v1/sessions"))["sessions"]) == 1
@@ -209,7 +199,7 @@ async def test_a_resumer_without_tokens_cannot_rename_or_push_the_seq(
     assert record["conference_id"] == "standup" and record["user_id"] == "alice"
     assert record["last_seq"] == 86
     assert stored_seqs(await collector.dump_text(record["id"])) == list(range(1, 87))
-    text = await metrics(collector)
+    text = await collector.metrics_text()
     assert 'rtcstats_messages_dropped_total{reason="seq_too_far"} 2.0' in text
     assert 'rtcstats_messages_dropped_total{reason="seq_out_of_range"} 1.0' in text
     assert 'rtcstats_messages_dropped_total{reason="duplicate_seq"}' not in text

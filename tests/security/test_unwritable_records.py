@@ -97,8 +97,7 @@ async def test_seq_beyond_int64_is_refused_and_the_session_stored(
         assert document["dump_key"] and document["dump_bytes"] > 0
         lines = (await collector.dump_text(document["_id"])).splitlines()[2:-1]
         assert [json.loads(line)[4] for line in lines] == [1, 2, 3, 4, 5]
-        async with collector.http.get(collector.base_url + "/metrics") as response:
-            text = await response.text()
+        text = await collector.metrics_text()
         assert 'rtcstats_messages_dropped_total{reason="seq_out_of_range"} 2.0' in text
 
 
