@@ -767,6 +767,8 @@ class SessionManager:
         """
         failed = 0
         for record in await self.records.unfinished(self.node_id):
+            if record["id"] in self.sessions or record["id"] in self.unrecorded:
+                continue  # ours now (a recovery postponed past the first sessions)
             try:
                 await self._recover_one(record)
             except Exception as exc:  # a full disk, a store refusing it: retried later
