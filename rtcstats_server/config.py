@@ -144,6 +144,12 @@ class StorageConfig(Section):
         ge=1,
         description="Live + not yet uploaded dumps above this: new connections get HTTP 503.",
     )
+    min_free_bytes: int = Field(
+        64 << 20,
+        ge=0,
+        description="Free space the data dir's disk must keep: below it /readyz answers 503 "
+        "and new connections get HTTP 503 (live sessions go on).",
+    )
     upload_concurrency: int = Field(4, ge=1, le=64, description="Dumps uploaded at once.")
     retry_initial_s: float = Field(
         1.0, gt=0, description="First wait after a failed upload; doubles per failure."
@@ -303,6 +309,13 @@ class QualityConfig(Section):
     )
     max_listed: int = Field(
         50, ge=1, description="Longest list (state changes, failures) kept per summary item."
+    )
+    max_peer_connections: int = Field(
+        50,
+        ge=1,
+        le=1000,
+        description="Peer connections summarized one by one; further ones are only counted "
+        "(pc_count, failures) and the summary says truncated: true.",
     )
 
 

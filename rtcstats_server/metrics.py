@@ -163,6 +163,11 @@ class Metrics:
             "Local bytes of live dumps plus dumps waiting for upload (see spool_max_bytes).",
             registry=r,
         )
+        self.disk_free_bytes = Gauge(
+            "rtcstats_disk_free_bytes",
+            "Least free space among the disks the collector writes to (see min_free_bytes).",
+            registry=r,
+        )
         # -- the embeddable viewer (viewer/) ---------------------------------------------
         self.viewer_denied = Counter(
             "rtcstats_viewer_denied",

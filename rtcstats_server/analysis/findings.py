@@ -54,6 +54,12 @@ def findings_for(summary: dict[str, Any], config: QualityConfig) -> list[dict[st
     for failure in summary["api_failures"]:
         name = "ice_candidate_error" if failure["method"] == "addIceCandidate" else "sdp_error"
         add(name, f"{failure['method']}: {failure['message'][:200]}", failure["pc_id"])
+    # Connections past quality.max_peer_connections are only counted; their failures
+    # still make findings (listed first: a long list is cut at its end).
+    untracked = summary.get("untracked_peer_connections") or {}
+    for name in ("ice_failed", "connection_failed"):
+        if untracked.get(name):
+            add(name, f"{untracked[name]} further connections (not summarized) reached failed")
     for pc in summary["peer_connections"]:
         _pc_findings(pc, config, add)
     if summary.get("summary_error"):

@@ -1,9 +1,13 @@
 """The quality summary of one session, computed in one pass over its events.
 
-Memory stays bounded whatever the dump's size: per peer connection a few counters per
-RTP stream, one quantile sketch per series, and state timelines cut at
-``max_listed`` entries; the reader keeps only the last getStats result per
-connection. Blocking work (decompression, JSON): run it in a worker thread.
+Memory and the summary's size stay bounded whatever the dump holds: at most
+``max_peer_connections`` connections are summarized one by one (further ones are
+counted), each with a few counters per RTP stream (audio and video only), one quantile
+sketch per series, and state timelines cut at ``max_listed`` entries; every string
+that comes from the client is cut. What was cut is counted in ``omitted`` and the
+summary says ``truncated: true``. ``record_fields`` also keeps the whole summary under
+``SUMMARY_MAX_BYTES``, so a session record can always be written. Blocking work
+(decompression, JSON): run it in a worker thread.
 
 A damaged dump still gets a summary of what could be read, with ``summary_error``
 saying what was wrong; this module raises nothing for bad input.
@@ -12,9 +16,12 @@ saying what was wrong; this module raises nothing for bad input.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from rtcstats_server.analysis.findings import findings_for
 from rtcstats_server.analysis.sketch import QuantileSketch
@@ -22,11 +29,20 @@ from rtcstats_server.analysis.useragent import parse_user_agent
 from rtcstats_server.config import QualityConfig
 from rtcstats_server.dumps.reader import ERROR_METHOD, DumpInfo, DumpReader, Event, file_chunks
 from rtcstats_server.exceptions import DumpFormatError
+from rtcstats_server.metadata.record import bounded
 
 SUMMARY_VERSION = 1
 
 #: More RTP streams than this per connection are not tracked (an SFU's hundreds).
 MAX_STREAMS_PER_PC = 256
+#: Longest id or name taken from the client into the summary (a pc id, an error name).
+MAX_ID_CHARS = 256
+#: Findings listed in a summary; each finding name is listed at least once.
+MAX_FINDINGS = 100
+#: The summary's largest JSON size; connections are dropped from its end past it.
+SUMMARY_MAX_BYTES = 512 << 10
+#: Media kinds summarized; reports of other kinds are client noise.
+_KINDS = frozenset({"audio", "video"})
 
 _API_CALLS = ("createOffer", "createAnswer", "setLocalDescription", "setRemoteDescription")
 _API_FAILURES = frozenset(f"{name}OnFailure" for name in (*_API_CALLS, "addIceCandidate"))
@@ -46,12 +62,22 @@ def _round(value: float | None, digits: int = 2) -> float | None:
     return None if value is None else round(value, digits)
 
 
+def _text(value: object, limit: int = MAX_ID_CHARS) -> str | None:
+    """A client-given string, cut; anything else (a number, an object) is not kept."""
+    return value[:limit] if isinstance(value, str) else None
+
+
+def _kind(report: dict[str, Any]) -> str | None:
+    kind = report.get("kind") or report.get("mediaType")
+    return kind if kind in _KINDS else None
+
+
 def error_name(value: object) -> str:
     """``NotAllowedError`` from whatever shape a client reported a failure in."""
     if isinstance(value, dict):
         name = value.get("name")
         if isinstance(name, str) and name:
-            return name
+            return name[:100]
         value = value.get("message", "")
     text = str(value)
     match = _ERROR_NAME.match(text)
@@ -71,12 +97,14 @@ class StateTrack:
         "drops",
         "failed_at",
         "is_up",
+        "omitted",
         "reconnects",
         "timeline",
     )
 
     def __init__(self) -> None:
         self.timeline: list[dict[str, Any]] = []
+        self.omitted = 0
         self.connected_at: float | None = None
         self.failed_at: float | None = None
         self.dropped_at: float | None = None
@@ -86,7 +114,9 @@ class StateTrack:
 
     def add(self, when: float, state: str, limit: int) -> None:
         if len(self.timeline) < limit:
-            self.timeline.append({"at": when, "state": state})
+            self.timeline.append({"at": when, "state": state[:MAX_ID_CHARS]})
+        else:
+            self.omitted += 1
         if state in _CONNECTED:
             if self.connected_at is None:
                 self.connected_at = when
@@ -231,26 +261,26 @@ class PeerConnectionSummary:
         reports = event.stats
         outbound_kind: dict[str, str] = {}
         for report_id, report in reports.items():
-            kind = report.get("kind") or report.get("mediaType")
-            if report.get("type") == "outbound-rtp" and isinstance(kind, str):
+            kind = _kind(report)
+            if report.get("type") == "outbound-rtp" and kind is not None:
                 outbound_kind[report_id] = kind
         for report_id, report in reports.items():
             rtype = report.get("type")
             when = _num(report.get("timestamp")) or event.timestamp
-            kind = report.get("kind") or report.get("mediaType")
-            if rtype == "inbound-rtp" and isinstance(kind, str):
+            kind = _kind(report)
+            if rtype == "inbound-rtp" and kind is not None:
                 self._inbound(report_id, report, kind, when)
-            elif rtype == "outbound-rtp" and isinstance(kind, str):
+            elif rtype == "outbound-rtp" and kind is not None:
                 stream = self.stream(report_id, "send", kind)
                 if stream is not None:
                     stream.bytes_at(_num(report.get("bytesSent")), when)
                     stream.packets_at(_num(report.get("packetsSent")), None)
             elif rtype == "remote-inbound-rtp":
                 local = report.get("localId")
-                kind = kind if isinstance(kind, str) else outbound_kind.get(str(local), "")
-                if kind:
+                kind = kind or outbound_kind.get(str(local))
+                if kind is not None:
                     self._remote_inbound(report_id, report, str(local or ""), kind)
-            elif rtype == "remote-outbound-rtp" and isinstance(kind, str):
+            elif rtype == "remote-outbound-rtp" and kind is not None:
                 self._rtt_sample(report_id, report, self.series_for("recv", kind))
             elif rtype == "transport":
                 state = report.get("dtlsState")
@@ -304,7 +334,8 @@ class PeerConnectionSummary:
         if marker is not None:
             if self.rtt_seen.get(report_id) == marker:
                 return
-            self.rtt_seen[report_id] = marker
+            if report_id in self.rtt_seen or len(self.rtt_seen) < MAX_STREAMS_PER_PC:
+                self.rtt_seen[report_id] = marker
         series.rtt_ms.add(rtt * 1000)
 
     def _selected_pair(self, reports: dict[str, dict[str, Any]]) -> None:
@@ -332,13 +363,13 @@ class PeerConnectionSummary:
         local = reports.get(str(pair.get("localCandidateId")), {})
         remote = reports.get(str(pair.get("remoteCandidateId")), {})
         self.selected = {
-            "local_type": local.get("candidateType"),
-            "remote_type": remote.get("candidateType"),
-            "protocol": local.get("protocol"),
-            "relay_protocol": local.get("relayProtocol")
+            "local_type": _text(local.get("candidateType"), 16),
+            "remote_type": _text(remote.get("candidateType"), 16),
+            "protocol": _text(local.get("protocol"), 16),
+            "relay_protocol": _text(local.get("relayProtocol"), 16)
             if local.get("candidateType") == "relay"
             else None,
-            "network_type": local.get("networkType"),
+            "network_type": _text(local.get("networkType"), 16),
         }
 
     # -- other events ------------------------------------------------------------------
@@ -380,7 +411,7 @@ class PeerConnectionSummary:
             direction, kind = key
             media[f"{direction}_{kind}"] = self._media(direction, kind, groups.get(key, []))
         return {
-            "pc_id": self.pc_id,
+            "pc_id": self.pc_id[:MAX_ID_CHARS],
             "created_at": self.created_at,
             "closed_at": self.closed_at,
             "connected_at": track.connected_at,
@@ -452,19 +483,28 @@ class SessionSummarizer:
         self.api_failures: list[dict[str, Any]] = []
         self.api_failure_count = 0
         self.errors: list[str] = []
-        self.user_agent = info.user_agent if info is not None else None
+        self.damaged_lines = 0
+        self.user_agent = info.user_agent[:512] if info and info.user_agent else None
         self.user_agent_data: dict[str, Any] | None = None
+        #: What the caps left out, by item; the summary lists the nonzero ones.
+        self.omitted: Counter[str] = Counter()
+        #: Connections past ``max_peer_connections``: created, and state failures seen.
+        self.untracked: Counter[str] = Counter()
 
-    def pc(self, pc_id: str) -> PeerConnectionSummary:
+    def pc(self, pc_id: str) -> PeerConnectionSummary | None:
         found = self.pcs.get(pc_id)
         if found is None:
+            if len(self.pcs) >= self.config.max_peer_connections:
+                return None
             found = self.pcs[pc_id] = PeerConnectionSummary(pc_id, self.limit)
         return found
 
     def add(self, event: Event) -> None:
         method = event.method
         if method == ERROR_METHOD:
-            self.errors.append(str(event.value))
+            self.damaged_lines += 1
+            if len(self.errors) < self.limit:
+                self.errors.append(str(event.value)[:500])
             return
         self.events += 1
         when = event.timestamp
@@ -474,7 +514,9 @@ class SessionSummarizer:
         pc_id = event.pc_id
         if pc_id is not None:
             summary = self.pc(pc_id)
-            if event.is_stats:
+            if summary is None:
+                self._untracked(event)
+            elif event.is_stats:
                 summary.stats(event)
             else:
                 summary.event(event)
@@ -489,7 +531,17 @@ class SessionSummarizer:
         elif method in ("identity", "connectionInfo") and isinstance(event.value, dict):
             agent = event.value.get("userAgent")
             if isinstance(agent, str) and not self.user_agent:
-                self.user_agent = agent
+                self.user_agent = agent[:512]
+
+    def _untracked(self, event: Event) -> None:
+        """A connection past the cap: counted, so pc_count and failures stay right."""
+        method, value = event.method, event.value
+        if method == "create":
+            self.untracked["peer_connections"] += 1
+        elif value == "failed" and method == "oniceconnectionstatechange":
+            self.untracked["ice_failed"] += 1
+        elif value == "failed" and method == "onconnectionstatechange":
+            self.untracked["connection_failed"] += 1
 
     def _failure(self, event: Event) -> None:
         method = event.method
@@ -498,30 +550,40 @@ class SessionSummarizer:
             if len(self.media_failures) < self.limit:
                 self.media_failures.append(
                     {
-                        "method": short.removesuffix("OnFailure"),
+                        "method": short.removesuffix("OnFailure")[:MAX_ID_CHARS],
                         "error": error_name(event.value),
                         "message": str(event.value)[:500],
                         "at": event.timestamp,
                     }
                 )
+            else:
+                self.omitted["media_failures"] += 1
         elif short in _API_FAILURES:
             self.api_failure_count += 1
             if len(self.api_failures) < self.limit:
                 self.api_failures.append(
                     {
-                        "pc_id": event.pc_id,
+                        "pc_id": _text(event.pc_id),
                         "method": short.removesuffix("OnFailure"),
                         "message": str(event.value)[:500],
                         "at": event.timestamp,
                     }
                 )
+            else:
+                self.omitted["api_failures"] += 1
 
     def result(self, error: str | None = None) -> dict[str, Any]:
         platform = parse_user_agent(self.user_agent).as_dict()
         if platform["os"] is None and self.user_agent_data:
-            os_name = self.user_agent_data.get("platform")
-            platform["os"] = os_name if isinstance(os_name, str) and os_name else None
+            platform["os"] = _text(self.user_agent_data.get("platform"), 64) or None
         pcs = [self.pcs[pc_id].result() for pc_id in sorted(self.pcs)]
+        omitted = Counter(self.omitted)
+        omitted["state_changes"] += sum(
+            track.omitted for pc in self.pcs.values() for track in (pc.connection, pc.ice, pc.dtls)
+        )
+        omitted["damaged_lines"] += self.damaged_lines - len(self.errors)
+        untracked = self.untracked["peer_connections"]
+        omitted["peer_connections"] += untracked
         losses = [
             m["loss_pct"]
             for pc in pcs
@@ -546,7 +608,7 @@ class SessionSummarizer:
                 "layout": info.layout if info else None,
                 "client_protocol": info.client_protocol if info else None,
                 "events": self.events,
-                "damaged_lines": len(self.errors),
+                "damaged_lines": self.damaged_lines,
                 "first_event_at": self.first_at,
                 "last_event_at": self.last_at,
                 "duration_s": _round((self.last_at - self.first_at) / 1000, 3)
@@ -554,18 +616,41 @@ class SessionSummarizer:
                 else None,
             },
             "client": {**platform, "user_agent": self.user_agent},
-            "pc_count": len(self.created) or len(self.pcs),
+            "pc_count": (len(self.created) or len(self.pcs)) + untracked,
             "ice_restarts": sum(pc["ice_restarts"] for pc in pcs),
             "media_failures": self.media_failures,
             "api_failures": self.api_failures,
             "api_failure_count": self.api_failure_count,
             "peer_connections": pcs,
+            "untracked_peer_connections": dict(self.untracked) or None,
             "max_loss_pct": max(losses) if losses else None,
             "max_rtt_ms": max(rtts) if rtts else None,
             "summary_error": summary_error,
         }
-        summary["findings"] = findings_for(summary, self.config)
+        findings = findings_for(summary, self.config)
+        summary["findings"] = listed_findings(findings)
+        omitted["findings"] += len(findings) - len(summary["findings"])
+        summary["omitted"] = {name: count for name, count in sorted(omitted.items()) if count}
+        summary["truncated"] = bool(summary["omitted"])
         return summary
+
+
+def listed_findings(findings: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """At most ``MAX_FINDINGS``, in their order, the first of every name among them:
+    a session with thousands of failed connections still shows each kind of problem."""
+    if len(findings) <= MAX_FINDINGS:
+        return findings
+    keep: set[int] = set()
+    names: set[str] = set()
+    for index, finding in enumerate(findings):
+        if finding["name"] not in names:
+            names.add(finding["name"])
+            keep.add(index)
+    for index in range(len(findings)):
+        if len(keep) >= MAX_FINDINGS:
+            break
+        keep.add(index)
+    return [finding for index, finding in enumerate(findings) if index in keep]
 
 
 def summarize_reader(reader: DumpReader, config: QualityConfig) -> dict[str, Any]:
@@ -593,8 +678,33 @@ def summarize_file(path: Path, config: QualityConfig) -> dict[str, Any]:
     return summarize_chunks(file_chunks(path), config)
 
 
+def fit_summary(summary: dict[str, Any]) -> dict[str, Any]:
+    """The summary as a store can hold it: every value bounded (``bounded``) and the
+    whole under ``SUMMARY_MAX_BYTES`` of JSON, by dropping connections from its end
+    (their findings stay). The caps above keep a summary far smaller; this is the
+    guarantee that a session record can always be written."""
+    summary = bounded(summary)
+    pcs = summary.get("peer_connections")
+    size = len(orjson.dumps(summary))
+    while size > SUMMARY_MAX_BYTES and isinstance(pcs, list) and pcs:
+        keep = len(pcs) // 2
+        omitted = summary.setdefault("omitted", {})
+        omitted["peer_connections"] = omitted.get("peer_connections", 0) + len(pcs) - keep
+        summary["truncated"] = True
+        del pcs[keep:]
+        size = len(orjson.dumps(summary))
+    if size > SUMMARY_MAX_BYTES:  # not reachable with the caps above; never unwritable
+        summary = {
+            key: summary.get(key)
+            for key in ("version", "dump", "pc_count", "max_loss_pct", "max_rtt_ms")
+        }
+        summary.update(truncated=True, findings=[], summary_error="summary too large")
+    return summary
+
+
 def record_fields(summary: dict[str, Any]) -> dict[str, Any]:
     """What a session record gets: the summary, and flat fields stores index."""
+    summary = fit_summary(summary)
     client = summary.get("client") or {}
     return {
         "quality": summary,

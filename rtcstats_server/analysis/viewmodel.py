@@ -31,7 +31,7 @@ from rtcstats_server.dumps.reader import (
 )
 from rtcstats_server.exceptions import DumpFormatError
 
-MODEL_VERSION: Final = 1
+MODEL_VERSION: Final = 2
 
 #: Metric name → (chart title, unit); the order is the order of the charts.
 METRICS: Final[dict[str, tuple[str, str]]] = {
@@ -47,6 +47,10 @@ METRICS: Final[dict[str, tuple[str, str]]] = {
 
 #: Timeline entries kept per peer connection; past it only failures and state changes.
 MAX_TIMELINE: Final = 3000
+#: ... and past this, nothing more (a client flapping a state forever).
+MAX_TIMELINE_ENTRIES: Final = 4000
+#: Peer connections shown; events of further ones are only counted (``truncated``).
+MAX_CONNECTIONS: Final = 100
 #: Largest detail (SDP, candidate, JSON) carried inline by one timeline entry.
 MAX_DETAIL_CHARS: Final = 200_000
 #: Inline details per view model; later ones are fetched by their event number.
@@ -504,6 +508,8 @@ class ViewModelBuilder:
         self.stats_events = 0
         self.backend_stats = 0
         self.series_dropped = 0
+        #: Events of connections past MAX_CONNECTIONS, not shown.
+        self.connection_events_omitted = 0
         self.detail_budget = DETAIL_BUDGET_CHARS
         self.first: float | None = None
         self.last: float | None = None
@@ -534,6 +540,10 @@ class ViewModelBuilder:
             self.last = t if self.last is None or t > self.last else self.last
         group = self.groups.get(event.pc_id)
         if group is None:
+            if event.pc_id is not None and len(self.groups) >= MAX_CONNECTIONS:
+                self.connection_events_omitted += 1
+                self.stats_events += method == STATS_METHOD
+                return
             group = self.groups[event.pc_id] = _Group(event.pc_id)
         if inside and t > 0:
             group.first = t if group.first is None else min(group.first, t)
@@ -568,7 +578,10 @@ class ViewModelBuilder:
 
     def _timeline(self, group: _Group, event: Event, index: int) -> None:
         kind = event_kind(event)
-        if len(group.timeline) >= MAX_TIMELINE and kind not in ("failure", "state"):
+        listed = len(group.timeline)
+        if listed >= MAX_TIMELINE and (
+            kind not in ("failure", "state") or listed >= MAX_TIMELINE_ENTRIES
+        ):
             group.omitted += 1
             return
         text, detail = _describe(event.value)
@@ -630,6 +643,12 @@ class ViewModelBuilder:
             "stats_events": self.stats_events,
             "backend_stats": self.backend_stats,
             "series_dropped": self.series_dropped,
+            "connection_events_omitted": self.connection_events_omitted,
+            "truncated": bool(
+                self.series_dropped
+                or self.connection_events_omitted
+                or any(group["omitted"] for group in groups)
+            ),
             "groups": groups,
         }
 

@@ -41,6 +41,18 @@ class Handshake:
     remote: str
 
 
+@dataclass(frozen=True)
+class ClientToken:
+    """A verified client token: the record fields it pins, and who holds it.
+
+    ``holder`` is compared when a client resumes a session: equal holders are the same
+    client (a refreshed token keeps its claims; only ``exp`` moves).
+    """
+
+    fields: dict[str, Any]
+    holder: tuple[tuple[str, str], ...]
+
+
 @dataclass(slots=True)  # not frozen: a frozen __init__ costs 3x, and this is made per message
 class DumpLine:
     """One event to append to the dump as-is; ``seq`` orders 3.1 entries."""

@@ -24,6 +24,7 @@ from rtcstats_server.dialects.base import (
     parse_json,
 )
 from rtcstats_server.exceptions import HandshakeRefused, ProtocolViolation
+from rtcstats_server.metadata.record import fits_int64
 
 STATS_SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 CLIENT_SUBPROTOCOLS = frozenset({"3.1_STANDARD", "3.1_LEGACY"})
@@ -31,6 +32,15 @@ PUSHER_SUBPROTOCOL = re.compile(r"^[0-9]+(\.[0-9]+)?_(JVB|JICOFO|JIBRI|JIGASI)$"
 
 #: Close codes after which the jitsi client does not reconnect.
 FINAL_CLOSE_CODES = frozenset({3001, 3002})
+
+
+def _seq(value: object) -> int | None:
+    """The seq of an entry (its last element), refused when no store could hold it."""
+    if type(value) is not int:
+        return None
+    if not fits_int64(value):
+        raise ProtocolViolation("seq_out_of_range", "seq must fit in a signed 64-bit integer")
+    return value
 
 
 def _sn(value: int, state: str) -> Reply:
@@ -85,9 +95,7 @@ class JitsiDecoder:
             entry = parse_json(data)
             if "\n" in data or "\r" in data:
                 data = orjson.dumps(entry).decode()
-            seq = None
-            if type(entry) is list and len(entry) >= 5 and type(entry[-1]) is int:
-                seq = entry[-1]
+            seq = _seq(entry[-1]) if type(entry) is list and len(entry) >= 5 else None
             return [DumpLine(data, seq)]
         if kind == "keepalive":
             return []
@@ -102,7 +110,7 @@ class JitsiDecoder:
 
     def _identity(self, data: object) -> list[Result]:
         if type(data) is list and len(data) >= 3:
-            seq = data[4] if len(data) >= 5 and type(data[4]) is int else None
+            seq = _seq(data[4]) if len(data) >= 5 else None
             return [DumpLine(orjson.dumps(data).decode(), seq), Identity(identity_fields(data[2]))]
         if type(data) is dict:
             # Pushers send the bare object: store it in the dump's array form.

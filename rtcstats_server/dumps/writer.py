@@ -107,6 +107,11 @@ class DumpWriter:
     async def close(self) -> None:
         await self.flush()
 
+    def drop_buffered(self) -> None:
+        """Forget lines that could not be written (the session is stored as it is)."""
+        self._buffer.clear()
+        self.buffered_bytes = 0
+
     def discard(self) -> None:
         """Drop the file of a session that never held an event."""
         self._buffer.clear()

@@ -170,12 +170,16 @@ async def readyz(request: web.Request) -> web.Response:
     extra: dict[str, Any] = {
         "spool": {"used_bytes": spool.used_bytes, "max_bytes": spool.max_bytes}
     }
-    if spool.full:
-        problems["spool"] = "spool is over storage.spool_max_bytes: new connections get 503"
+    if spool.free_bytes is not None:
+        extra["spool"]["disk_free_bytes"] = spool.free_bytes
+    refusal = spool.refusal()
+    if refusal is not None:
+        reason, detail = refusal
+        problems["disk" if reason == "disk_full" else "spool"] = detail
     dumps = request.app[DUMPS]
     if isinstance(dumps, UploadBacklog):
         extra["upload_backlog"] = dumps.backlog()
-    if spool.full or not request.app[MANAGER].accepting:
+    if refusal is not None or not request.app[MANAGER].accepting:
         # Only here is the collector unable to take a new session: steer clients away.
         problems.setdefault("ingest", "not accepting new sessions")
         return json_response({"status": "unavailable", "problems": problems, **extra}, 503)

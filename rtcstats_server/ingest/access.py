@@ -4,7 +4,9 @@ Both are decided before the websocket upgrade, so a refused client costs one HTT
 answer (403 for the origin, 401 for the token) and never a session. Tokens follow the
 rtcstats-js convention: ``?rtcstats-token=<JWT>`` whose ``rtcStats`` claim names the
 user, session and conference; those ids are what the record keeps, whatever the
-client's identity message says later.
+client's identity message says later. They also say who holds a session: a resume
+must present a token with the same ids (``ClientToken.holder``), so one valid token
+cannot take over another holder's session.
 
 An Origin check stops other web sites' pages from streaming into ours; a script can
 send any Origin it likes, so requests without one (backend pushers) pass and tokens
@@ -23,7 +25,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from yarl import URL
 
 from rtcstats_server.config import AuthConfig
-from rtcstats_server.dialects.base import IDENTITY_VALUE_MAX
+from rtcstats_server.dialects.base import IDENTITY_VALUE_MAX, ClientToken
 from rtcstats_server.exceptions import ConfigError, HandshakeRefused
 
 TOKEN_PARAM = "rtcstats-token"
@@ -32,6 +34,10 @@ TOKEN_PARAM = "rtcstats-token"
 CLAIM_FIELDS = {"user": "user_id", "session": "meeting_id", "conference": "conference_id"}
 
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+
+#: Registered claims that also name the holder (RFC 7519 4.1): two tokens of one
+#: issuer with different subjects belong to different clients, whatever else they say.
+_HOLDER_CLAIMS = ("iss", "sub")
 
 
 class OriginRule:
@@ -86,8 +92,8 @@ class ClientAccess:
         if not any(rule.matches(scheme, host, port) for rule in self.origins):
             raise HandshakeRefused(403, "origin_not_allowed", "Origin is not allowed to stream")
 
-    def authenticate(self, token: str | None) -> dict[str, Any] | None:
-        """Record fields from a valid token; None when there is none and none is needed."""
+    def authenticate(self, token: str | None) -> ClientToken | None:
+        """The verified token; None when there is none and none is needed."""
         if not token:
             if self.config.require_token:
                 raise HandshakeRefused(401, "token_missing", f"?{TOKEN_PARAM}=<JWT> is required")
@@ -102,7 +108,13 @@ class ClientAccess:
                 value = ids.get(claim)
                 if isinstance(value, str | int) and not isinstance(value, bool) and str(value):
                     fields[field] = str(value)[:IDENTITY_VALUE_MAX]
-        return fields
+        holder = [
+            (name, str(claims[name])[:IDENTITY_VALUE_MAX])
+            for name in _HOLDER_CLAIMS
+            if claims.get(name) is not None
+        ]
+        holder += [(name, str(value)) for name, value in fields.items()]
+        return ClientToken(fields, tuple(sorted(holder)))
 
     def _verify(self, token: str) -> dict[str, Any]:
         try:

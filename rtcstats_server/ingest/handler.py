@@ -8,6 +8,7 @@ moves messages between the two, and turns hostile input into its defined answer.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import re
 from urllib.parse import unquote_plus
@@ -112,11 +113,10 @@ class IngestHandler:
     async def __call__(self, request: web.Request) -> web.StreamResponse:
         if not self.manager.accepting:
             return self.refuse(HandshakeRefused(503, "shutting_down", "server is shutting down"))
-        if self.spool is not None and self.spool.full:
+        no_room = self.spool.refusal() if self.spool is not None else None
+        if no_room is not None:
             # Refused before the upgrade: a full disk would cut every live session instead.
-            return self.refuse(
-                HandshakeRefused(503, "spool_full", "dump spool is full; retry later")
-            )
+            return self.refuse(HandshakeRefused(503, no_room[0], "no room for a session; retry"))
         limits = self.limits
         client_ip = limits.client_ip(request.remote or "", request.headers.get("X-Forwarded-For"))
         try:
@@ -131,10 +131,11 @@ class IngestHandler:
     async def _upgrade(self, request: web.Request, client_ip: str) -> web.StreamResponse:
         try:
             self.access.check_origin(request.headers.get("Origin", ""))
-            claims = self.access.authenticate(request.query.get(TOKEN_PARAM))
+            token = self.access.authenticate(request.query.get(TOKEN_PARAM))
             remote = mask_remote(client_ip) if self.mask and client_ip else client_ip
             handshake = read_handshake(request, self.config, remote)
             decoder = open_decoder(handshake)
+            self.manager.check_resume(decoder, token)
         except HandshakeRefused as refusal:
             return self.refuse(refusal)
         ws = web.WebSocketResponse(
@@ -147,11 +148,9 @@ class IngestHandler:
         traffic = self.metrics.traffic[metric_label(handshake.subprotocol)]
         traffic.connections += 1
         traffic.open += 1
-        session = await self.manager.connect(decoder, handshake, ws)
-        if claims:
-            session.fields.update(claims)
+        session = await self.manager.connect(decoder, handshake, ws, token)
         try:
-            await self._pump(ws, session, decoder, frozenset(claims or ()))
+            await self._pump(ws, session, decoder)
         except (ConnectionError, asyncio.CancelledError):
             pass
         finally:
@@ -161,14 +160,7 @@ class IngestHandler:
             await self.manager.disconnected(session, ws, code)
         return ws
 
-    async def _pump(
-        self,
-        ws: web.WebSocketResponse,
-        session: Session,
-        decoder: Decoder,
-        pinned: frozenset[str] = frozenset(),
-    ) -> None:
-        """``pinned``: record fields a verified token set; identity messages keep off."""
+    async def _pump(self, ws: web.WebSocketResponse, session: Session, decoder: Decoder) -> None:
         manager = self.manager
         metrics = self.metrics
         traffic = metrics.traffic[metric_label(session.dialect)]
@@ -218,14 +210,13 @@ class IngestHandler:
                                 log.error(
                                     "session %s: dump write failed: %s", session.id, write_error
                                 )
+                                if write_error.errno == errno.ENOSPC and self.spool is not None:
+                                    self.spool.out_of_space()
                                 metrics.dropped.labels("dump_error").inc()
                                 await manager.finish(session, EndReason.DUMP_ERROR, 1011)
                                 return
                     elif type(result) is Identity:
-                        fields = result.fields
-                        if pinned:
-                            fields = {k: v for k, v in fields.items() if k not in pinned}
-                        await manager.identity(session, fields)
+                        await manager.identity(session, result.fields)
                     elif type(result) is Reply:
                         await ws.send_str(result.text)
                     elif type(result) is EndOfSession:

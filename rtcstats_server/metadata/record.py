@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -153,6 +154,62 @@ DATETIME_FIELDS = frozenset(
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+#: What a MongoDB document (BSON) may hold: larger integers raise OverflowError there.
+INT64_MIN = -(1 << 63)
+INT64_MAX = (1 << 63) - 1
+#: No record may grow past this (MongoDB refuses documents over 16 MiB; we stay far
+#: below so records stay cheap to read, list and replicate).
+MAX_RECORD_BYTES = 1 << 20
+#: Longest string kept in a stored record; longer ones are cut.
+MAX_STRING_CHARS = 4096
+#: Deeper nesting than this is not kept (our own summaries are 5 levels deep).
+_MAX_DEPTH = 16
+
+
+def fits_int64(value: int) -> bool:
+    return INT64_MIN <= value <= INT64_MAX
+
+
+def bounded(value: Any, depth: int = 0) -> Any:
+    """``value`` as every store can hold it: integers outside int64 and non-finite
+    floats become None, strings are cut at ``MAX_STRING_CHARS``, keys are strings that
+    MongoDB accepts (no leading ``$``, no ``.``), nesting stops at ``_MAX_DEPTH``.
+
+    The last guard before a store: values from clients are bounded where they are
+    read, and this makes sure that a bug there still cannot make a record unwritable.
+    """
+    if value is None or isinstance(value, bool | datetime):
+        return value
+    if isinstance(value, int):
+        return value if fits_int64(value) else None
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        return value if len(value) <= MAX_STRING_CHARS else value[:MAX_STRING_CHARS]
+    if depth >= _MAX_DEPTH:
+        return None
+    if isinstance(value, dict):
+        return {_key(k): bounded(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [bounded(v, depth + 1) for v in value]
+    return str(value)[:MAX_STRING_CHARS]
+
+
+def _key(name: object) -> str:
+    text = str(name)[:256].replace(".", "_")
+    return "_" + text[1:] if text.startswith("$") else text
+
+
+def essential_fields(fields: dict[str, Any], why: str) -> dict[str, Any]:
+    """The record without its quality summary, every value bounded: what is written
+    when a store refuses the whole record, so the session still ends ``stored`` and
+    points at its dump. ``why`` goes to ``summary_error``."""
+    small = {name: bounded(value) for name, value in fields.items() if name != "quality"}
+    if "quality" in fields:
+        small["summary_error"] = f"quality summary not stored: {why}"[:500]
+    return small
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ import msgpack  # type: ignore[import-untyped]
 
 from rtcstats_server.exceptions import StoreUnavailable
 from rtcstats_server.metadata.base import SessionStore
-from rtcstats_server.metadata.record import SessionQuery
+from rtcstats_server.metadata.record import SessionQuery, essential_fields
 
 log = logging.getLogger(__name__)
 
@@ -303,20 +303,33 @@ class SpoolingSessionStore:
                     break
                 continue
             for write in writes:
-                try:
-                    await self.backend.upsert(write.session_id, write.fields)
-                except StoreUnavailable:
-                    raise
-                except Exception:  # one bad entry must not block the rest forever
-                    log.exception(
-                        "dropping a spooled write of session %s that the store refuses",
-                        write.session_id,
-                    )
+                await self._replay(write)
                 await self.spool.mark_applied(write)
                 replayed += 1
         if replayed:
             self.replayed += replayed
             log.info("metadata store is back: %d spooled record writes replayed", replayed)
+
+    async def _replay(self, write: SpooledWrite) -> None:
+        """Apply one spooled write; one the store refuses (it cannot hold a value, the
+        record is too large) is applied without its quality summary, so a session's
+        end and its dump link are never lost; only if that is refused too is it dropped
+        (one bad entry must not block the rest forever)."""
+        try:
+            await self.backend.upsert(write.session_id, write.fields)
+            return
+        except StoreUnavailable:
+            raise
+        except Exception as exc:
+            log.error("spooled write of session %s refused: %r", write.session_id, exc)
+            refusal = exc
+        try:
+            small = essential_fields(write.fields, f"the store refused it: {refusal!r}")
+            await self.backend.upsert(write.session_id, small)
+        except StoreUnavailable:
+            raise
+        except Exception:
+            log.exception("dropping a spooled write of session %s", write.session_id)
 
     # -- reads --------------------------------------------------------------------------
 

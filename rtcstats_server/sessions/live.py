@@ -7,8 +7,15 @@
 ``SessionManager`` owns every live session: it creates or resumes them on connect,
 appends their events to the dump, flushes and acknowledges, detaches them when a
 resumable client drops, and finishes them (close line, store the dump, write the
-record). A sweeper task does what time decides: periodic flushes, idle timeouts
-and expired resumes. At start it finishes what a crash left behind (``recovered``).
+record). A sweeper task does what time decides: periodic flushes, idle timeouts,
+expired resumes, and finished sessions whose record could not be written yet. At
+start it finishes what a crash left behind (``recovered``).
+
+Who may continue a session: a resume (``isReconnect=true``) must come from the same
+token holder as the session's first connection (anonymous sessions: anyone who knows
+the statsSessionId, see README "Security"); a fresh connection reusing a live
+session's id gets a session of its own and never takes over the id's resumes; the
+first identity names a session for good.
 """
 
 from __future__ import annotations
@@ -30,15 +37,15 @@ import orjson
 from rtcstats_server.analysis.stored import quality_fields
 from rtcstats_server.config import Config
 from rtcstats_server.dialects import Decoder
-from rtcstats_server.dialects.base import DumpLine, Handshake
+from rtcstats_server.dialects.base import ClientToken, DumpLine, Handshake
 from rtcstats_server.dialects.jitsi import FINAL_CLOSE_CODES
 from rtcstats_server.dumps.frames import compress_frame, iter_frames
 from rtcstats_server.dumps.layout import MAGIC, metadata_line
 from rtcstats_server.dumps.writer import DumpWriter
-from rtcstats_server.exceptions import RtcstatsError, StoreUnavailable
+from rtcstats_server.exceptions import HandshakeRefused, NotFound, RtcstatsError, StoreUnavailable
 from rtcstats_server.logs import LOG_FIELDS
 from rtcstats_server.metadata.base import SessionStore
-from rtcstats_server.metadata.record import EndReason, SessionState, utcnow
+from rtcstats_server.metadata.record import EndReason, SessionState, essential_fields, utcnow
 from rtcstats_server.metrics import Metrics, close_code_label
 from rtcstats_server.storage.base import DumpStore, StoredDump, dump_key
 
@@ -46,6 +53,11 @@ log = logging.getLogger(__name__)
 
 #: Close code written when the connection ended without a close frame.
 ABNORMAL_CLOSURE = 1006
+
+#: A seq further than this past the last stored one is refused: no real client gets
+#: there (one that was offline long keeps counting, but not by a million entries),
+#: and storing it would make the real client's next entries look like duplicates.
+MAX_SEQ_STEP = 1_000_000
 
 
 class ClientSocket(Protocol):
@@ -93,25 +105,39 @@ class Session:
         "dirty_since",
         "dropped",
         "ended_by_client",
+        "ending",
         "fields",
         "finished",
         "handshake",
+        "holder",
         "id",
+        "identified",
         "last_activity",
         "last_seq",
         "lines",
         "messages",
+        "pinned",
+        "put_done",
+        "quality",
         "receiving",
         "recorded",
         "sealed",
         "socket",
         "started_at",
         "state",
+        "stored",
         "unacked",
         "writer",
     )
 
-    def __init__(self, session_id: str, decoder: Decoder, handshake: Handshake, writer: DumpWriter):
+    def __init__(
+        self,
+        session_id: str,
+        decoder: Decoder,
+        handshake: Handshake,
+        writer: DumpWriter,
+        token: ClientToken | None = None,
+    ):
         self.id = session_id
         self.decoder = decoder
         self.handshake = handshake
@@ -139,6 +165,20 @@ class Session:
         self.detached_at = 0.0
         self.close_code: int | None = None
         self.finished: asyncio.Future[None] | None = None
+        #: Who streams it: the token holder of the first connection (None: anonymous).
+        self.holder = token.holder if token is not None else None
+        #: Record fields the token set; identity messages never change them.
+        self.pinned = frozenset(token.fields) if token is not None else frozenset()
+        if token is not None:
+            self.fields.update(token.fields)
+        #: The first identity message has named the session; later ones are only dumped.
+        self.identified = False
+        #: (end reason, close code, end time), set when the dump is closed.
+        self.ending: tuple[EndReason, int, datetime] | None = None
+        #: The dump was handed to the store (``stored``: where; None: there was none).
+        self.put_done = False
+        self.stored: StoredDump | None = None
+        self.quality: dict[str, Any] | None = None
 
 
 class SessionManager:
@@ -157,6 +197,10 @@ class SessionManager:
         self.live_dir = config.live_dir
         self.sessions: dict[str, Session] = {}
         self.by_client: dict[str, Session] = {}
+        #: Finished sessions whose dump or record could not be stored yet, retried by
+        #: the sweeper; what a restart finds of them, crash recovery links.
+        self.unrecorded: dict[str, Session] = {}
+        self._retry_at = 0.0
         self._sweeper: asyncio.Task[None] | None = None
         self._recovery: asyncio.Task[None] | None = None
         self._loop_time = time.monotonic
@@ -201,11 +245,34 @@ class SessionManager:
         for session, result in zip(live, results, strict=True):
             if isinstance(result, BaseException):
                 log.error("session %s could not be stored at shutdown: %r", session.id, result)
+        await self._retry_unrecorded()
+        for session_id in self.unrecorded:
+            log.error("session %s: not recorded at shutdown; linked at the next start", session_id)
 
     # -- connect, resume ------------------------------------------------------------
 
-    async def connect(self, decoder: Decoder, handshake: Handshake, sock: ClientSocket) -> Session:
+    def check_resume(self, decoder: Decoder, token: ClientToken | None) -> None:
+        """Refuse (403, before the upgrade) a resume of a session someone else holds.
+
+        Without tokens every holder is anonymous, so anyone who knows a live
+        statsSessionId may resume it: that is the trust model of tokenless deployments.
+        """
         session = self._resumable(decoder)
+        if session is not None and session.holder != _holder(token):
+            raise HandshakeRefused(
+                403, "resume_not_owner", "this session is streamed by another token holder"
+            )
+
+    async def connect(
+        self,
+        decoder: Decoder,
+        handshake: Handshake,
+        sock: ClientSocket,
+        token: ClientToken | None = None,
+    ) -> Session:
+        session = self._resumable(decoder)
+        if session is not None and session.holder != _holder(token):
+            session = None  # checked before the upgrade; changed hands meanwhile: a new one
         if session is not None:
             old = session.socket
             session.socket = None
@@ -221,8 +288,8 @@ class SessionManager:
             session.decoder = decoder
             session.state = SessionState.STREAMING
             if session.recorded:
-                await self.records.upsert(
-                    session.id, {"state": SessionState.STREAMING.value, "updated_at": utcnow()}
+                await self._write_live(
+                    session, {"state": SessionState.STREAMING.value, "updated_at": utcnow()}
                 )
             self.metrics.resumed.inc()
             log.info(
@@ -232,7 +299,7 @@ class SessionManager:
                 session.last_seq,
             )
         else:
-            session = self._new_session(decoder, handshake)
+            session = self._new_session(decoder, handshake, token)
         session.socket = sock
         session.connections += 1
         session.last_activity = self._loop_time()
@@ -254,14 +321,16 @@ class SessionManager:
             return None
         return session
 
-    def _new_session(self, decoder: Decoder, handshake: Handshake) -> Session:
+    def _new_session(
+        self, decoder: Decoder, handshake: Handshake, token: ClientToken | None = None
+    ) -> Session:
         session_id = uuid.uuid4().hex
         writer = DumpWriter(
             self.live_dir / f"{session_id}.rtcstats.zst",
             self.config.dumps.zstd_level,
             self.config.dumps.fsync,
         )
-        session = Session(session_id, decoder, handshake, writer)
+        session = Session(session_id, decoder, handshake, writer, token)
         meta = {
             "fileFormat": decoder.file_format,
             "clientProtocol": decoder.subprotocol,
@@ -278,7 +347,9 @@ class SessionManager:
         writer.append(metadata_line(meta))
         self.sessions[session_id] = session
         if decoder.client_session_id is not None:
-            self.by_client[decoder.client_session_id] = session
+            # A fresh connection reusing a live session's id gets a session of its own,
+            # but the id keeps leading to the first: its client's resumes must land there.
+            self.by_client.setdefault(decoder.client_session_id, session)
         return session
 
     # -- events ---------------------------------------------------------------------
@@ -305,6 +376,10 @@ class SessionManager:
             if seq <= session.last_seq:
                 session.dropped += 1
                 self.metrics.dropped.labels("duplicate_seq").inc()
+                return False
+            if seq - session.last_seq > MAX_SEQ_STEP:
+                session.dropped += 1
+                self.metrics.dropped.labels("seq_too_far").inc()
                 return False
             session.last_seq = seq
         writer = session.writer
@@ -339,8 +414,8 @@ class SessionManager:
             session.client_session_id = client_id
             if client_id is not None:
                 self.by_client.setdefault(client_id, session)
-        await self.records.upsert(
-            session.id, {**self._base_fields(session), "state": SessionState.STREAMING.value}
+        await self._write_live(
+            session, {**self._base_fields(session), "state": SessionState.STREAMING.value}
         )
         log.info(
             "session %s started: client %s, dialect %s, url %s, from %s",
@@ -378,11 +453,18 @@ class SessionManager:
         }
 
     async def identity(self, session: Session, fields: dict[str, str]) -> None:
+        """The first identity names the session; later ones (a resend, or anyone who
+        resumed it) are in the dump but never change the record. Fields a token
+        pinned are never taken from a message."""
+        if not fields or session.identified:
+            return
+        session.identified = True
+        fields = {name: value for name, value in fields.items() if name not in session.pinned}
         if not fields:
             return
         session.fields.update(fields)
         if session.recorded:
-            await self.records.upsert(session.id, {**fields, "updated_at": utcnow()})
+            await self._write_live(session, {**fields, "updated_at": utcnow()})
 
     async def flush(self, session: Session, ack: bool = True) -> None:
         """Make everything appended durable, then let a 3.1 client trim its buffer."""
@@ -426,8 +508,8 @@ class SessionManager:
             with contextlib.suppress(OSError):  # kept buffered; retried, or stored at finish
                 await self.flush(session, ack=False)
             if session.recorded:
-                await self.records.upsert(
-                    session.id, {"state": SessionState.DETACHED.value, "updated_at": utcnow()}
+                await self._write_live(
+                    session, {"state": SessionState.DETACHED.value, "updated_at": utcnow()}
                 )
             return
         reason = EndReason.CONFERENCE_LEFT if code == 3001 else EndReason.CLIENT_CLOSED
@@ -475,39 +557,67 @@ class SessionManager:
                 "session %s: dump write failed, storing what was written: %s", session.id, exc
             )
             reason = EndReason.DUMP_ERROR
+            writer.drop_buffered()
         self.metrics.dump_raw.inc(writer.raw_bytes - before_raw)
         self.metrics.dump_compressed.inc(writer.compressed_bytes - before_compressed)
-        key = dump_key(session.id, session.started_at, self.config.storage.prefix)
-        stored: StoredDump | None = None
-        quality: dict[str, Any] = {}
-        if await asyncio.to_thread(writer.path.exists):
-            stored = await self.dumps.put(key, writer.path)
+        session.ending = (reason, code, utcnow())
+        if not await self._store(session):
+            # The dump stays where it is (live dir or store) and the record keeps its live
+            # state: the sweeper retries, and after a restart crash recovery links it.
+            self.unrecorded[session.id] = session
+            log.error(
+                "session %s: finished, but not recorded yet; retried every %.1f s",
+                session.id,
+                self.config.metadata.retry_interval_s,
+            )
+
+    async def _store(self, session: Session) -> bool:
+        """Hand a finished session's dump to the store and write its final record.
+
+        False when either could not be done now; calling it again continues where it
+        stopped (the dump is handed over once, the summary computed once).
+        """
+        assert session.ending is not None
+        reason, code, ended = session.ending
+        writer = session.writer
+        if not session.put_done:
+            key = dump_key(session.id, session.started_at, self.config.storage.prefix)
+            try:
+                if await asyncio.to_thread(writer.path.exists):
+                    session.stored = await self.dumps.put(key, writer.path)
+            except (OSError, RtcstatsError) as exc:
+                self.metrics.store_errors.labels(self.dumps.name).inc()
+                log.error("session %s: dump could not be stored yet: %r", session.id, exc)
+                return False
+            session.put_done = True
+        stored = session.stored
+        if stored is not None and session.quality is None:
             async with self._summaries:
-                quality = await quality_fields(self.dumps, stored.key, self.config.quality)
-        ended = utcnow()
-        await self.records.upsert(
-            session.id,
-            {
-                **self._base_fields(session),
-                "state": SessionState.STORED.value,
-                "ended_at": ended,
-                "updated_at": ended,
-                "duration_s": round((ended - session.started_at).total_seconds(), 3),
-                "messages": session.messages,
-                "bytes_received": session.bytes_received,
-                "dropped_messages": session.dropped,
-                "connections": session.connections,
-                "last_seq": session.last_seq or None,
-                "close_code": code,
-                "end_reason": reason.value,
-                "dump_key": stored.key if stored else None,
-                "dump_bytes": stored.size if stored else None,
-                "dump_raw_bytes": writer.raw_bytes,
-                **quality,
-            },
-        )
+                session.quality = await quality_fields(self.dumps, stored.key, self.config.quality)
+        fields = {
+            **self._base_fields(session),
+            "state": SessionState.STORED.value,
+            "ended_at": ended,
+            "updated_at": utcnow(),
+            "duration_s": round((ended - session.started_at).total_seconds(), 3),
+            "messages": session.messages,
+            "bytes_received": session.bytes_received,
+            "dropped_messages": session.dropped,
+            "connections": session.connections,
+            "last_seq": session.last_seq or None,
+            "close_code": code,
+            "end_reason": reason.value,
+            "dump_key": stored.key if stored else None,
+            "dump_bytes": stored.size if stored else None,
+            "dump_raw_bytes": writer.raw_bytes,
+            **(session.quality or {}),
+        }
+        if not await self._write_final(session.id, fields):
+            return False
+        session.quality = None  # in the record now; nothing more to keep in memory
         session.state = SessionState.STORED
         self.metrics.finished.labels(reason.value).inc()
+        duration = fields["duration_s"]
         log.info(
             "session %s finished: %s (code %d), %d messages, %d bytes in, dump %s (%d bytes)",
             session.id,
@@ -528,7 +638,7 @@ class SessionManager:
                     "dialect": session.dialect,
                     "end_reason": reason.value,
                     "close_code": code,
-                    "duration_s": round((ended - session.started_at).total_seconds(), 3),
+                    "duration_s": duration,
                     "messages": session.messages,
                     "bytes_received": session.bytes_received,
                     "dropped_messages": session.dropped,
@@ -539,10 +649,44 @@ class SessionManager:
                 }
             },
         )
-        if stored is None:
-            return  # nothing on disk: no viewer link, nothing to forward
-        for hook in self.on_stored:
-            await hook(session.id)
+        if stored is not None:  # nothing stored: no viewer link, nothing to forward
+            for hook in self.on_stored:
+                await hook(session.id)
+        return True
+
+    async def _write_final(self, session_id: str, fields: dict[str, Any]) -> bool:
+        """The record that ends a session, or, if the store refuses it (too large, a
+        value it cannot hold), the record without its quality summary: a session must
+        never stay live in its record while its dump is stored. False: not written."""
+        attempts = [fields]
+        for attempt in attempts:
+            try:
+                await self.records.upsert(session_id, attempt)
+                return True
+            except Exception as exc:  # any refusal: the driver's, SQLite's, a full disk
+                self.metrics.store_errors.labels(self.records.name).inc()
+                log.error("session %s: record write failed: %r", session_id, exc)
+                if attempt is fields and "quality" in fields:
+                    attempts.append(essential_fields(fields, f"the store refused it: {exc!r}"))
+        return False
+
+    async def _write_live(self, session: Session, fields: dict[str, Any]) -> None:
+        """A record write while the session streams; one that fails is not retried: the
+        final write carries every field again (and creates the record if need be)."""
+        try:
+            await self.records.upsert(session.id, fields)
+        except Exception as exc:  # the session goes on; its end is what must be stored
+            self.metrics.store_errors.labels(self.records.name).inc()
+            log.error("session %s: record update failed: %r", session.id, exc)
+
+    async def _retry_unrecorded(self) -> None:
+        """One round over the finished sessions still waiting for their record; stops
+        at the first that still fails (the store or disk is still away for all)."""
+        for session in list(self.unrecorded.values()):
+            if not await self._store(session):
+                return
+            del self.unrecorded[session.id]
+            log.info("session %s: recorded after a retry", session.id)
 
     async def _let_handler_catch_up(self, session: Session) -> None:
         """Before the server closes a socket, let its handler store what it has read.
@@ -584,8 +728,12 @@ class SessionManager:
                     await self.flush(session)
             except (OSError, RtcstatsError) as exc:
                 log.error("session %s: sweep failed: %r", session.id, exc)
+        if self.unrecorded and now >= self._retry_at:
+            self._retry_at = now + self.config.metadata.retry_interval_s
+            await self._retry_unrecorded()
         self.metrics.live.labels(SessionState.STREAMING.value).set(streaming)
         self.metrics.live.labels(SessionState.DETACHED.value).set(detached)
+        self.metrics.live.labels(SessionState.FINISHING.value).set(len(self.unrecorded))
 
     async def _sweep_forever(self) -> None:
         period = min(1.0, self.config.dumps.flush_interval_s / 2)
@@ -609,40 +757,85 @@ class SessionManager:
 
     async def recover(self) -> None:
         """Finish what a crash of this node left live: the dump up to its last whole
-        frame, a close line, the record marked ``recovered``."""
+        frame, a close line, the record marked ``recovered``.
+
+        A record whose live dump is gone may belong to a session that was finished and
+        stored but whose final record write failed (a full disk, a store refusing it):
+        its dump is looked up where it was stored, so it is linked, never orphaned.
+        StoreUnavailable when some record could not be finished now (retried later).
+        """
+        failed = 0
         for record in await self.records.unfinished(self.node_id):
-            session_id = record["id"]
-            path = self.live_dir / f"{session_id}.rtcstats.zst"
-            fields: dict[str, Any] = {
-                "state": SessionState.STORED.value,
-                "end_reason": EndReason.RECOVERED.value,
-                "close_code": ABNORMAL_CLOSURE,
-                "updated_at": utcnow(),
-            }
-            if path.exists():
-                lines, raw, last_write = await asyncio.to_thread(
-                    repair_live_dump, path, self.config.dumps.zstd_level
-                )
-                key = dump_key(session_id, record["started_at"], self.config.storage.prefix)
-                stored = await self.dumps.put(key, path)
-                ended = datetime.fromtimestamp(last_write, UTC)
-                fields.update(
-                    {
-                        "ended_at": ended,
-                        "duration_s": round((ended - record["started_at"]).total_seconds(), 3),
-                        "messages": max(lines - 3, 0),
-                        "dump_key": stored.key,
-                        "dump_bytes": stored.size,
-                        "dump_raw_bytes": raw,
-                    }
-                )
-            else:
-                fields["ended_at"] = record.get("updated_at") or utcnow()
-            await self.records.upsert(session_id, fields)
-            self.metrics.finished.labels(EndReason.RECOVERED.value).inc()
-            log.warning("session %s recovered after a crash", session_id)
+            if record["id"] in self.sessions or record["id"] in self.unrecorded:
+                continue  # ours now (a recovery postponed past the first sessions)
+            try:
+                await self._recover_one(record)
+            except Exception as exc:  # a full disk, a store refusing it: retried later
+                failed += 1
+                self.metrics.store_errors.labels(self.records.name).inc()
+                log.error("session %s: recovery failed, retried later: %r", record["id"], exc)
+        if failed:
+            raise StoreUnavailable(f"{failed} unfinished sessions could not be recovered yet")
+
+    async def _recover_one(self, record: dict[str, Any]) -> None:
+        session_id = record["id"]
+        path = self.live_dir / f"{session_id}.rtcstats.zst"
+        key = dump_key(session_id, record["started_at"], self.config.storage.prefix)
+        fields: dict[str, Any] = {
+            "state": SessionState.STORED.value,
+            "end_reason": EndReason.RECOVERED.value,
+            "close_code": ABNORMAL_CLOSURE,
+            "updated_at": utcnow(),
+        }
+        stored: StoredDump | None = None
+        if await asyncio.to_thread(path.exists):
+            lines, raw, last_write = await asyncio.to_thread(
+                repair_live_dump, path, self.config.dumps.zstd_level
+            )
+            stored = await self.dumps.put(key, path)
+            ended = datetime.fromtimestamp(last_write, UTC)
+            fields.update(
+                {
+                    "ended_at": ended,
+                    "duration_s": round((ended - record["started_at"]).total_seconds(), 3),
+                    "messages": max(lines - 3, 0),
+                    "dump_raw_bytes": raw,
+                }
+            )
+        else:
+            fields["ended_at"] = record.get("updated_at") or utcnow()
+            size = await stored_size(self.dumps, key)
+            if size is not None:
+                stored = StoredDump(key, size)
+                log.warning("session %s: its stored dump had no record; linked", session_id)
+        if stored is not None:
+            fields.update({"dump_key": stored.key, "dump_bytes": stored.size})
+        if not await self._write_final(session_id, fields):
+            raise StoreUnavailable(f"session {session_id}: record not written")
+        self.metrics.finished.labels(EndReason.RECOVERED.value).inc()
+        log.warning("session %s recovered after a crash", session_id)
+        if stored is not None:
             for hook in self.on_stored:
                 await hook(session_id)
+
+
+async def stored_size(dumps: DumpStore, key: str) -> int | None:
+    """The size of the dump stored under ``key``, or None when there is none.
+
+    Read through rather than asked: every store can read, and this runs only for the
+    rare record a crash left without its dump.
+    """
+    size = 0
+    try:
+        async for chunk in dumps.read(key):
+            size += len(chunk)
+    except NotFound:
+        return None
+    return size
+
+
+def _holder(token: ClientToken | None) -> tuple[tuple[str, str], ...] | None:
+    return token.holder if token is not None else None
 
 
 def repair_live_dump(path: Path, level: int) -> tuple[int, int, float]:

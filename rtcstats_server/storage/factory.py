@@ -34,6 +34,24 @@ def make_dump_store(
 
 def make_spool(config: Config, dumps: DumpStore, metrics: Metrics) -> Spool:
     outbox = dumps.outbox if isinstance(dumps, ObjectDumpStore) else None
-    spool = Spool(config.live_dir, config.storage.spool_max_bytes, outbox)
+    # Every directory a session's end writes to: a full one of them leaves records
+    # unwritable, so each disk's free space counts.
+    disks = [config.server.data_dir]
+    if outbox is not None:
+        disks.append(config.outbox_dir)
+    else:
+        disks.append(config.dumps_dir)
+    if config.metadata.backend == "embedded":
+        disks.append(config.embedded_path.parent)
+    else:
+        disks.append(config.metadata_spool_dir)
+    spool = Spool(
+        config.live_dir,
+        config.storage.spool_max_bytes,
+        outbox,
+        disks=disks,
+        min_free_bytes=config.storage.min_free_bytes,
+    )
     metrics.spool_bytes.set_function(lambda: spool.used_bytes)
+    metrics.disk_free_bytes.set_function(lambda: float(spool.free_bytes or 0))
     return spool

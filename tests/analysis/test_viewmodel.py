@@ -9,14 +9,16 @@ from typing import Any
 import pytest
 
 from rtcstats_server.analysis.viewmodel import (
+    MAX_CONNECTIONS,
     MAX_TIMELINE,
+    MAX_TIMELINE_ENTRIES,
     Buckets,
     ViewModelBuilder,
     build_view_model,
     event_kind,
     samples,
 )
-from rtcstats_server.dumps.reader import Event, file_chunks
+from rtcstats_server.dumps.reader import STATS_METHOD, Event, file_chunks
 
 REAL = [
     "jitsi-chrome-standard-pc-failed.jsonl",
@@ -176,6 +178,36 @@ def test_a_long_timeline_keeps_failures_past_its_limit() -> None:
     assert len(group["timeline"]) == MAX_TIMELINE + 1
     assert group["omitted"] == 100
     assert group["timeline"][-1][1] == "setLocalDescriptionOnFailure"
+
+
+def test_a_flapping_state_is_capped_too() -> None:
+    """Failures and state changes pass MAX_TIMELINE, but not MAX_TIMELINE_ENTRIES."""
+    builder = ViewModelBuilder(buckets=50)
+    for i in range(MAX_TIMELINE_ENTRIES + 500):
+        state = "failed" if i % 2 else "connected"
+        builder.add(Event(float(i + 1), "onconnectionstatechange", "PC_0", state))
+    model = builder.result()
+    (group,) = model["groups"]
+    assert len(group["timeline"]) == MAX_TIMELINE_ENTRIES
+    assert group["omitted"] == 500
+    assert model["truncated"] is True
+
+
+def test_connections_past_the_cap_are_counted_not_shown() -> None:
+    builder = ViewModelBuilder(buckets=50)
+    count = MAX_CONNECTIONS + 400
+    for n in range(count):
+        builder.add(Event(float(n + 1), "create", f"PC_{n}", {}))
+        stats = {"in": {"type": "inbound-rtp", "kind": "audio", "jitter": 0.01}}
+        builder.add(Event(float(n + 2), STATS_METHOD, f"PC_{n}", stats))
+    model = builder.result()
+    assert len(model["groups"]) == MAX_CONNECTIONS
+    assert model["connection_events_omitted"] == 2 * 400
+    assert model["stats_events"] == count  # still counted
+    assert model["truncated"] is True
+    small = ViewModelBuilder(buckets=50)
+    small.add(Event(1.0, "create", "PC_0", {}))
+    assert small.result()["truncated"] is False
 
 
 @pytest.mark.parametrize("name", REAL)

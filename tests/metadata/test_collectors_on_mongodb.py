@@ -7,6 +7,7 @@ collection directly, as a customer's backend would.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -193,16 +194,31 @@ async def test_crash_recovery_waits_for_the_database(
     await crashed.close()
 
     async with run_collector(data, settings) as collector:  # starts with the DB away
-        await asyncio.to_thread(own_ferretdb.start)
-        await wait_until(lambda: readiness_is(collector, "ready"), timeout=20, what="database back")
+        # A client streams through the outage: the late recovery must leave it alone.
+        target = f"{collector.ws_url}/room?statsSessionId=live-1&isReconnect=false"
+        async with collector.http.ws_connect(target, protocols=("3.1_STANDARD",)) as ws:
+            await ws.receive_json(timeout=5)
+            line = json.dumps(["getstats", "PC_0", {}, 1_700_000_000_000, 1])
+            await ws.send_str(json.dumps({"type": "stats-entry", "data": line}))
+            (live,) = collector.manager.sessions.values()
+            await wait_until(lambda: live.recorded, what="its record (spooled)")
+            await asyncio.to_thread(own_ferretdb.start)
+            await wait_until(
+                lambda: readiness_is(collector, "ready"), timeout=20, what="database back"
+            )
 
-        async def recovered() -> bool:
-            record = await collector.app[RECORDS].get("c" * 32)
-            return record is not None and record["state"] == "stored"
+            async def recovered() -> bool:
+                record = await collector.app[RECORDS].get("c" * 32)
+                return record is not None and record["state"] == "stored"
 
-        await wait_until(recovered, timeout=20, what="postponed crash recovery")
-        record = await collector.get_json("/v1/sessions/" + "c" * 32)
+            await wait_until(recovered, timeout=20, what="postponed crash recovery")
+            record = await collector.get_json("/v1/sessions/" + "c" * 32)
+            still = await collector.get_json(f"/v1/sessions/{live.id}")
+            assert still["state"] == "streaming" and live.state.value == "streaming"
+            await ws.close(code=3001)
+        ended = await collector.wait_for_record(lambda r: r["id"] == live.id and r["dump_key"])
     assert (record["end_reason"], record["close_code"]) == ("recovered", 1006)
+    assert ended["end_reason"] == "conference_left"
 
 
 async def readiness_is(collector: RunningCollector, status: str) -> bool:

@@ -17,10 +17,13 @@ import pytest
 from rtcstats_server.metadata.base import SessionStore
 from rtcstats_server.metadata.record import (
     EQUALITY_FILTERS,
+    MAX_STRING_CHARS,
     SessionQuery,
     SessionState,
+    bounded,
     decode_cursor,
     encode_cursor,
+    essential_fields,
 )
 from tests.services.session_stores import StoreFactory
 
@@ -311,6 +314,40 @@ async def test_started_before_gives_the_oldest_first(store: SessionStore) -> Non
     assert [r["started_at"] for r in oldest] == [at(10), at(20), at(30)]
     assert len(await store.started_before(at(40), limit=2)) == 2
     assert await store.started_before(at(10), limit=10) == []
+
+
+async def test_bounded_values_are_stored_by_every_store(store: SessionStore) -> None:
+    """What a hostile client could put into a summary, once ``bounded``, every store
+    takes (unbounded, MongoDB raised OverflowError on the int, refused the keys)."""
+    hostile = {
+        "big": 1 << 63,
+        "huge": -(1 << 70),
+        "fine": (1 << 63) - 1,
+        "nan": float("nan"),
+        "inf": float("-inf"),
+        "$where": {"a.b": ["x" * (MAX_STRING_CHARS + 10), 2.5, True, None]},
+        "deep": _nested(40),
+    }
+    quality = bounded(hostile)
+    session_id = await create(store, 1, 0, quality=quality)
+    record = await store.get(session_id)
+    assert record is not None
+    kept = record["quality"]
+    assert kept["big"] is None and kept["huge"] is None and kept["fine"] == (1 << 63) - 1
+    assert kept["nan"] is None and kept["inf"] is None
+    assert kept["_where"] == {"a_b": ["x" * MAX_STRING_CHARS, 2.5, True, None]}
+    small = essential_fields({"state": "stored", "quality": quality, "last_seq": 1 << 64}, "x")
+    await store.upsert(session_id, small)
+    record = await store.get(session_id)
+    assert record is not None and record["state"] == "stored" and record["last_seq"] is None
+    assert record["summary_error"] == "quality summary not stored: x"
+
+
+def _nested(depth: int) -> dict[str, Any]:
+    value: dict[str, Any] = {}
+    for _ in range(depth):
+        value = {"d": value}
+    return value
 
 
 async def test_delete(store: SessionStore) -> None:

@@ -69,6 +69,21 @@ class RunningCollector:
                 raise TimeoutError(f"no matching record; have {page['sessions']}")
             await asyncio.sleep(0.05)
 
+    async def upgrade_status(self, path: str, protocol: str = "3.1_STANDARD") -> int:
+        """101 when a websocket upgrade to ``path`` (with its query) is accepted (the
+        socket is closed again at once), else the HTTP status it was refused with."""
+        try:
+            ws = await self.http.ws_connect(self.ws_url + path, protocols=(protocol,))
+        except aiohttp.WSServerHandshakeError as refused:
+            return refused.status
+        await ws.close()
+        return 101
+
+    async def metrics_text(self) -> str:
+        async with self.http.get(self.base_url + "/metrics") as response:
+            assert response.status == 200, await response.text()
+            return await response.text()
+
     async def dump_text(self, session_id: str) -> str:
         async with self.http.get(f"{self.base_url}/v1/sessions/{session_id}/dump") as response:
             assert response.status == 200, await response.text()

@@ -10,13 +10,17 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from rtcstats_server.dumps.frames import iter_frames
-from tests.services.collector import free_port, wait_until
+from rtcstats_server.dumps.frames import compress_frame, iter_frames
+from rtcstats_server.metadata.embedded import EmbeddedSessionStore
+from rtcstats_server.storage.base import dump_key
+from rtcstats_server.storage.local import LocalDumpStore
+from tests.services.collector import free_port, run_collector, wait_until
 
 SID = "crash-test-1"
 
@@ -177,3 +181,32 @@ def test_recovered_rtcstats_dump_closes_with_a_delta(tmp_path: Path) -> None:
     close = json.loads(content.splitlines()[-1])
     assert lines == 6 and close[:3] == ["close", None, 1006]
     assert 3990 <= close[3] <= 4010
+
+
+async def test_a_stored_dump_whose_record_stayed_live_is_linked(tmp_path: Path) -> None:
+    """A finish that stored the dump and then died (or failed) before its record
+    write: the record says ``streaming``, the live file is gone. Recovery must find the
+    dump where it was stored (the report: ``recovered`` with ``dump_key: null``)."""
+    data = tmp_path / "data"
+    started = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    orphan, lost = "a" * 32, "b" * 32
+    records = EmbeddedSessionStore(data / "sessions.sqlite3")
+    await records.open()
+    for session_id in (orphan, lost):
+        await records.upsert(
+            session_id,
+            {"started_at": started, "state": "streaming", "node_id": "node-1", "url": "/x"},
+        )
+    await records.close()
+    lines = [b"RTCStatsDump", b'{"clientProtocol":"2.0"}', b'["create","PC_0",{},1]']
+    source = tmp_path / "orphan.zst"
+    source.write_bytes(compress_frame(b"\n".join(lines) + b"\n", 3))
+    stored = await LocalDumpStore(data / "dumps").put(dump_key(orphan, started), source)
+
+    async with run_collector(data, {"server": {"node_id": "node-1"}}) as collector:
+        linked = await collector.get_json(f"/v1/sessions/{orphan}")
+        assert linked["state"] == "stored" and linked["end_reason"] == "recovered"
+        assert linked["dump_key"] == stored.key and linked["dump_bytes"] == stored.size
+        assert (await collector.dump_text(orphan)).splitlines()[2] == '["create","PC_0",{},1]'
+        nothing = await collector.get_json(f"/v1/sessions/{lost}")
+        assert nothing["state"] == "stored" and nothing["dump_key"] is None

@@ -24,7 +24,7 @@ from urllib.parse import urlencode
 
 from rtcstats_server.analysis.findings import SEVERITIES
 from rtcstats_server.analysis.useragent import parse_user_agent
-from rtcstats_server.analysis.viewmodel import METRICS
+from rtcstats_server.analysis.viewmodel import MAX_CONNECTIONS, METRICS
 
 WIDTH: Final = 960
 HEIGHT: Final = 150
@@ -282,6 +282,12 @@ def _body_parts(
         )
     if model.get("series_dropped"):
         yield f"<p class=note>{model['series_dropped']} samples of further tracks not charted.</p>"
+    if model.get("connection_events_omitted"):
+        yield (
+            f"<p class=note>{model['connection_events_omitted']} events of further peer "
+            f"connections not shown (the first {MAX_CONNECTIONS} are): download the dump for "
+            "them.</p>"
+        )
     span = (x0, x1) if x0 is not None and x1 is not None and x1 > x0 else None
     if span is not None:
         yield (
