@@ -202,13 +202,22 @@ async def healthz(request: web.Request) -> web.Response:
     return json_response({"status": "ok"})
 
 
-async def readyz(request: web.Request) -> web.Response:
+async def backend_problems(app: web.Application, timeout_s: float = 5.0) -> dict[str, str]:
+    """What the metadata and dump stores answer to their ``ping()``, by name; empty
+    when both answer. Readiness reports it; ``server.require_backends`` refuses to start."""
     problems: dict[str, str] = {}
-    for name, backend in (("metadata", request.app[RECORDS]), ("storage", request.app[DUMPS])):
+    for name, backend in (("metadata", app[RECORDS]), ("storage", app[DUMPS])):
         try:
-            await asyncio.wait_for(backend.ping(), timeout=5)
-        except (StoreUnavailable, TimeoutError, OSError) as exc:
+            await asyncio.wait_for(backend.ping(), timeout=timeout_s)
+        except TimeoutError:
+            problems[name] = f"no answer within {timeout_s:g} s"
+        except (StoreUnavailable, OSError) as exc:
             problems[name] = str(exc) or type(exc).__name__
+    return problems
+
+
+async def readyz(request: web.Request) -> web.Response:
+    problems = await backend_problems(request.app)
     spool = request.app[SPOOL]
     extra: dict[str, Any] = {
         "spool": {"used_bytes": spool.used_bytes, "max_bytes": spool.max_bytes}

@@ -1,6 +1,7 @@
 """``rtcstats-server``: serve, check-config, replay (and the commands of other issues).
 
-Exit codes: 0 success, 2 bad configuration or usage (the message names the key).
+Exit codes: 0 success, 1 the collector could not start (or a command failed; one line
+says why), 2 bad configuration or usage (the message names the key).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 import yaml
 
 from rtcstats_server.config import Config, load_config, masked_dump
-from rtcstats_server.exceptions import ConfigError
+from rtcstats_server.exceptions import ConfigError, StartupError
 
 log = logging.getLogger("rtcstats_server")
 
@@ -80,19 +81,21 @@ def _serve_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def serve(config: Config) -> int:
+    """Run until SIGTERM/SIGINT (0); 1 with one line when the collector cannot start."""
     from rtcstats_server.allocator import pin_mmap_threshold
-    from rtcstats_server.app import serve_until_signalled
     from rtcstats_server.logs import configure_logging
+    from rtcstats_server.startup import prepare
 
     configure_logging(config.logging)
     pin_mmap_threshold()  # before any thread or large buffer: see allocator.py
-    log.info(
-        "rtcstats-collector listening on %s:%d, data in %s",
-        config.server.host,
-        config.server.port,
-        config.server.data_dir.resolve(),
-    )
-    asyncio.run(serve_until_signalled(config))
+    try:
+        listeners = prepare(config)  # before the app's imports: a busy port fails fast
+        from rtcstats_server.app import serve_until_signalled
+
+        asyncio.run(serve_until_signalled(config, listeners))
+    except StartupError as exc:
+        log.error("not started: %s", exc)
+        return 1
     log.info("stopped")
     return 0
 

@@ -45,6 +45,12 @@ class ServerConfig(Section):
         pattern=r"^[A-Za-z0-9_.-]{0,64}$",
         description="Name of this collector process in session records; default: hostname.",
     )
+    require_backends: bool = Field(
+        False,
+        description="Exit at start (status 1, one line naming it) when the metadata database "
+        "or the dump bucket does not answer within metadata.timeout_s; false: start degraded "
+        "and keep sessions in the local spools until they answer.",
+    )
 
 
 class IngestConfig(Section):

@@ -24,6 +24,14 @@ class ConfigError(RtcstatsError):
         self.problem = problem
 
 
+class StartupError(RtcstatsError):
+    """The collector cannot start; the message is the one line an operator reads.
+
+    It names what failed (an address, a directory, a backend) and why, so a process
+    manager's log says it without a traceback, and the process exits 1 at once.
+    """
+
+
 class HandshakeRefused(RtcstatsError):
     """A websocket upgrade we answer with an HTTP error instead of a socket.
 

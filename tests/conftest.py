@@ -11,7 +11,16 @@ from tests.services import session_stores
 from tests.services.collector import RunningCollector, run_collector
 from tests.services.ferretdb import FerretDB
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+#: ``shared/`` beside the checkout (/work/main → /work/shared); a worktree nested deeper
+#: (/work/wt/<name>) finds the same directory further up.
+SHARED = next(
+    (
+        parent / "shared"
+        for parent in Path(__file__).resolve().parents[2:]
+        if (parent / "shared" / "fixtures").is_dir()
+    ),
+    Path(__file__).resolve().parents[2] / "shared",
+)
 FIXTURES = SHARED / "fixtures"
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gzip
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,8 +23,8 @@ from rtcstats_server.exceptions import RtcstatsError
 from rtcstats_server.ingest.dialects import open_decoder
 from rtcstats_server.ingest.dialects.base import DumpLine, Handshake
 from rtcstats_server.ingest.privacy import mask_line
+from tests.conftest import FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures"
 #: One per decoder class and mode (#4.0 and 3.1_LEGACY share #5.0's and 3.1_STANDARD's).
 SUBPROTOCOLS = ["rtcstats#5.0", "2.0", "3.1_STANDARD", "2_JVB"]
 
