@@ -31,6 +31,7 @@ from rtcstats_server.metadata.record import (
 )
 from rtcstats_server.quality.findings import SEVERITIES
 from rtcstats_server.storage.base import UploadBacklog
+from rtcstats_server.version import installed_version
 
 SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
 MAX_LIMIT = 1000
@@ -199,7 +200,7 @@ async def get_dump(request: web.Request) -> web.StreamResponse:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return json_response({"status": "ok"})
+    return json_response({"status": "ok", "version": installed_version()})
 
 
 async def backend_problems(app: web.Application, timeout_s: float = 5.0) -> dict[str, str]:

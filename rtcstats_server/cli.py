@@ -18,6 +18,7 @@ import yaml
 
 from rtcstats_server.config import Config, load_config, masked_dump
 from rtcstats_server.exceptions import ConfigError, StartupError
+from rtcstats_server.version import installed_version
 
 log = logging.getLogger("rtcstats_server")
 
@@ -25,6 +26,9 @@ log = logging.getLogger("rtcstats_server")
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rtcstats-server", description="Self-hosted rtcstats collector."
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"rtcstats-server {installed_version()}"
     )
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the collector")
