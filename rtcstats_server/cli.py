@@ -39,6 +39,11 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-config", help="validate a config file and print it")
     check.add_argument("file", type=Path, nargs="?", help="YAML configuration file")
     check.add_argument(
+        "--print-defaults",
+        action="store_true",
+        help="print every key with its default and meaning, as a commented YAML file",
+    )
+    check.add_argument(
         "--connect",
         action="store_true",
         help="also check that storage, database and upstream are reachable (exit 1 if not)",
@@ -151,6 +156,18 @@ def _check_connect(config: Config) -> int:
     return 1 if any(check.error for check in checks) else 0
 
 
+def _check_config(args: argparse.Namespace) -> int:
+    """The effective configuration (secrets masked), or every default with --print-defaults."""
+    if args.print_defaults:
+        from rtcstats_server.config_reference import render_yaml
+
+        sys.stdout.write(render_yaml())
+        return 0
+    config = load_config(args.file)
+    sys.stdout.write(yaml.safe_dump(masked_dump(config), sort_keys=False))
+    return _check_connect(config) if args.connect else 0
+
+
 def _replay(args: argparse.Namespace) -> int:
     from rtcstats_server.replay import ReplayError, ReplayOptions
     from rtcstats_server.replay import main as replay_main
@@ -196,15 +213,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "summarize":
             return _summarize(args)
         if args.command == "check-config":
-            config = load_config(args.file)
-            sys.stdout.write(yaml.safe_dump(masked_dump(config), sort_keys=False))
-            return _check_connect(config) if args.connect else 0
+            return _check_config(args)
         if args.command == "replay":
             return _replay(args)
     except ConfigError as exc:
-        sys.stderr.write(f"rtcstats-server: configuration error: {exc}\n")
+        sys.stderr.write(config_report(exc))
         return 2
     return 2
+
+
+def config_report(exc: ConfigError) -> str:
+    """Every problem of a configuration, one line each (``serve`` and ``check-config``)."""
+    if len(exc.problems) == 1:
+        return f"rtcstats-server: configuration error: {exc.key}: {exc.problem}\n"
+    lines = [f"rtcstats-server: {len(exc.problems)} configuration errors:"]
+    lines += [f"  {key}: {problem}" for key, problem in exc.problems]
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
