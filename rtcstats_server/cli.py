@@ -10,17 +10,21 @@ import argparse
 import asyncio
 import logging
 import sys
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from rtcstats_server.config import Config, load_config, masked_dump
+from rtcstats_server.config import ApiToken, Config, load_config, masked_dump
 from rtcstats_server.exceptions import ConfigError, StartupError
 from rtcstats_server.version import installed_version
 
 log = logging.getLogger("rtcstats_server")
+
+#: The scopes an API token may have (``api.tokens[].scope``).
+TOKEN_SCOPES = typing.get_args(ApiToken.model_fields["scope"].annotation)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -62,11 +66,14 @@ def _parser() -> argparse.ArgumentParser:
     fwd.add_argument("--no-wait", action="store_true", help="queue them and return")
     fwd.add_argument("--timeout", type=float, default=600.0, help="seconds to wait (600)")
     tok = commands.add_parser(
-        "hash-token", help="print the SHA-256 of an API token (read from stdin) for api.tokens"
+        "hash-token",
+        help="print the api.tokens entry (YAML) for an API token read from stdin",
     )
     tok.add_argument(
-        "--generate", action="store_true", help="make a new random token; print it and its hash"
+        "--generate", action="store_true", help="make a new random token; print it and its entry"
     )
+    tok.add_argument("--name", default="", help="who holds the token (shown in logs)")
+    tok.add_argument("--scope", choices=TOKEN_SCOPES, default="read", help="what it may do (read)")
     summ = commands.add_parser("summarize", help="print the quality summary of a dump as JSON")
     summ.add_argument("file", type=Path, help="dump file: ours (.zst), jitsi or rtcstats, any")
     summ.add_argument("--config", type=Path, help="YAML configuration file (quality thresholds)")
@@ -183,20 +190,36 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _hash_token(args: argparse.Namespace) -> int:
-    """The token comes from stdin, not argv: argv shows in ``ps`` and shell history."""
+    """The token comes from stdin, not argv: argv shows in ``ps`` and shell history.
+
+    Prints the ``api.tokens`` entry to paste (YAML); with ``--generate``, the new token
+    first, in comments, since it is shown only this once.
+    """
     import secrets
+
+    from pydantic import ValidationError
 
     from rtcstats_server.api_access import hash_token
 
     if args.generate:
         token = secrets.token_urlsafe(32)
-        sys.stdout.write(f"token:  {token}\nsha256: {hash_token(token)}\n")
-        return 0
-    token = sys.stdin.readline().strip()
-    if not token:
-        sys.stderr.write("rtcstats-server: give the token on stdin (or use --generate)\n")
+    else:
+        token = sys.stdin.readline().strip()
+        if not token:
+            sys.stderr.write("rtcstats-server: give the token on stdin (or use --generate)\n")
+            return 2
+    try:
+        entry = ApiToken(name=args.name, sha256=hash_token(token), scope=args.scope)
+    except ValidationError:
+        sys.stderr.write("rtcstats-server: --name is longer than 64 characters\n")
         return 2
-    sys.stdout.write(hash_token(token) + "\n")
+    if args.generate:
+        sys.stdout.write(
+            "# the token: send it as 'Authorization: Bearer <token>'. It is shown only now\n"
+            f"# and stored nowhere (the configuration keeps its hash):\n#   {token}\n"
+        )
+    sys.stdout.write("# paste under api.tokens in the configuration:\n")
+    sys.stdout.write(yaml.safe_dump([entry.model_dump()], sort_keys=False))
     return 0
 
 
