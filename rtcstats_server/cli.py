@@ -176,7 +176,7 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from rtcstats_server.replay import ReplayError, ReplayOptions
+    from rtcstats_server.replay import ReplayError, ReplayOptions, Unreachable
     from rtcstats_server.replay import main as replay_main
 
     if args.connections < 1 or (args.rate is not None and args.rate <= 0):
@@ -184,6 +184,9 @@ def _replay(args: argparse.Namespace) -> int:
         return 2
     try:
         return replay_main(args.file, args.url, ReplayOptions(args.connections, args.rate))
+    except Unreachable as exc:
+        sys.stderr.write(f"rtcstats-server: {exc}\n")
+        return 1
     except ReplayError as exc:
         sys.stderr.write(f"rtcstats-server: {exc}\n")
         return 2

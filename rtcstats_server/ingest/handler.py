@@ -17,6 +17,7 @@ from aiohttp.http_websocket import WebSocketError
 from rtcstats_server.config import Config
 from rtcstats_server.exceptions import HandshakeRefused, ProtocolViolation
 from rtcstats_server.ingest.access import TOKEN_PARAM, ClientAccess
+from rtcstats_server.ingest.closing import close_reason
 from rtcstats_server.ingest.dialects import Decoder, choose_subprotocol, open_decoder
 from rtcstats_server.ingest.dialects.base import DumpLine, EndOfSession, Handshake, Identity, Reply
 from rtcstats_server.ingest.limits import ConnectionLimits
@@ -222,5 +223,10 @@ class IngestHandler:
                 if kind is WSMsgType.CLOSE:
                     # Echo the client's code, as RFC 6455 expects: the jitsi client reads
                     # the code of *our* close frame, and reconnects unless it is 3001/3002.
-                    await ws.close(code=echo_close_code(msg.data), drain=False)
+                    # Its reason names the session (closing.py): how a client learns it.
+                    await ws.close(
+                        code=echo_close_code(msg.data),
+                        message=close_reason(session.id),
+                        drain=False,
+                    )
                 return
