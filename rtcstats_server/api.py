@@ -21,6 +21,7 @@ from rtcstats_server.dumps.frames import FrameStreamDecoder
 from rtcstats_server.exceptions import NotFound, ProtocolViolation, StoreUnavailable
 from rtcstats_server.forwarders.jobs import JobState
 from rtcstats_server.forwarders.selection import CLIENT_DIALECTS
+from rtcstats_server.http_errors import client_went_away
 from rtcstats_server.metadata.record import (
     EQUALITY_FILTERS,
     SessionQuery,
@@ -189,13 +190,17 @@ async def get_dump(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     decoder = None if raw else FrameStreamDecoder()
     chunk = first
-    while chunk is not None:
-        if decoder is None:
-            await response.write(chunk)
-        else:
-            await response.write(await asyncio.to_thread(decoder.feed, chunk))
-        chunk = await anext(chunks, None)
-    await response.write_eof()
+    try:
+        while chunk is not None:
+            if decoder is None:
+                await response.write(chunk)
+            else:
+                await response.write(await asyncio.to_thread(decoder.feed, chunk))
+            chunk = await anext(chunks, None)
+        await response.write_eof()
+    except ConnectionResetError as exc:
+        # A cancelled download: no traceback; counted, and the access log has it.
+        client_went_away(request.app[METRICS], request.remote, exc)
     return response
 
 

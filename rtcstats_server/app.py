@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from rtcstats_server import api, openapi, rtcstats_api, startup
+from rtcstats_server.access_log import AccessLog, access_logger
 from rtcstats_server.api_access import ApiAccess
 from rtcstats_server.app_keys import (
     CONFIG,
@@ -173,7 +174,8 @@ async def start_server(config: Config, listeners: startup.Listeners | None = Non
     runner = web.AppRunner(
         app,
         handle_signals=False,
-        access_log=None,
+        access_log_class=AccessLog,
+        access_log=access_logger(config.logging.access),
         shutdown_timeout=config.server.shutdown_grace_s,
         # aiohttp closes a connection that has not sent a whole request within the
         # keep-alive timeout (and idle keep-alive ones): our slowloris limit.

@@ -285,6 +285,12 @@ class ForwardersConfig(Section):
 class LoggingConfig(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
     format: Literal["text", "json"] = Field("text", description="Log line format.")
+    access: bool = Field(
+        False,
+        description="One line per API and viewer request (client, method, path without "
+        "tokens or signatures, status, bytes, milliseconds, user agent), whatever the level; "
+        "JSON like the rest when format is json.",
+    )
 
 
 class QualityConfig(Section):

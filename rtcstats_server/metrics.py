@@ -152,6 +152,11 @@ class Metrics:
             "Local bytes of live dumps plus dumps waiting for upload (see spool_max_bytes).",
             registry=r,
         )
+        self.http_aborted = Counter(
+            "rtcstats_http_responses_aborted",
+            "HTTP responses cut short because the client went away (a cancelled download).",
+            registry=r,
+        )
         # -- the embeddable viewer (viewer/) ---------------------------------------------
         self.viewer_denied = Counter(
             "rtcstats_viewer_denied",

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from rtcstats_server.app_keys import VIEWER
 from rtcstats_server.exceptions import NotFound, StoreUnavailable
+from rtcstats_server.http_errors import client_went_away
 from rtcstats_server.viewer import render
 from rtcstats_server.viewer.service import Viewer
 
@@ -134,8 +135,9 @@ async def view_page(request: web.Request) -> web.StreamResponse:
     try:
         await response.write(body.encode())
         await response.write_eof()
-    except ConnectionResetError:
-        pass  # the viewer left while its dump was read; the cache is written all the same
+    except ConnectionResetError as exc:
+        # the viewer left while its dump was read; the cache is written all the same
+        client_went_away(viewer.metrics, request.remote, exc)
     return response
 
 
@@ -184,8 +186,8 @@ async def view_samples(request: web.Request) -> web.StreamResponse:
     try:
         await viewer.data.stream_samples(record["dump_key"], start, end, response.write)
         await response.write_eof()
-    except ConnectionResetError:
-        pass  # download cancelled; stream_samples has stopped its reader
+    except ConnectionResetError as exc:
+        client_went_away(viewer.metrics, request.remote, exc)  # stream_samples has stopped
     return response
 
 
