@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from multidict import MultiDict
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from rtcstats_server.app_keys import DUMPS, FORWARDING, MANAGER, METRICS, RECORDS, SPOOL
@@ -30,6 +31,7 @@ from rtcstats_server.metadata.record import (
     encode_cursor,
     to_json_ready,
 )
+from rtcstats_server.quality.compact import compact_summary
 from rtcstats_server.quality.findings import SEVERITIES
 from rtcstats_server.storage.base import UploadBacklog
 from rtcstats_server.version import installed_version
@@ -144,16 +146,27 @@ def _forward_filters(params: Any) -> dict[str, Any]:
     return out
 
 
+#: ``GET /v1/sessions?fields=``: list items with the compact quality summary (default)
+#: or the whole one, as ``GET /v1/sessions/{id}`` always gives it.
+LIST_FIELDS = ("compact", "full")
+
+
 async def list_sessions(request: web.Request) -> web.Response:
-    query = parse_query(request.query)
+    fields = request.query.get("fields", "compact")
+    if fields not in LIST_FIELDS:
+        raise ProtocolViolation("bad_filter", "fields must be compact or full")
+    query = parse_query(MultiDict((k, v) for k, v in request.query.items() if k != "fields"))
     records = await request.app[RECORDS].query(query)
     next_cursor = None
     if len(records) == query.limit:
         last = records[-1]
         next_cursor = encode_cursor(last["started_at"], last["id"])
-    return json_response(
-        {"sessions": [to_json_ready(r) for r in records], "next_cursor": next_cursor}
-    )
+    items = [to_json_ready(r) for r in records]
+    if fields == "compact":
+        for item in items:
+            if isinstance(item.get("quality"), dict):
+                item["quality"] = compact_summary(item["quality"])
+    return json_response({"sessions": items, "next_cursor": next_cursor})
 
 
 async def _record(request: web.Request) -> dict[str, Any]:
