@@ -106,6 +106,7 @@ def render_yaml() -> str:
         "# rtcstats-collector configuration: every key, with its default.",
         "# Generated from rtcstats_server/config.py by",
         "#   python -m rtcstats_server.config_reference",
+        "# and printed by `rtcstats-server check-config --print-defaults`.",
         "# Environment variables RTCSTATS_<SECTION>__<KEY> override this file;",
         "# put secrets there, not here. Unknown keys are errors.",
     ]
@@ -136,7 +137,8 @@ def render_markdown() -> str:
         "`python -m rtcstats_server.config_reference`",
         "(a test fails when this file is stale). Every key can be set in the YAML file given to",
         "`--config` or by its environment variable, which wins. `rtcstats-server check-config",
-        "FILE` prints the effective configuration with secrets masked.",
+        "FILE` prints the effective configuration with secrets masked, or every error it has;",
+        "`rtcstats-server check-config --print-defaults` prints config/rtcstats-server.yaml.",
         "",
         "| key | type | default | environment variable | meaning |",
         "|---|---|---|---|---|",
