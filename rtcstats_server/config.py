@@ -603,7 +603,10 @@ def _env_overrides(environ: Mapping[str, str]) -> _FromEnvironment:
         try:
             parsed = _env_value(value)
         except yaml.YAMLError as exc:
-            found.problems.append((key, f"not a valid YAML list or mapping (from {name}): {exc}"))
+            problem = " ".join(str(exc).split())  # one line
+            found.problems.append(
+                (key, f"not a valid YAML list or mapping (from {name}): {problem}")
+            )
             continue
         if _place(found.tree, path, parsed):
             found.sources[path] = name

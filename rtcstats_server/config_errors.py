@@ -83,6 +83,7 @@ def _class_names(model: type[BaseModel]) -> set[str]:
 
 
 def env_name(prefix: str, path: KeyPath) -> str:
+    """The environment variable of a key: ``RTCSTATS_SERVER__PORT`` for server.port."""
     return prefix + "__".join(part.upper() for part in path)
 
 

@@ -21,6 +21,7 @@ from pydantic import BaseModel, SecretStr
 from pydantic_core import PydanticUndefined
 
 from rtcstats_server.config import ENV_PREFIX, Config, Section
+from rtcstats_server.config_errors import env_name
 
 ROOT = Path(__file__).resolve().parents[1]
 YAML_PATH = ROOT / "config" / "rtcstats-server.yaml"
@@ -41,7 +42,7 @@ class Key:
 
     @property
     def env(self) -> str:
-        return ENV_PREFIX + "__".join(part.upper() for part in self.path)
+        return env_name(ENV_PREFIX, self.path)
 
 
 def _type_name(annotation: Any) -> str:
