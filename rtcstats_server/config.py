@@ -13,12 +13,14 @@ import ipaddress
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
+from rtcstats_server.config_errors import describe
 from rtcstats_server.exceptions import ConfigError
 
 ENV_PREFIX = "RTCSTATS_"
@@ -44,6 +46,12 @@ class ServerConfig(Section):
         "",
         pattern=r"^[A-Za-z0-9_.-]{0,64}$",
         description="Name of this collector process in session records; default: hostname.",
+    )
+    require_backends: bool = Field(
+        False,
+        description="Exit at start (status 1, one line naming it) when the metadata database "
+        "or the dump bucket does not answer within metadata.timeout_s; false: start degraded "
+        "and keep sessions in the local spools until they answer.",
     )
 
 
@@ -283,6 +291,12 @@ class ForwardersConfig(Section):
 class LoggingConfig(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
     format: Literal["text", "json"] = Field("text", description="Log line format.")
+    access: bool = Field(
+        False,
+        description="One line per API and viewer request (client, method, path without "
+        "tokens or signatures, status, bytes, milliseconds, user agent), whatever the level; "
+        "JSON like the rest when format is json.",
+    )
 
 
 class QualityConfig(Section):
@@ -588,32 +602,69 @@ class Config(Section):
         return self.server.data_dir / "metadata-spool"
 
 
-def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+@dataclass
+class _FromEnvironment:
+    """The ``RTCSTATS_*`` variables as a tree, which variable set each key, and the
+    variables that could not be used (reported with the other errors)."""
+
+    tree: dict[str, Any] = field(default_factory=dict)
+    sources: dict[tuple[str, ...], str] = field(default_factory=dict)
+    problems: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _env_overrides(environ: Mapping[str, str]) -> _FromEnvironment:
     """Nested dict from ``RTCSTATS_A__B=v``; variables without ``__`` are not config."""
-    tree: dict[str, Any] = {}
-    for name, value in environ.items():
+    found = _FromEnvironment()
+    for name, value in sorted(environ.items()):
         if not name.startswith(ENV_PREFIX) or "__" not in name:
             continue
-        path = [part.lower() for part in name[len(ENV_PREFIX) :].split("__")]
-        node = tree
-        for part in path[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ConfigError(".".join(path), f"set both as a value and a section ({name})")
-            node = child
-        node[path[-1]] = _env_value(name, value)
-    return tree
+        path = tuple(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
+        key = ".".join(path)
+        try:
+            parsed = _env_value(value)
+        except yaml.YAMLError as exc:
+            problem = " ".join(str(exc).split())  # one line
+            found.problems.append(
+                (key, f"not a valid YAML list or mapping (from {name}): {problem}")
+            )
+            continue
+        if _place(found.tree, path, parsed):
+            found.sources[path] = name
+        else:
+            found.problems.append((key, f"set both as a value and a section ({name})"))
+    return found
 
 
-def _env_value(name: str, value: str) -> Any:
+def _place(tree: dict[str, Any], path: tuple[str, ...], value: Any) -> bool:
+    """Put ``value`` at ``path``; False when a value and a section would collide."""
+    node = tree
+    for part in path[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            return False
+        node = child
+    if isinstance(node.get(path[-1]), dict):
+        return False
+    node[path[-1]] = value
+    return True
+
+
+def _env_value(value: str) -> Any:
     """Lists and mappings come as YAML flow text (``[a, b]``); the rest stays text
     for the typed model to convert, so a numeric-looking token stays a string."""
     if value.lstrip()[:1] in ("[", "{"):
-        try:
-            return yaml.safe_load(value)
-        except yaml.YAMLError as exc:
-            raise ConfigError(name, f"not a valid YAML list or mapping: {exc}") from None
+        return yaml.safe_load(value)
     return value
+
+
+def _overridden(path: tuple[str, ...], overrides: Mapping[str, Any]) -> bool:
+    """Whether a command-line override replaced the value at ``path``."""
+    node: Any = overrides
+    for part in path:
+        if not isinstance(node, Mapping) or part not in node:
+            return False
+        node = node[part]
+    return True
 
 
 def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -631,21 +682,25 @@ def build_config(
     environ: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> Config:
-    """Validate file data, then environment, then command-line overrides, in that order."""
+    """Validate file data, then environment, then command-line overrides, in that order.
+
+    Raises one ``ConfigError`` holding every problem found (see config_errors.py).
+    """
+    env = _env_overrides(os.environ if environ is None else environ)
     tree = _merge({}, data or {})
-    tree = _merge(tree, _env_overrides(os.environ if environ is None else environ))
+    tree = _merge(tree, env.tree)
     tree = _merge(tree, overrides or {})
+    problems = list(env.problems)
+    sources = {
+        path: name for path, name in env.sources.items() if not _overridden(path, overrides or {})
+    }
     try:
-        return Config.model_validate(tree)
+        config = Config.model_validate(tree)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        key = ".".join(str(part) for part in first["loc"]) or "(top level)"
-        problem = first["msg"]
-        if first["type"] == "extra_forbidden":
-            problem = "unknown key (see config/rtcstats-server.yaml for the valid ones)"
-        elif "input" in first and not isinstance(first["input"], dict | list):
-            problem = f"{problem} (got {first['input']!r})"
-        raise ConfigError(key, problem) from None
+        problems += describe(exc, Config, sources, ENV_PREFIX)
+    if problems:
+        raise ConfigError.of(problems)
+    return config
 
 
 def load_config(

@@ -7,6 +7,8 @@ the caller turns into retries or a degraded readiness).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class RtcstatsError(Exception):
     """Base of everything raised on purpose; anything else is a bug."""
@@ -16,12 +18,28 @@ class ConfigError(RtcstatsError):
     """A configuration key has a value we cannot run with.
 
     ``key`` is the dotted path an operator would search for in the YAML file.
+    ``problems`` holds every ``(key, problem)`` found in one pass (the first is
+    ``key``/``problem``), so an operator fixes them all in one round.
     """
 
-    def __init__(self, key: str, problem: str) -> None:
-        super().__init__(f"{key}: {problem}")
+    def __init__(self, key: str, problem: str, *, more: Sequence[tuple[str, str]] = ()) -> None:
+        self.problems = [(key, problem), *more]
+        super().__init__("\n".join(f"{k}: {p}" for k, p in self.problems))
         self.key = key
         self.problem = problem
+
+    @classmethod
+    def of(cls, problems: Sequence[tuple[str, str]]) -> ConfigError:
+        (key, problem), *more = problems
+        return cls(key, problem, more=more)
+
+
+class StartupError(RtcstatsError):
+    """The collector cannot start; the message is the one line an operator reads.
+
+    It names what failed (an address, a directory, a backend) and why, so a process
+    manager's log says it without a traceback, and the process exits 1 at once.
+    """
 
 
 class HandshakeRefused(RtcstatsError):

@@ -15,6 +15,9 @@ from rtcstats_server.config import LoggingConfig
 #: keys of the line, so a log pipeline can filter on ``session_id`` or ``end_reason``
 #: without parsing the message. Text mode shows only the message (which has them).
 LOG_FIELDS = "fields"
+#: The access log's logger (access_log.py): on at INFO whatever ``logging.level`` says
+#: when ``logging.access`` is true, silent otherwise.
+ACCESS_LOGGER = "rtcstats_server.access"
 _BASE_KEYS = ("time", "level", "logger", "message")
 
 
@@ -46,3 +49,4 @@ def configure_logging(config: LoggingConfig) -> None:
     root.handlers[:] = [handler]
     root.setLevel(config.level)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger(ACCESS_LOGGER).setLevel(logging.INFO if config.access else logging.WARNING)

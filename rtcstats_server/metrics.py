@@ -168,6 +168,11 @@ class Metrics:
             "Least free space among the disks the collector writes to (see min_free_bytes).",
             registry=r,
         )
+        self.http_aborted = Counter(
+            "rtcstats_http_responses_aborted",
+            "HTTP responses cut short because the client went away (a cancelled download).",
+            registry=r,
+        )
         # -- the embeddable viewer (viewer/) ---------------------------------------------
         self.viewer_denied = Counter(
             "rtcstats_viewer_denied",

@@ -21,6 +21,7 @@ from pydantic import BaseModel, SecretStr
 from pydantic_core import PydanticUndefined
 
 from rtcstats_server.config import ENV_PREFIX, Config, Section
+from rtcstats_server.config_errors import env_name
 
 ROOT = Path(__file__).resolve().parents[2]
 YAML_PATH = ROOT / "config" / "rtcstats-server.yaml"
@@ -41,7 +42,7 @@ class Key:
 
     @property
     def env(self) -> str:
-        return ENV_PREFIX + "__".join(part.upper() for part in self.path)
+        return env_name(ENV_PREFIX, self.path)
 
 
 def _type_name(annotation: Any) -> str:
@@ -106,6 +107,7 @@ def render_yaml() -> str:
         "# rtcstats-collector configuration: every key, with its default.",
         "# Generated from rtcstats_server/config.py by",
         "#   python -m rtcstats_server.cli.config_reference",
+        "# and printed by `rtcstats-server check-config --print-defaults`.",
         "# Environment variables RTCSTATS_<SECTION>__<KEY> override this file;",
         "# put secrets there, not here. Unknown keys are errors.",
     ]
@@ -136,7 +138,8 @@ def render_markdown() -> str:
         "`python -m rtcstats_server.cli.config_reference`",
         "(a test fails when this file is stale). Every key can be set in the YAML file given to",
         "`--config` or by its environment variable, which wins. `rtcstats-server check-config",
-        "FILE` prints the effective configuration with secrets masked.",
+        "FILE` prints the effective configuration with secrets masked, or every error it has;",
+        "`rtcstats-server check-config --print-defaults` prints config/rtcstats-server.yaml.",
         "",
         "| key | type | default | environment variable | meaning |",
         "|---|---|---|---|---|",

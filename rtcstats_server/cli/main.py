@@ -1,6 +1,7 @@
 """``rtcstats-server``: serve, check-config, replay (and the commands of other issues).
 
-Exit codes: 0 success, 2 bad configuration or usage (the message names the key).
+Exit codes: 0 success, 1 the collector could not start (or a command failed; one line
+says why), 2 bad configuration or usage (the message names the key).
 """
 
 from __future__ import annotations
@@ -9,21 +10,29 @@ import argparse
 import asyncio
 import logging
 import sys
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from rtcstats_server.config import Config, load_config, masked_dump
-from rtcstats_server.exceptions import ConfigError
+from rtcstats_server.config import ApiToken, Config, load_config, masked_dump
+from rtcstats_server.exceptions import ConfigError, StartupError
+from rtcstats_server.version import installed_version
 
 log = logging.getLogger("rtcstats_server")
+
+#: The scopes an API token may have (``api.tokens[].scope``).
+TOKEN_SCOPES = typing.get_args(ApiToken.model_fields["scope"].annotation)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rtcstats-server", description="Self-hosted rtcstats collector."
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"rtcstats-server {installed_version()}"
     )
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the collector")
@@ -33,6 +42,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", type=Path, help="data directory (server.data_dir)")
     check = commands.add_parser("check-config", help="validate a config file and print it")
     check.add_argument("file", type=Path, nargs="?", help="YAML configuration file")
+    check.add_argument(
+        "--print-defaults",
+        action="store_true",
+        help="print every key with its default and meaning, as a commented YAML file",
+    )
     check.add_argument(
         "--connect",
         action="store_true",
@@ -52,11 +66,14 @@ def _parser() -> argparse.ArgumentParser:
     fwd.add_argument("--no-wait", action="store_true", help="queue them and return")
     fwd.add_argument("--timeout", type=float, default=600.0, help="seconds to wait (600)")
     tok = commands.add_parser(
-        "hash-token", help="print the SHA-256 of an API token (read from stdin) for api.tokens"
+        "hash-token",
+        help="print the api.tokens entry (YAML) for an API token read from stdin",
     )
     tok.add_argument(
-        "--generate", action="store_true", help="make a new random token; print it and its hash"
+        "--generate", action="store_true", help="make a new random token; print it and its entry"
     )
+    tok.add_argument("--name", default="", help="who holds the token (shown in logs)")
+    tok.add_argument("--scope", choices=TOKEN_SCOPES, default="read", help="what it may do (read)")
     summ = commands.add_parser("summarize", help="print the quality summary of a dump as JSON")
     summ.add_argument("file", type=Path, help="dump file: ours (.zst), jitsi or rtcstats, any")
     summ.add_argument("--config", type=Path, help="YAML configuration file (quality thresholds)")
@@ -80,19 +97,21 @@ def _serve_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def serve(config: Config) -> int:
+    """Run until SIGTERM/SIGINT (0); 1 with one line when the collector cannot start."""
     from rtcstats_server.cli.allocator import pin_mmap_threshold
-    from rtcstats_server.http.app import serve_until_signalled
+    from rtcstats_server.http.startup import prepare
     from rtcstats_server.logs import configure_logging
 
     configure_logging(config.logging)
     pin_mmap_threshold()  # before any thread or large buffer: see allocator.py
-    log.info(
-        "rtcstats-collector listening on %s:%d, data in %s",
-        config.server.host,
-        config.server.port,
-        config.server.data_dir.resolve(),
-    )
-    asyncio.run(serve_until_signalled(config))
+    try:
+        listeners = prepare(config)  # before the app's imports: a busy port fails fast
+        from rtcstats_server.http.app import serve_until_signalled
+
+        asyncio.run(serve_until_signalled(config, listeners))
+    except StartupError as exc:
+        log.error("not started: %s", exc)
+        return 1
     log.info("stopped")
     return 0
 
@@ -144,8 +163,20 @@ def _check_connect(config: Config) -> int:
     return 1 if any(check.error for check in checks) else 0
 
 
+def _check_config(args: argparse.Namespace) -> int:
+    """The effective configuration (secrets masked), or every default with --print-defaults."""
+    if args.print_defaults:
+        from rtcstats_server.cli.config_reference import render_yaml
+
+        sys.stdout.write(render_yaml())
+        return 0
+    config = load_config(args.file)
+    sys.stdout.write(yaml.safe_dump(masked_dump(config), sort_keys=False))
+    return _check_connect(config) if args.connect else 0
+
+
 def _replay(args: argparse.Namespace) -> int:
-    from rtcstats_server.cli.replay import ReplayError, ReplayOptions
+    from rtcstats_server.cli.replay import ReplayError, ReplayOptions, Unreachable
     from rtcstats_server.cli.replay import main as replay_main
 
     if args.connections < 1 or (args.rate is not None and args.rate <= 0):
@@ -153,26 +184,45 @@ def _replay(args: argparse.Namespace) -> int:
         return 2
     try:
         return replay_main(args.file, args.url, ReplayOptions(args.connections, args.rate))
+    except Unreachable as exc:
+        sys.stderr.write(f"rtcstats-server: {exc}\n")
+        return 1
     except ReplayError as exc:
         sys.stderr.write(f"rtcstats-server: {exc}\n")
         return 2
 
 
 def _hash_token(args: argparse.Namespace) -> int:
-    """The token comes from stdin, not argv: argv shows in ``ps`` and shell history."""
+    """The token comes from stdin, not argv: argv shows in ``ps`` and shell history.
+
+    Prints the ``api.tokens`` entry to paste (YAML); with ``--generate``, the new token
+    first, in comments, since it is shown only this once.
+    """
     import secrets
+
+    from pydantic import ValidationError
 
     from rtcstats_server.http.access import hash_token
 
     if args.generate:
         token = secrets.token_urlsafe(32)
-        sys.stdout.write(f"token:  {token}\nsha256: {hash_token(token)}\n")
-        return 0
-    token = sys.stdin.readline().strip()
-    if not token:
-        sys.stderr.write("rtcstats-server: give the token on stdin (or use --generate)\n")
+    else:
+        token = sys.stdin.readline().strip()
+        if not token:
+            sys.stderr.write("rtcstats-server: give the token on stdin (or use --generate)\n")
+            return 2
+    try:
+        entry = ApiToken(name=args.name, sha256=hash_token(token), scope=args.scope)
+    except ValidationError:
+        sys.stderr.write("rtcstats-server: --name is longer than 64 characters\n")
         return 2
-    sys.stdout.write(hash_token(token) + "\n")
+    if args.generate:
+        sys.stdout.write(
+            "# the token: send it as 'Authorization: Bearer <token>'. It is shown only now\n"
+            f"# and stored nowhere (the configuration keeps its hash):\n#   {token}\n"
+        )
+    sys.stdout.write("# paste under api.tokens in the configuration:\n")
+    sys.stdout.write(yaml.safe_dump([entry.model_dump()], sort_keys=False))
     return 0
 
 
@@ -189,15 +239,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "summarize":
             return _summarize(args)
         if args.command == "check-config":
-            config = load_config(args.file)
-            sys.stdout.write(yaml.safe_dump(masked_dump(config), sort_keys=False))
-            return _check_connect(config) if args.connect else 0
+            return _check_config(args)
         if args.command == "replay":
             return _replay(args)
     except ConfigError as exc:
-        sys.stderr.write(f"rtcstats-server: configuration error: {exc}\n")
+        sys.stderr.write(config_report(exc))
         return 2
     return 2
+
+
+def config_report(exc: ConfigError) -> str:
+    """Every problem of a configuration, one line each (``serve`` and ``check-config``)."""
+    if len(exc.problems) == 1:
+        return f"rtcstats-server: configuration error: {exc.key}: {exc.problem}\n"
+    lines = [f"rtcstats-server: {len(exc.problems)} configuration errors:"]
+    lines += [f"  {key}: {problem}" for key, problem in exc.problems]
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

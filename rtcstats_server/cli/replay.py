@@ -14,20 +14,28 @@ Each dump is sent in the dialect that produced it, whatever layout it is stored 
 - ``rtcstats#5.0``/``#4.0`` and ``2.0``: the raw arrays, closed with 1000.
 
 Dump lines are sent byte-for-byte (a stats-entry's ``data`` is the stored line), so
-a replayed session's dump holds the same event lines as the original.
+a replayed session's dump holds the same event lines as the original; the upgrade
+carries the dump's own user agent, so the replayed session keeps its browser.
+
+The summary names every session the replay made: the collector's session id (from the
+reason of its closing frame, see ingest/closing.py) and the client's session id. A
+collector that cannot be reached at all is one sentence naming the URL, exit 1.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import gzip
 import io
+import os
 import secrets
+import socket
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any, Final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -39,8 +47,10 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from websockets.typing import Subprotocol
 
 from rtcstats_server.dialects.jitsi import CLIENT_SUBPROTOCOLS, PUSHER_SUBPROTOCOL
-from rtcstats_server.dumps.reader import DumpReader
+from rtcstats_server.dumps.reader import DumpReader, Span, file_chunks
 from rtcstats_server.exceptions import DumpFormatError, RtcstatsError
+from rtcstats_server.ingest.closing import session_in_reason
+from rtcstats_server.version import installed_version
 
 #: Close codes the replay ends its connections with.
 CONFERENCE_LEFT: Final = 3001
@@ -51,6 +61,8 @@ _PUSHER_APPS: Final = frozenset({"JVB", "JICOFO", "JIBRI", "JIGASI"})
 _ZSTD_MAGIC: Final = b"\x28\xb5\x2f\xfd"
 _GZIP_MAGIC: Final = b"\x1f\x8b"
 _CHUNK: Final = 256 * 1024
+#: The upgrade's User-Agent when the dump names none (backend pushers have none).
+DEFAULT_USER_AGENT: Final = f"rtcstats-server-replay/{installed_version()}"
 
 
 class ReplayError(RtcstatsError):
@@ -74,6 +86,10 @@ class Script:
     last_seq: int = 0
     #: Damage found while reading (the messages before it are replayed).
     damage: str | None = None
+    #: The browser's User-Agent as the dump recorded it (None: the dump has none).
+    user_agent: str | None = None
+    #: From the dump's first event to its last: how long the original session ran.
+    duration_s: float | None = None
 
     @property
     def uses_envelopes(self) -> bool:
@@ -204,11 +220,24 @@ def load_script(path: Path) -> Script:
         raise ReplayError(f"{path}: cannot read: {exc.strerror}") from None
     try:
         lines, damage = _text_lines(path)
-        return _script(
+        script = _script(
             path, info.layout, info.scheme, info.client_protocol, info.metadata, lines, damage
         )
     except orjson.JSONDecodeError as exc:
         raise ReplayError(f"{path}: a line is not JSON ({exc})") from None
+    headers = _sidecar(path).get("headers")
+    agent = headers.get("user-agent") if isinstance(headers, dict) else None
+    agent = info.user_agent or (agent if isinstance(agent, str) else None)
+    return replace(script, user_agent=agent, duration_s=_duration_s(path))
+
+
+def _duration_s(path: Path) -> float | None:
+    """The span of the dump's events, read through the one event model (every dialect's
+    times, relative or absolute, become epoch milliseconds there)."""
+    span = Span()
+    for event in DumpReader(file_chunks(path)):
+        span.add(event)
+    return span.duration_s
 
 
 def _script(
@@ -313,6 +342,10 @@ class Tally:
     refusals: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
     close_codes: Counter[str] = field(default_factory=Counter)
+    #: Per connection that closed, by its index: the sessions the collector made.
+    sessions: dict[int, dict[str, Any]] = field(default_factory=dict)
+    #: Why the first connection that failed to connect did, in words.
+    connect_problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -352,7 +385,7 @@ class Replay:
                 url,
                 subprotocols=[Subprotocol(self.script.subprotocol)],
                 open_timeout=self.options.open_timeout_s,
-                user_agent_header="rtcstats-server replay",
+                user_agent_header=self.script.user_agent or DEFAULT_USER_AGENT,
                 max_size=1 << 20,
                 proxy=None,  # a smoke test talks to the collector it names, directly
             ) as ws:
@@ -363,10 +396,17 @@ class Replay:
                 finally:
                     tally.open -= 1
             tally.close_codes[str(ws.close_code)] += 1
+            tally.sessions[index] = {
+                "session_id": session_in_reason(ws.close_reason),
+                "client_session_id": session_id,
+                "close_code": ws.close_code,
+            }
         except InvalidStatus as exc:
             tally.refusals[str(exc.response.status_code)] += 1
         except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
             tally.errors[type(exc).__name__] += 1
+            if tally.connect_problem is None:
+                tally.connect_problem = connect_problem(exc, self.options.open_timeout_s)
         except ReplayError:
             tally.errors["no_sn_from_server"] += 1
 
@@ -413,12 +453,29 @@ class Replay:
             pass  # the collector closed first: its code is in the summary
 
 
+def connect_problem(exc: BaseException, open_timeout_s: float) -> str:
+    """Why a connection could not be made, in a few words."""
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {open_timeout_s:g} s"
+    if isinstance(exc, socket.gaierror):
+        return f"unknown host ({exc.strerror})" if exc.strerror else "unknown host"
+    if isinstance(exc, OSError):
+        if exc.errno is not None and exc.errno in errno.errorcode:
+            return os.strerror(exc.errno).lower()
+        return str(exc) or type(exc).__name__
+    if isinstance(exc, InvalidURI):
+        return "not a websocket URL"
+    return f"it did not answer as a websocket server ({exc})"
+
+
 def summary(script: Script, path: Path, url: str, tally: Tally, elapsed: float) -> dict[str, Any]:
     return {
         "file": str(path),
         "layout": script.layout,
         "dialect": script.subprotocol,
         "url": url,
+        "user_agent": script.user_agent,
+        "dump_duration_s": script.duration_s,
         "connections": tally.connections,
         "messages_per_connection": len(script),
         "accepted": tally.accepted,
@@ -432,6 +489,7 @@ def summary(script: Script, path: Path, url: str, tally: Tally, elapsed: float) 
         "elapsed_s": round(elapsed, 3),
         "messages_per_s": round(tally.sent / elapsed, 1) if elapsed > 0 else None,
         "damage": script.damage,
+        "sessions": [tally.sessions[index] for index in sorted(tally.sessions)],
     }
 
 
@@ -457,6 +515,10 @@ async def _progress(replay: Replay, started: float, interval: float, out: IO[str
         out.flush()
 
 
+class Unreachable(ReplayError):
+    """No connection to the collector could be made at all."""
+
+
 async def replay_file(
     path: Path,
     url: str,
@@ -464,7 +526,10 @@ async def replay_file(
     progress: IO[str] | None = None,
     progress_interval_s: float = 1.0,
 ) -> tuple[dict[str, Any], bool]:
-    """Replay ``path`` into ``url``; the summary and whether everything went through."""
+    """Replay ``path`` into ``url``; the summary and whether everything went through.
+
+    Raises ``Unreachable`` when not one connection reached the collector.
+    """
     script = await asyncio.to_thread(load_script, path)
     replay = Replay(script, url, options)
     loop = asyncio.get_running_loop()
@@ -477,16 +542,28 @@ async def replay_file(
     finally:
         if ticker is not None:
             ticker.cancel()
+    if tally.connect_problem is not None and not tally.accepted and not tally.refusals:
+        raise Unreachable(f"cannot connect to {url}: {tally.connect_problem}")
     return summary(script, path, url, tally, loop.time() - started), succeeded(script, tally)
 
 
 def main(
     path: Path, url: str, options: ReplayOptions, write: Callable[[str], Any] = sys.stdout.write
 ) -> int:
-    """CLI entry: the summary as JSON on stdout, progress on stderr; 1 if anything failed."""
+    """CLI entry: the summary as JSON on stdout, progress on stderr; 1 if anything failed.
+
+    ``Unreachable`` is left to the caller, which prints its one sentence."""
     result, ok = asyncio.run(replay_file(path, url, options, progress=sys.stderr))
     write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
     return 0 if ok else 1
 
 
-__all__ = ["ReplayError", "ReplayOptions", "Script", "load_script", "main", "replay_file"]
+__all__ = [
+    "ReplayError",
+    "ReplayOptions",
+    "Script",
+    "Unreachable",
+    "load_script",
+    "main",
+    "replay_file",
+]

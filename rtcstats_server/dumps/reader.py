@@ -158,6 +158,35 @@ def epoch_ms(value: object) -> float | None:
     return None
 
 
+#: Epoch milliseconds below this (1973) are not moments: relative times, zeros, garbage.
+PLAUSIBLE_MS: Final = 1e11
+
+
+@dataclass(slots=True)
+class Span:
+    """The first and last moments of a dump's events, fed one event at a time.
+
+    Damage markers and implausible timestamps are skipped, so a torn or odd line does
+    not stretch a session to 1970.
+    """
+
+    first: float | None = None
+    last: float | None = None
+
+    def add(self, event: Event) -> None:
+        when = event.timestamp
+        if event.method == ERROR_METHOD or not when >= PLAUSIBLE_MS:
+            return
+        self.first = when if self.first is None else min(self.first, when)
+        self.last = when if self.last is None else max(self.last, when)
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.first is None or self.last is None:
+            return None
+        return round((self.last - self.first) / 1000, 3)
+
+
 # -- bytes → decompressed bytes --------------------------------------------------------
 
 

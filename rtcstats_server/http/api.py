@@ -11,13 +11,15 @@ import re
 from typing import Any
 
 from aiohttp import web
+from multidict import MultiDict
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from rtcstats_server.analysis.compact import compact_summary
 from rtcstats_server.analysis.findings import SEVERITIES
 from rtcstats_server.dumps.frames import FrameStreamDecoder
 from rtcstats_server.exceptions import NotFound, ProtocolViolation, StoreUnavailable
 from rtcstats_server.forwarders.selection import CLIENT_DIALECTS
-from rtcstats_server.http.errors import error, json_response
+from rtcstats_server.http.errors import client_went_away, error, json_response
 from rtcstats_server.http.keys import DUMPS, FORWARDING, MANAGER, METRICS, RECORDS, SPOOL
 from rtcstats_server.metadata.jobs import JobState
 from rtcstats_server.metadata.record import (
@@ -30,6 +32,7 @@ from rtcstats_server.metadata.record import (
 )
 from rtcstats_server.query_values import parse_limit, parse_time
 from rtcstats_server.storage.base import UploadBacklog
+from rtcstats_server.version import installed_version
 
 SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
 MAX_LIMIT = 1000
@@ -99,16 +102,27 @@ def _forward_filters(params: Any) -> dict[str, Any]:
     return out
 
 
+#: ``GET /v1/sessions?fields=``: list items with the compact quality summary (default)
+#: or the whole one, as ``GET /v1/sessions/{id}`` always gives it.
+LIST_FIELDS = ("compact", "full")
+
+
 async def list_sessions(request: web.Request) -> web.Response:
-    query = parse_query(request.query)
+    fields = request.query.get("fields", "compact")
+    if fields not in LIST_FIELDS:
+        raise ProtocolViolation("bad_filter", "fields must be compact or full")
+    query = parse_query(MultiDict((k, v) for k, v in request.query.items() if k != "fields"))
     records = await request.app[RECORDS].query(query)
     next_cursor = None
     if len(records) == query.limit:
         last = records[-1]
         next_cursor = encode_cursor(last["started_at"], last["id"])
-    return json_response(
-        {"sessions": [to_json_ready(r) for r in records], "next_cursor": next_cursor}
-    )
+    items = [to_json_ready(r) for r in records]
+    if fields == "compact":
+        for item in items:
+            if isinstance(item.get("quality"), dict):
+                item["quality"] = compact_summary(item["quality"])
+    return json_response({"sessions": items, "next_cursor": next_cursor})
 
 
 async def _record(request: web.Request) -> dict[str, Any]:
@@ -145,27 +159,40 @@ async def get_dump(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     decoder = None if raw else FrameStreamDecoder()
     chunk = first
-    while chunk is not None:
-        if decoder is None:
-            await response.write(chunk)
-        else:
-            await response.write(await asyncio.to_thread(decoder.feed, chunk))
-        chunk = await anext(chunks, None)
-    await response.write_eof()
+    try:
+        while chunk is not None:
+            if decoder is None:
+                await response.write(chunk)
+            else:
+                await response.write(await asyncio.to_thread(decoder.feed, chunk))
+            chunk = await anext(chunks, None)
+        await response.write_eof()
+    except ConnectionResetError as exc:
+        # A cancelled download: no traceback; counted, and the access log has it.
+        client_went_away(request.app[METRICS], request.remote, exc)
     return response
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return json_response({"status": "ok"})
+    return json_response({"status": "ok", "version": installed_version()})
+
+
+async def backend_problems(app: web.Application, timeout_s: float = 5.0) -> dict[str, str]:
+    """What the metadata and dump stores answer to their ``ping()``, by name; empty
+    when both answer. Readiness reports it; ``server.require_backends`` refuses to start."""
+    problems: dict[str, str] = {}
+    for name, backend in (("metadata", app[RECORDS]), ("storage", app[DUMPS])):
+        try:
+            await asyncio.wait_for(backend.ping(), timeout=timeout_s)
+        except TimeoutError:
+            problems[name] = f"no answer within {timeout_s:g} s"
+        except (StoreUnavailable, OSError) as exc:
+            problems[name] = str(exc) or type(exc).__name__
+    return problems
 
 
 async def readyz(request: web.Request) -> web.Response:
-    problems: dict[str, str] = {}
-    for name, backend in (("metadata", request.app[RECORDS]), ("storage", request.app[DUMPS])):
-        try:
-            await asyncio.wait_for(backend.ping(), timeout=5)
-        except (StoreUnavailable, TimeoutError, OSError) as exc:
-            problems[name] = str(exc) or type(exc).__name__
+    problems = await backend_problems(request.app)
     spool = request.app[SPOOL]
     extra: dict[str, Any] = {
         "spool": {"used_bytes": spool.used_bytes, "max_bytes": spool.max_bytes}

@@ -8,17 +8,20 @@ config and nothing leaks between apps.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+import sqlite3
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
 from rtcstats_server.config import Config
-from rtcstats_server.exceptions import ConfigError
+from rtcstats_server.exceptions import StartupError, StoreUnavailable
 from rtcstats_server.forwarders.worker import make_forwarding
-from rtcstats_server.http import api, openapi, rtcstats_api
+from rtcstats_server.http import api, openapi, rtcstats_api, startup
 from rtcstats_server.http.access import ApiAccess
+from rtcstats_server.http.access_log import AccessLog, access_logger
 from rtcstats_server.http.errors import Handler, HttpErrorLog, json_errors
 from rtcstats_server.http.keys import (
     CONFIG,
@@ -41,6 +44,7 @@ from rtcstats_server.metrics import Metrics
 from rtcstats_server.sessions.live import SessionManager
 from rtcstats_server.sessions.retention import retention_running
 from rtcstats_server.storage.factory import make_dump_store, make_spool
+from rtcstats_server.version import installed_version
 
 log = logging.getLogger(__name__)
 
@@ -64,28 +68,31 @@ def build_app(config: Config) -> web.Application:
     app[SPOOL] = make_spool(config, app[DUMPS], metrics)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
-        await app[RECORDS].open()
-        await app[DUMPS].open()
-        await app[SPOOL].start()
-        manager = SessionManager(config, app[DUMPS], app[RECORDS], metrics)
-        app[MANAGER] = manager
-        forwarding = make_forwarding(config, app[RECORDS], app[DUMPS], metrics, manager.node_id)
-        if forwarding is not None:
-            app[FORWARDING] = forwarding
-            await forwarding.start()
-            manager.on_stored.append(forwarding.on_stored)
-        viewer = await make_viewer(config, app[RECORDS], app[DUMPS], metrics)
-        if viewer is not None:
-            app[VIEWER] = viewer
-            manager.on_stored.insert(0, viewer.on_stored)  # the link before any forwarding
-        await manager.start()
-        yield
-        await manager.stop()  # no-op when on_shutdown already drained
-        if forwarding is not None:
-            await forwarding.stop()
-        await app[SPOOL].stop()
-        await app[DUMPS].close()
-        await app[RECORDS].close()
+        # Each resource is closed in reverse order, also when a later one fails to
+        # open: aiohttp cleans up only contexts that entered completely, and a store
+        # left open (the embedded store's thread) would keep a failed process alive.
+        async with contextlib.AsyncExitStack() as opened:
+            await app[RECORDS].open()
+            opened.push_async_callback(app[RECORDS].close)
+            await app[DUMPS].open()
+            opened.push_async_callback(app[DUMPS].close)
+            await app[SPOOL].start()
+            opened.push_async_callback(app[SPOOL].stop)
+            manager = SessionManager(config, app[DUMPS], app[RECORDS], metrics)
+            app[MANAGER] = manager
+            forwarding = make_forwarding(config, app[RECORDS], app[DUMPS], metrics, manager.node_id)
+            if forwarding is not None:
+                app[FORWARDING] = forwarding
+                await forwarding.start()
+                opened.push_async_callback(forwarding.stop)
+                manager.on_stored.append(forwarding.on_stored)
+            viewer = await make_viewer(config, app[RECORDS], app[DUMPS], metrics)
+            if viewer is not None:
+                app[VIEWER] = viewer
+                manager.on_stored.insert(0, viewer.on_stored)  # the link before forwarding
+            await manager.start()
+            opened.push_async_callback(manager.stop)  # no-op when on_shutdown drained
+            yield
 
     async def retention(app: web.Application) -> AsyncIterator[None]:
         async with retention_running(config.retention, app[RECORDS], app[DUMPS]):
@@ -104,7 +111,7 @@ def build_app(config: Config) -> web.Application:
         return await handler(request)
 
     # Outside the upgrade middleware: with api.listen, the API port takes no upgrades.
-    app.middlewares.append(ApiAccess(config.api, api_listen(config)[1]).middleware)
+    app.middlewares.append(ApiAccess(config.api, startup.api_listen(config)[1]).middleware)
     app.middlewares.append(upgrades_anywhere)
     api.add_routes(app)
     rtcstats_api.add_routes(app)
@@ -113,36 +120,71 @@ def build_app(config: Config) -> web.Application:
     return app
 
 
-async def start_server(config: Config) -> web.AppRunner:
-    """Build the app and listen; the caller owns the returned runner."""
-    app = build_app(config)
+async def start_server(config: Config, listeners: startup.Listeners | None = None) -> web.AppRunner:
+    """Check, bind, open, then listen (see startup.py); the caller owns the runner.
+
+    ``listeners``: sockets ``startup.prepare`` bound already (``serve`` binds before
+    importing this module); made here when not given. Every failure raises
+    ``StartupError`` (or ``ConfigError``) after releasing what the steps before it
+    took: sockets are closed and the stores opened so far are closed, so no thread of
+    theirs keeps a failed process alive.
+    """
+    if listeners is None:
+        listeners = await asyncio.to_thread(startup.prepare, config)
+    try:
+        app = build_app(config)
+    except BaseException:
+        listeners.close()
+        raise
     runner = web.AppRunner(
         app,
         handle_signals=False,
-        access_log=None,
+        access_log_class=AccessLog,
+        access_log=access_logger(config.logging.access),
         shutdown_timeout=config.server.shutdown_grace_s,
         # aiohttp closes a connection that has not sent a whole request within the
         # keep-alive timeout (and idle keep-alive ones): our slowloris limit.
         keepalive_timeout=config.limits.handshake_timeout_s,
         logger=HttpErrorLog(logging.getLogger("aiohttp.server"), app[METRICS]),
     )
-    await runner.setup()
-    await web.TCPSite(runner, config.server.host, config.server.port).start()
-    host, port = api_listen(config)
-    if port is not None:
-        await web.TCPSite(runner, host, port).start()
+    try:
+        await runner.setup()
+        if config.server.require_backends:
+            problems = await api.backend_problems(app, config.metadata.timeout_s)
+            if problems:
+                raise startup.unreachable_backends(problems)
+        listeners.listen()
+        for sock in listeners.sockets:
+            await web.SockSite(runner, sock).start()
+    except BaseException as exc:
+        await _release(runner, listeners)
+        if isinstance(exc, OSError | sqlite3.Error | StoreUnavailable):
+            raise StartupError(_said(exc)) from exc
+        raise
+    log.info(
+        "rtcstats-collector %s listening on %s, data in %s",
+        installed_version(),
+        listeners.describe(),
+        config.server.data_dir.resolve(),
+    )
     return runner
 
 
-def api_listen(config: Config) -> tuple[str, int | None]:
-    """``api.listen`` split into host and port; (host, None) when it is not set."""
-    if not config.api.listen:
-        return "", None
-    host, _, port = config.api.listen.rpartition(":")
-    number = int(port)
-    if not 0 < number <= 65535 or number == config.server.port:
-        raise ConfigError("api.listen", "needs a port of its own, other than server.port")
-    return host.strip("[]"), number
+def _said(exc: BaseException) -> str:
+    """An OS or store error in one line: the file it names and its words."""
+    if isinstance(exc, OSError) and exc.strerror:
+        cause = exc.strerror[:1].lower() + exc.strerror[1:]
+        return f"{exc.filename}: {cause}" if exc.filename else cause
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+async def _release(runner: web.AppRunner, listeners: startup.Listeners) -> None:
+    """Undo a failed start; a failure here must not hide the one being reported."""
+    try:
+        await runner.cleanup()
+    except Exception:
+        log.debug("cleanup after a failed start failed too", exc_info=True)
+    listeners.close()
 
 
 async def stop_server(runner: web.AppRunner) -> None:
@@ -163,8 +205,8 @@ async def stop_server(runner: web.AppRunner) -> None:
     await runner.cleanup()
 
 
-async def serve_until_signalled(config: Config) -> None:
-    runner = await start_server(config)
+async def serve_until_signalled(config: Config, listeners: startup.Listeners | None = None) -> None:
+    runner = await start_server(config, listeners)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

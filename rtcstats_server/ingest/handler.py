@@ -22,6 +22,7 @@ from rtcstats_server.dialects.base import DumpLine, EndOfSession, Handshake, Ide
 from rtcstats_server.dumps.privacy import mask_line, mask_remote
 from rtcstats_server.exceptions import HandshakeRefused, ProtocolViolation
 from rtcstats_server.ingest.access import TOKEN_PARAM, ClientAccess
+from rtcstats_server.ingest.closing import close_reason
 from rtcstats_server.ingest.limits import ConnectionLimits
 from rtcstats_server.metadata.record import EndReason
 from rtcstats_server.metrics import Metrics
@@ -236,5 +237,10 @@ class IngestHandler:
                 if kind is WSMsgType.CLOSE:
                     # Echo the client's code, as RFC 6455 expects: the jitsi client reads
                     # the code of *our* close frame, and reconnects unless it is 3001/3002.
-                    await ws.close(code=echo_close_code(msg.data), drain=False)
+                    # Its reason names the session (closing.py): how a client learns it.
+                    await ws.close(
+                        code=echo_close_code(msg.data),
+                        message=close_reason(session.id),
+                        drain=False,
+                    )
                 return

@@ -9,6 +9,7 @@ from typing import Any
 
 import bson
 import orjson
+
 from rtcstats_server.analysis.summary import (
     MAX_FINDINGS,
     MAX_ID_CHARS,
@@ -16,7 +17,6 @@ from rtcstats_server.analysis.summary import (
     record_fields,
     summarize_chunks,
 )
-
 from rtcstats_server.config import QualityConfig
 from rtcstats_server.dumps.frames import compress_frame
 from rtcstats_server.metadata.record import MAX_RECORD_BYTES

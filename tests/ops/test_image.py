@@ -337,6 +337,14 @@ async def test_image_steps_serve_a_real_stream(
         out, err = await asyncio.wait_for(replay.communicate(), 60)
         assert replay.returncode == 0, err.decode()
         assert json.loads(out)["close_codes"] == {"3001": 2}
+        # what configuration errors point to is in the wheel, not only in this tree
+        defaults = await asyncio.create_subprocess_exec(
+            str(venv / "bin" / "rtcstats-server"), "check-config", "--print-defaults",
+            env=env, cwd=tmp_path, stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, _ = await asyncio.wait_for(defaults.communicate(), 60)
+        assert defaults.returncode == 0
+        assert out.decode() == (ROOT / "config" / "rtcstats-server.yaml").read_text()
 
         code, _ = await server.terminate()
         assert code == 0, server.log()

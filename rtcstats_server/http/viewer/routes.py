@@ -19,6 +19,7 @@ import orjson
 from aiohttp import web
 
 from rtcstats_server.exceptions import NotFound, StoreUnavailable
+from rtcstats_server.http.errors import client_went_away
 from rtcstats_server.http.keys import VIEWER
 from rtcstats_server.http.viewer import render
 from rtcstats_server.http.viewer.service import Viewer
@@ -137,8 +138,9 @@ async def view_page(request: web.Request) -> web.StreamResponse:
     try:
         await response.write(body.encode())
         await response.write_eof()
-    except ConnectionResetError:
-        pass  # the viewer left while its dump was read; the cache is written all the same
+    except ConnectionResetError as exc:
+        # the viewer left while its dump was read; the cache is written all the same
+        client_went_away(viewer.metrics, request.remote, exc)
     return response
 
 
@@ -187,8 +189,8 @@ async def view_samples(request: web.Request) -> web.StreamResponse:
     try:
         await viewer.data.stream_samples(record["dump_key"], start, end, response.write)
         await response.write_eof()
-    except ConnectionResetError:
-        pass  # download cancelled; stream_samples has stopped its reader
+    except ConnectionResetError as exc:
+        client_went_away(viewer.metrics, request.remote, exc)  # stream_samples has stopped
     return response
 
 
