@@ -220,7 +220,7 @@ class _Sink:
 
 async def upload(request: web.Request) -> web.Response:
     uploads = request.app[UPLOADS]
-    limit = request.app[CONFIG].upload.max_bytes
+    limit = request.app[CONFIG].uploads.max_bytes
     if request.content_length is not None and request.content_length > limit + 64 * 1024:
         # Multipart framing adds a little to a chunk: only clear excess is refused early.
         raise UploadRefused(413, "too_large", f"the upload is larger than {limit} bytes")
@@ -272,7 +272,7 @@ async def _assemble(
 
 
 async def _raw(request: web.Request, uploads: Uploads, head: bytes) -> web.Response:
-    limit = request.app[CONFIG].upload.max_bytes
+    limit = request.app[CONFIG].uploads.max_bytes
     sink = _Sink(uploads, uploads.chunks.scratch(), limit, "the upload")
     try:
         await sink.write(head)
@@ -314,7 +314,7 @@ async def _field(part: BodyPartReader) -> str:
 
 
 async def _chunk(request: web.Request, uploads: Uploads) -> web.Response:
-    config = request.app[CONFIG].upload
+    config = request.app[CONFIG].uploads
     try:
         reader = await request.multipart()
     except (ValueError, AssertionError):
@@ -622,7 +622,7 @@ async def delete_session(request: web.Request) -> web.Response:
 async def uploads_ctx(app: web.Application) -> AsyncIterator[None]:
     """aiohttp cleanup context: the upload service once the session manager exists."""
     config = app[CONFIG]
-    if not config.upload.enabled:
+    if not config.uploads.enabled:
         yield
         return
     service = Uploads(config, app[MANAGER], app[DUMPS], app[RECORDS], app[METRICS])
@@ -633,7 +633,7 @@ async def uploads_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def add_routes(app: web.Application) -> None:
-    if not app[CONFIG].upload.enabled:
+    if not app[CONFIG].uploads.enabled:
         return
     app.router.add_post("/v1.0/upload", upload)
     app.router.add_get("/v1.0/sessions", list_sessions)

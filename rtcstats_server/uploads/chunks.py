@@ -27,7 +27,7 @@ from typing import Final
 
 import orjson
 
-from rtcstats_server.config import UploadConfig
+from rtcstats_server.config import UploadsConfig
 from rtcstats_server.exceptions import UploadRefused
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ class _FileMeta:
 
 
 class ChunkStore:
-    def __init__(self, root: Path, config: UploadConfig) -> None:
+    def __init__(self, root: Path, config: UploadsConfig) -> None:
         self.root = root
         self.files = root / "chunks"
         self.incoming = root / "incoming"

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from rtcstats_server.config import Config
+from rtcstats_server.dumps.events import ReadLimits
 from rtcstats_server.exceptions import UploadRefused
 from rtcstats_server.metadata.base import SessionStore
 from rtcstats_server.metadata.record import EndReason, SessionState, utcnow
@@ -62,8 +63,10 @@ class Uploads:
         self.records = records
         self.metrics = metrics
         self.work = config.uploads_dir / "work"
-        self.chunks = ChunkStore(config.uploads_dir, config.upload)
-        self._slots = asyncio.Semaphore(config.upload.concurrency)
+        self.chunks = ChunkStore(config.uploads_dir, config.uploads)
+        self._slots = asyncio.Semaphore(config.uploads.concurrency)
+        caps = config.uploads
+        self.limits = ReadLimits(caps.max_line_bytes, caps.max_expanded_bytes, caps.max_events)
 
     async def open(self) -> None:
         await asyncio.to_thread(self.work.mkdir, parents=True, exist_ok=True)
@@ -86,7 +89,7 @@ class Uploads:
                     target,
                     session_id,
                     file_name=name,
-                    max_raw_bytes=self.config.ingest.max_session_bytes,
+                    limits=self.limits,
                     level=self.config.dumps.zstd_level,
                     mask=self.config.privacy.obfuscate_ip_addresses,
                 )

@@ -309,7 +309,7 @@ async def test_webrtc_internals_export_is_converted_with_its_peer_connections(
 async def test_documented_errors(tmp_path: Path, fixtures_dir: Path) -> None:
     settings = {
         "api": {"tokens": TOKENS},
-        "upload": {"max_bytes": 50_000, "max_chunk_bytes": 20_000, "max_pending_bytes": 60_000},
+        "uploads": {"max_bytes": 50_000, "max_chunk_bytes": 20_000, "max_pending_bytes": 60_000},
     }
     body = (fixtures_dir / "real" / "jitsi-firefox97-standard-stats-sfu.jsonl").read_bytes()
     big = (fixtures_dir / "real" / "jitsi-google-standard-stats-sfu.jsonl").read_bytes()
@@ -363,7 +363,7 @@ async def test_documented_errors(tmp_path: Path, fixtures_dir: Path) -> None:
 
 async def test_unassembled_chunks_expire(tmp_path: Path, fixtures_dir: Path) -> None:
     body = (fixtures_dir / "real" / "jitsi-firefox97-standard-stats-sfu.jsonl").read_bytes()
-    settings = {"upload": {"chunk_ttl_s": 0.3}}
+    settings = {"uploads": {"chunk_ttl_s": 0.3}}
     async with run_collector(tmp_path / "data", settings) as c:
         chunks_dir = c.config.uploads_dir / "chunks"
         status, _ = await post_chunks(c, body, "late.jsonl", size=10_000, skip=1)
