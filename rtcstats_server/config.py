@@ -537,12 +537,14 @@ class UploadsConfig(Section):
     max_fields: int = Field(
         16,
         ge=6,
-        description="Most parts of one multipart request (the protocol sends 5); beyond: 400.",
+        description="Most parts of one multipart request (the protocol sends 5); beyond: 413 "
+        "too_many_fields.",
     )
     max_fields_bytes: int = Field(
         16 << 10,
         ge=1024,
-        description="All non-file parts of one multipart request together; beyond: 400.",
+        description="All non-file parts of one multipart request together (names and values); "
+        "beyond: 413 fields_too_large.",
     )
     chunk_ttl_s: float = Field(
         3600.0, gt=0, description="Chunks of a file not assembled within this time are deleted."
@@ -550,8 +552,9 @@ class UploadsConfig(Section):
     max_pending_bytes: int = Field(
         1 << 30,
         ge=1024,
-        description="Chunks waiting for assembly and uploads waiting for their turn, "
-        "together (each chunk and each upload counts at least 4 KiB); beyond: 503.",
+        description="Chunks waiting for assembly and uploads in progress, together: each "
+        "chunk and each file count 4 KiB besides their bytes, each upload being received, "
+        "converted or waiting for its turn 1 MiB besides its bytes; beyond: 503 busy.",
     )
     concurrency: int = Field(
         2, ge=1, le=32, description="Uploads converted and stored at once; others wait."

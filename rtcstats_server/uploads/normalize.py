@@ -25,7 +25,7 @@ Blocking (files, decompression, parsing): run it in a worker thread.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final
@@ -183,9 +183,15 @@ def _unwrapped(line: bytes) -> bytes | None:
     return None
 
 
-def _envelope_protocol(source: Path, limits: ReadLimits) -> str:
+def _chunks(sources: Sequence[Path]) -> Iterator[bytes]:
+    """The upload's bytes: one file (a raw body) or its chunks' files, in order."""
+    for source in sources:
+        yield from file_chunks(source)
+
+
+def _envelope_protocol(sources: Sequence[Path], limits: ReadLimits) -> str:
     """Pushers' envelopes say who they are in their identity's applicationName."""
-    for line in dump_lines(file_chunks(source), limits):
+    for line in dump_lines(_chunks(sources), limits):
         envelope = _loads(line)
         if isinstance(envelope, dict) and envelope.get("type") == "identity":
             data = envelope.get("data")
@@ -218,7 +224,7 @@ def _event_line(event: Event) -> bytes:
 
 
 def normalize(
-    source: Path,
+    sources: Sequence[Path],
     target: Path,
     session_id: str,
     *,
@@ -227,11 +233,11 @@ def normalize(
     level: int = 3,
     mask: bool = False,
 ) -> Normalized:
-    """Write ``source`` (an upload) as our dump at ``target``; UploadRefused says why
-    it cannot be: 413 past a cap of ``limits``, 415 when it is no dump we read.
-    ``mask``: IP addresses are masked as ingest masks them."""
+    """Write the upload whose bytes are the files ``sources`` (in order) as our dump at
+    ``target``; UploadRefused says why it cannot be: 413 past a cap of ``limits``, 415
+    when it is no dump we read. ``mask``: IP addresses are masked as ingest masks them."""
     try:
-        return _normalize(source, target, session_id, file_name, limits, level, mask)
+        return _normalize(sources, target, session_id, file_name, limits, level, mask)
     except DumpTooLarge as exc:
         raise UploadRefused(413, exc.cap, exc.message) from None
     except DumpFormatError as exc:
@@ -239,7 +245,7 @@ def normalize(
 
 
 def _normalize(
-    source: Path,
+    sources: Sequence[Path],
     target: Path,
     session_id: str,
     file_name: str | None,
@@ -247,7 +253,7 @@ def _normalize(
     level: int,
     mask: bool,
 ) -> Normalized:
-    reader = DumpReader(file_chunks(source), limits=limits)
+    reader = DumpReader(_chunks(sources), limits=limits)
     try:
         info = reader.info
         relative = info.scheme == "rtcstats-js"
@@ -266,7 +272,7 @@ def _normalize(
             if relative:
                 header["fileFormat"] = 3
         elif info.layout == "jitsi-envelopes":
-            header["clientProtocol"] = _envelope_protocol(source, limits)
+            header["clientProtocol"] = _envelope_protocol(sources, limits)
         with target.open("wb") as handle:
             out = _FrameOut(handle, level, limits)
             out.line(MAGIC.encode())
@@ -283,7 +289,7 @@ def _normalize(
                                 events_out.line(_event_line(event))
                     else:
                         reader.close()
-                        lines = dump_lines(file_chunks(source), limits)
+                        lines = dump_lines(_chunks(sources), limits)
                         own = _copy_lines(
                             (ln.rstrip(b"\r") for ln in lines), info.layout, events_out
                         )

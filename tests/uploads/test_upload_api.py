@@ -15,6 +15,7 @@ import orjson
 import pytest
 import zstandard
 
+from rtcstats_server.uploads.chunks import UPLOAD_COST
 from tests.services import streams
 from tests.services.collector import RunningCollector, run_collector, wait_until
 
@@ -309,7 +310,12 @@ async def test_webrtc_internals_export_is_converted_with_its_peer_connections(
 async def test_documented_errors(tmp_path: Path, fixtures_dir: Path) -> None:
     settings = {
         "api": {"tokens": TOKENS},
-        "uploads": {"max_bytes": 50_000, "max_chunk_bytes": 20_000, "max_pending_bytes": 60_000},
+        # Room for one raw upload in progress (1 MiB besides its bytes) and 60 kB more.
+        "uploads": {
+            "max_bytes": 50_000,
+            "max_chunk_bytes": 20_000,
+            "max_pending_bytes": UPLOAD_COST + 60_000,
+        },
     }
     body = (fixtures_dir / "real" / "jitsi-firefox97-standard-stats-sfu.jsonl").read_bytes()
     big = (fixtures_dir / "real" / "jitsi-google-standard-stats-sfu.jsonl").read_bytes()
@@ -338,10 +344,10 @@ async def test_documented_errors(tmp_path: Path, fixtures_dir: Path) -> None:
         await error(*await get(c, "/v1.0/sessions?hasCritical=maybe"), 400, "bad_request")
         await error(*await get(c, "/v1.0/sessions/not-an-id"), 400, "bad_request")
         await error(*await get(c, "/v1.0/sessions/" + "0" * 32), 404, "not_found")
-        # Unassembled chunks are bounded (60 kB here, the chunks of x.jsonl included):
-        # files keeping chunks waiting fill the area, then uploads get 503 until they expire.
+        # Unassembled chunks are bounded (the chunks of x.jsonl included): files keeping
+        # chunks waiting fill the area, then uploads get 503 until they expire.
         answers = []
-        for index in range(5):
+        for index in range(200):
             form = aiohttp.FormData()
             form.add_field("chunk", b"x" * 14_000, filename="f", content_type="text/plain")
             for field, value in (
@@ -354,7 +360,11 @@ async def test_documented_errors(tmp_path: Path, fixtures_dir: Path) -> None:
                 c.base_url + "/v1.0/upload", data=form, headers=auth(UPLOAD)
             ) as r:
                 answers.append((r.status, await r.json()))
+            if r.status != 200:
+                break
+        # Each file: its 14,000 bytes, 4 KiB for the chunk and 4 KiB for the file.
         assert answers[0][0] == 200 and answers[-1][0] == 503
+        assert 40 < len(answers) < 60
         await error(*answers[-1], 503, "busy")
         await error(*await post_raw(c, body[:20_000] + b"\n"), 503, "busy")
         metrics = await (await c.http.get(c.base_url + "/metrics", headers=auth(READ))).text()
