@@ -16,7 +16,7 @@ import pytest
 import zstandard
 
 from rtcstats_server.uploads.chunks import UPLOAD_COST
-from tests.services import streams
+from tests.services import streams, uploads
 from tests.services.collector import RunningCollector, run_collector, wait_until
 
 READ, UPLOAD, ADMIN = "read-token-0123456789", "upload-token-0123456789", "admin-token-012345678"
@@ -51,9 +51,7 @@ async def post_raw(
     token: str = UPLOAD,
     content_type: str = "application/octet-stream",
 ) -> tuple[int, dict[str, Any]]:
-    headers = {**auth(token), "Content-Type": content_type}
-    async with c.http.post(c.base_url + "/v1.0/upload", data=body, headers=headers) as response:
-        return response.status, await response.json()
+    return await uploads.post_raw(c.http, c.base_url, body, auth(token), content_type)
 
 
 async def post_chunks(
@@ -65,26 +63,9 @@ async def post_chunks(
     file_id: str | None = None,
     skip: int | None = None,
 ) -> tuple[int, dict[str, Any]]:
-    """The upload protocol as the rtcstats.com clients speak it (our forwarder too)."""
-    file_id = file_id or uuid.uuid4().hex
-    parts = [body[i : i + size] for i in range(0, len(body), size)] or [b""]
-    for index, part in enumerate(parts):
-        if index == skip:
-            continue
-        form = aiohttp.FormData()
-        form.add_field("chunk", part, filename=name, content_type="application/octet-stream")
-        form.add_field("fileId", file_id)
-        form.add_field("chunkIndex", str(index))
-        form.add_field("totalChunks", str(len(parts)))
-        form.add_field("fileName", name)
-        async with c.http.post(c.base_url + "/v1.0/upload", data=form, headers=auth(token)) as r:
-            answer = await r.json()
-            if r.status != 200:
-                return r.status, answer
-            assert answer == {"success": True}
-    call = {"fileId": file_id, "assemble": True, "fileName": name}
-    async with c.http.post(c.base_url + "/v1.0/upload", json=call, headers=auth(token)) as r:
-        return r.status, await r.json()
+    return await uploads.post_chunks(
+        c.http, c.base_url, body, name, size, auth(token), file_id, skip
+    )
 
 
 async def get(c: RunningCollector, path: str, token: str = READ) -> tuple[int, Any]:
