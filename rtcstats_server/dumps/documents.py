@@ -44,6 +44,7 @@ from rtcstats_server.dumps.events import (
     TOO_MANY_EVENTS,
     Event,
     ReadLimits,
+    as_number,
     epoch_ms,
 )
 from rtcstats_server.exceptions import DumpFormatError, DumpTooLarge
@@ -604,7 +605,7 @@ class _Reading:
             return
         kind = str(item.get("request_type") or "getUserMedia")
         base = f"navigator.mediaDevices.{kind}"
-        when = _number(item.get("timestamp")) or 0.0
+        when = as_number(item.get("timestamp")) or 0.0
         if "stream_id" in item:
             event = Event(when, base + "OnSuccess", None, item)
         elif "error" in item:
@@ -668,12 +669,6 @@ class _Reading:
             }
             stage.event(_CREATE, "internals", Event(first or 0.0, "create", pc_id, config))
         stage.flush()
-
-
-def _number(value: object) -> float | None:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    return None
 
 
 def _samples(values: Any, limit: int) -> tuple[int, Iterable[Any]]:

@@ -74,6 +74,13 @@ class Event:
         return self.value if self.method == STATS_METHOD and isinstance(self.value, dict) else {}
 
 
+def as_number(value: object) -> float | None:
+    """A JSON number as a float; None for anything else (booleans included)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
 def epoch_ms(value: object) -> float | None:
     """A time as clients write it (epoch ms, or an ISO 8601 string) in epoch ms."""
     if isinstance(value, int | float) and not isinstance(value, bool):

@@ -54,6 +54,7 @@ from rtcstats_server.dumps.events import (
     TOO_MANY_EVENTS,
     Event,
     ReadLimits,
+    as_number,
     epoch_ms,
 )
 from rtcstats_server.dumps.getstats import LegacyStats, RtcstatsJsStats
@@ -133,12 +134,6 @@ class DumpInfo:
     @property
     def relative_time(self) -> bool:
         return self.scheme == "rtcstats-js"
-
-
-def _number(value: object) -> float | None:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    return None
 
 
 # -- bytes → decompressed bytes --------------------------------------------------------
@@ -472,7 +467,7 @@ class DumpReader:
 
     def _event(self, entry: Any, number: int) -> Event:
         if type(entry) is dict:
-            when = _number(entry.get("timestamp"))
+            when = as_number(entry.get("timestamp"))
             when = when if when is not None else (self._last_ts or 0.0)
             self._last_ts = when
             return Event(when, BACKEND_STATS_METHOD, None, entry, line=number)
@@ -486,7 +481,7 @@ class DumpReader:
         extra: tuple[Any, ...] = ()
         if scheme == "rtcstats-js":
             method = method_name(raw_method)
-            delta = _number(rest[-1]) if rest else None
+            delta = as_number(rest[-1]) if rest else None
             extra = tuple(rest[:-1])
             if self._last_ts is None:
                 when = delta if delta is not None else 0.0
