@@ -287,7 +287,9 @@ class DumpReader:
     """Iterate to get the events; ``info`` is known as soon as the reader exists.
 
     A JSON export is read whole when the reader is made (documents.py): iterate the
-    reader, or ``close`` it, to delete what it staged.
+    reader, or ``close`` it, to delete what it staged. ``decode=False``: getStats and
+    rtcstats-js descriptions keep the values as sent, and nothing is kept per peer
+    connection (for callers that only count or time events).
     """
 
     def __init__(
@@ -296,9 +298,11 @@ class DumpReader:
         *,
         strict: bool = False,
         limits: ReadLimits = DEFAULT_LIMITS,
+        decode: bool = True,
     ) -> None:
         self.strict = strict
         self.limits = limits
+        self.decode = decode
         self.errors: list[str] = []
         self.lines = 0
         self.events = 0
@@ -499,8 +503,9 @@ class DumpReader:
         self._last_ts = when
         if method == "getstats" or method == STATS_METHOD:
             method = STATS_METHOD
-            value = self._decoder(pc_id).apply(value)
-        elif scheme == "rtcstats-js" and method in _DESCRIPTION_METHODS:
+            if self.decode:
+                value = self._decoder(pc_id).apply(value)
+        elif scheme == "rtcstats-js" and method in _DESCRIPTION_METHODS and self.decode:
             state = self._descriptions.get(pc_id)
             if state is None:
                 state = self._descriptions[pc_id] = DescriptionState()

@@ -325,8 +325,9 @@ def _normalize(
 def _facts(
     target: Path, layout: str, meta: dict[str, Any], own: dict[str, Any], limits: ReadLimits
 ) -> Normalized:
-    """Read back what was written: the check that it reads, and the record's facts."""
-    reader = DumpReader(file_chunks(target), limits=limits)
+    """Read back what was written: the check that it reads, and the record's facts
+    (counts, times, identity: no getStats state is needed, and none is kept)."""
+    reader = DumpReader(file_chunks(target), limits=limits, decode=False)
     protocol = meta.get("clientProtocol")
     result = Normalized(layout, protocol if isinstance(protocol, str) else None, meta)
     # Not our metadata: its sessionId is now ours, not the client's meeting.
