@@ -112,7 +112,7 @@ class ChunkStore:
         self.incoming = root / "incoming"
         self.config = config
         self.used = 0
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}  # the lock, its users
         self._sweeper: asyncio.Task[None] | None = None
 
     # -- life ------------------------------------------------------------------------
@@ -186,13 +186,20 @@ class ChunkStore:
 
     @asynccontextmanager
     async def _lock(self, name: str) -> AsyncIterator[None]:
-        lock = self._locks.setdefault(name, asyncio.Lock())
+        """One holder per file at a time. The lock goes when nobody holds or awaits it:
+        dropped as soon as it is merely unlocked, a waiter about to take it and a
+        newcomer with a fresh lock would both hold one."""
+        lock, users = self._locks.get(name, (asyncio.Lock(), 0))
+        self._locks[name] = (lock, users + 1)
         try:
             async with lock:
                 yield
         finally:
-            if not lock.locked() and self._locks.get(name) is lock:
+            lock, users = self._locks[name]
+            if users == 1:
                 del self._locks[name]
+            else:
+                self._locks[name] = (lock, users - 1)
 
     async def _remove(self, directory: Path) -> None:
         charge = await asyncio.to_thread(_dir_charge, directory)
