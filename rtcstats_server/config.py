@@ -10,6 +10,7 @@ reads the environment.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -24,6 +25,8 @@ from rtcstats_server.config_errors import describe
 from rtcstats_server.exceptions import ConfigError
 
 ENV_PREFIX = "RTCSTATS_"
+
+log = logging.getLogger(__name__)
 
 
 class Section(BaseModel):
@@ -527,11 +530,13 @@ class ViewerConfig(Section):
         return self
 
 
-class UploadConfig(Section):
+class UploadsConfig(Section):
     """``POST /v1.0/upload``: dumps uploaded the rtcstats.com way become sessions here.
 
     Chunks of unfinished uploads are kept on disk under ``<data_dir>/uploads`` (not in
     memory), bounded in total and dropped when not assembled within ``chunk_ttl_s``.
+    What an upload may expand into is capped too (a few KB of gzip can decompress to
+    gigabytes): each cap refused answers 413 with an ``errorCode`` naming it.
     """
 
     enabled: bool = Field(True, description="Serve the rtcstats.com-compatible /v1.0 API.")
@@ -539,10 +544,41 @@ class UploadConfig(Section):
         256 << 20,
         ge=1024,
         description="Largest upload (raw body, or all chunks of one file) as sent; "
-        "beyond: 413. Decompressed, a dump may be as large as ingest.max_session_bytes.",
+        "beyond: 413 too_large.",
+    )
+    max_expanded_bytes: int = Field(
+        256 << 20,
+        ge=1024,
+        description="Largest upload once decompressed, and largest dump it becomes (a "
+        "webrtc-internals export's series expanded into events); beyond: 413 "
+        "expanded_too_large.",
+    )
+    max_line_bytes: int = Field(
+        4 << 20,
+        ge=1024,
+        description="Longest line of an uploaded dump, and longest single value or event "
+        "of a JSON export; refused (413 line_too_long) without holding it whole.",
+    )
+    max_events: int = Field(
+        1_000_000,
+        ge=1,
+        description="Most events one upload may hold (lines of a dump; update-log entries "
+        "and rebuilt getStats results of an export); beyond: 413 too_many_events.",
     )
     max_chunk_bytes: int = Field(
         8 << 20, ge=1024, description="Largest single multipart chunk (rtcstats.com: 1 MiB)."
+    )
+    max_fields: int = Field(
+        16,
+        ge=6,
+        description="Most parts of one multipart request (the protocol sends 5); beyond: 413 "
+        "too_many_fields.",
+    )
+    max_fields_bytes: int = Field(
+        16 << 10,
+        ge=1024,
+        description="All non-file parts of one multipart request together (names and values); "
+        "beyond: 413 fields_too_large.",
     )
     chunk_ttl_s: float = Field(
         3600.0, gt=0, description="Chunks of a file not assembled within this time are deleted."
@@ -550,11 +586,17 @@ class UploadConfig(Section):
     max_pending_bytes: int = Field(
         1 << 30,
         ge=1024,
-        description="All chunks waiting for assembly together; beyond: 503 until some expire.",
+        description="Chunks waiting for assembly and uploads in progress, together: each "
+        "chunk and each file count 4 KiB besides their bytes, each upload being received, "
+        "converted or waiting for its turn 1 MiB besides its bytes; beyond: 503 busy.",
     )
     concurrency: int = Field(
         2, ge=1, le=32, description="Uploads converted and stored at once; others wait."
     )
+
+
+#: Sections renamed: the old name still works, with a warning naming the new one.
+DEPRECATED_SECTIONS = {"upload": "uploads"}
 
 
 class Config(Section):
@@ -572,7 +614,7 @@ class Config(Section):
     api: ApiConfig = Field(default_factory=ApiConfig)  # type: ignore[arg-type]
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)  # type: ignore[arg-type]
     limits: LimitsConfig = Field(default_factory=LimitsConfig)  # type: ignore[arg-type]
-    upload: UploadConfig = Field(default_factory=UploadConfig)  # type: ignore[arg-type]
+    uploads: UploadsConfig = Field(default_factory=UploadsConfig)  # type: ignore[arg-type]
 
     @property
     def dumps_dir(self) -> Path:
@@ -677,6 +719,23 @@ def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def _renamed_sections(tree: dict[str, Any]) -> dict[str, Any]:
+    """Old section names (file or environment) moved to their new name, with a warning;
+    where both are given, the new name's keys win."""
+    for old, new in DEPRECATED_SECTIONS.items():
+        if old not in tree:
+            continue
+        value = tree.pop(old)
+        log.warning("configuration: section %r is deprecated, rename it to %r", old, new)
+        if new not in tree:
+            tree[new] = value
+        elif isinstance(value, Mapping) and isinstance(tree[new], Mapping):
+            tree[new] = _merge(dict(value), tree[new])
+        else:
+            raise ConfigError(old, f"renamed to {new}: set {new} only")
+    return tree
+
+
 def build_config(
     data: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
@@ -690,9 +749,12 @@ def build_config(
     tree = _merge({}, data or {})
     tree = _merge(tree, env.tree)
     tree = _merge(tree, overrides or {})
+    tree = _renamed_sections(tree)
     problems = list(env.problems)
     sources = {
-        path: name for path, name in env.sources.items() if not _overridden(path, overrides or {})
+        (DEPRECATED_SECTIONS.get(path[0], path[0]), *path[1:]): name
+        for path, name in env.sources.items()
+        if not _overridden(path, overrides or {})
     }
     try:
         config = Config.model_validate(tree)

@@ -72,6 +72,19 @@ class DumpFormatError(RtcstatsError):
     """A stored or uploaded dump that does not follow any layout we read."""
 
 
+class DumpTooLarge(DumpFormatError):
+    """A dump past one of the reader's caps (``ReadLimits``): refused, not damage.
+
+    ``cap`` names which (``line_too_long``, ``expanded_too_large``, ``too_many_events``);
+    an upload answers 413 with it as ``errorCode``.
+    """
+
+    def __init__(self, cap: str, message: str) -> None:
+        super().__init__(message)
+        self.cap = cap
+        self.message = message
+
+
 class StoreUnavailable(RtcstatsError):
     """A backend (metadata store, object storage) cannot be reached right now."""
 

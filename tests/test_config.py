@@ -120,3 +120,22 @@ def test_secrets_are_masked_by_check_config(tmp_path: Path) -> None:
     result = run_cli("check-config", str(path))
     assert result.returncode == 0, result.stderr
     assert "super-secret-token-42" not in result.stdout and "********" in result.stdout
+
+
+def test_renamed_section_still_reads_with_a_warning(tmp_path: Path) -> None:
+    """``upload`` became ``uploads``: files and environments written for the old name
+    keep working, and check-config says what to rename."""
+    old = tmp_path / "old.yaml"
+    old.write_text("upload:\n  max_bytes: 5000\n  concurrency: 3\n")
+    config = load_config(old, environ={"RTCSTATS_UPLOAD__MAX_EVENTS": "7"})
+    assert (config.uploads.max_bytes, config.uploads.concurrency) == (5000, 3)
+    assert config.uploads.max_events == 7
+    both = build_config({"upload": {"max_bytes": 5000}, "uploads": {"max_bytes": 6000}}, {})
+    assert both.uploads.max_bytes == 6000  # the new name wins
+    result = run_cli("check-config", str(old))
+    assert result.returncode == 0, result.stderr
+    assert "uploads:" in result.stdout and "max_bytes: 5000" in result.stdout
+    assert "'upload' is deprecated, rename it to 'uploads'" in result.stderr
+    with pytest.raises(ConfigError) as raised:
+        build_config({"upload": 3, "uploads": {}}, {})
+    assert raised.value.key == "upload"

@@ -20,7 +20,7 @@ import yaml
 from pydantic import BaseModel, SecretStr
 from pydantic_core import PydanticUndefined
 
-from rtcstats_server.config import ENV_PREFIX, Config, Section
+from rtcstats_server.config import DEPRECATED_SECTIONS, ENV_PREFIX, Config, Section
 from rtcstats_server.config_errors import env_name
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -150,6 +150,15 @@ def render_markdown() -> str:
             default += " (secret)"
         kind = key.type_name.replace("|", "\\|")
         out.append(f"| `{key.dotted}` | {kind} | {default} | `{key.env}` | {key.description} |")
+    if DEPRECATED_SECTIONS:
+        out += [
+            "",
+            "Renamed sections still read under their old name (file and environment), "
+            "with a warning at start:",
+            "",
+        ]
+        for old, new in DEPRECATED_SECTIONS.items():
+            out.append(f"- `{old}` (`{ENV_PREFIX}{old.upper()}__*`): now `{new}`")
     return "\n".join(out) + "\n"
 
 

@@ -17,9 +17,11 @@ What is recognised, by content rather than by file name:
 - whole-document exports (the 2016 dump importer's JSON, chrome://webrtc-internals);
 - each of them plain, zstd (any number of frames) or gzip compressed.
 
-Reading streams: memory is bounded by one line (or one zstd block) plus the last
-getStats result per peer connection; whole-document exports are the exception (one
-JSON document) and are refused above ``MAX_DOCUMENT_BYTES``.
+Reading streams: memory is bounded by one line (``ReadLimits.max_line_bytes``) plus
+the last getStats result per peer connection, whatever the compression ratio:
+decompression hands on at most ``_CHUNK`` bytes at a time. Whole-document exports are
+read by documents.py, also in bounded memory. Past a cap of ``ReadLimits`` the reader
+raises ``DumpTooLarge`` (never recorded as damage): uploads answer it with 413.
 
 Damage does not stop the reader. A line that is not JSON, a getStats delta that
 does not apply, or a torn compressed tail is recorded in ``errors`` and yields a
@@ -30,35 +32,59 @@ beginning matches no layout raises ``DumpFormatError`` when opened.
 
 from __future__ import annotations
 
+import sys
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Final, Literal
 
 import orjson
-import zstandard
 
 from rtcstats_server.dumps.codes import method_name
 from rtcstats_server.dumps.descriptions import DescriptionState
-from rtcstats_server.dumps.getstats import LegacyStats, Reports, RtcstatsJsStats
+from rtcstats_server.dumps.documents import Document, read_document
+from rtcstats_server.dumps.events import (
+    BACKEND_STATS_METHOD,
+    ERROR_METHOD,
+    EXPANDED_TOO_LARGE,
+    LINE_TOO_LONG,
+    MAX_LINE_BYTES,
+    STATS_METHOD,
+    TOO_MANY_EVENTS,
+    Event,
+    ReadLimits,
+    as_number,
+    epoch_ms,
+)
+from rtcstats_server.dumps.getstats import LegacyStats, RtcstatsJsStats
 from rtcstats_server.dumps.layout import MAGIC
-from rtcstats_server.exceptions import DumpFormatError
+from rtcstats_server.exceptions import DumpFormatError, DumpTooLarge
 
-#: The method of every getStats event, whatever the dialect called it.
-STATS_METHOD: Final = "getStats"
-#: The method of the marker event that stands where the dump was damaged.
-ERROR_METHOD: Final = "dumpError"
-#: The method of a backend pusher's (JVB, Jicofo) statistics object.
-BACKEND_STATS_METHOD: Final = "backendStats"
+if sys.version_info >= (3, 14):
+    from compression import zstd
+else:
+    from backports import zstd
 
-#: A longer line is damage, not data (the collector refuses 1 MiB messages).
-MAX_LINE_BYTES: Final = 64 << 20
-#: Largest whole-document export we parse (they cannot be streamed).
-MAX_DOCUMENT_BYTES: Final = 256 << 20
+__all__ = [
+    "BACKEND_STATS_METHOD",
+    "ERROR_METHOD",
+    "MAX_LINE_BYTES",
+    "STATS_METHOD",
+    "DumpInfo",
+    "DumpReader",
+    "Event",
+    "ReadLimits",
+    "dump_lines",
+    "epoch_ms",
+    "file_chunks",
+    "open_dump",
+    "read_events",
+]
 
 _CHUNK: Final = 256 * 1024
+#: What stored dumps are read with (ingest bounded them when they were written).
+DEFAULT_LIMITS: Final = ReadLimits()
 _ZSTD_MAGIC: Final = b"\x28\xb5\x2f\xfd"
 _GZIP_MAGIC: Final = b"\x1f\x8b"
 _ENVELOPE_TYPES: Final = frozenset({"identity", "stats-entry", "keepalive", "close", "sn"})
@@ -84,37 +110,7 @@ Layout = Literal[
     "webrtc-internals",
 ]
 Scheme = Literal["rtcstats-js", "jitsi", "2015"]
-
-
-@dataclass(slots=True)
-class Event:
-    """One thing that happened in the client, as the client reported it.
-
-    ``value`` is what the client sent, except: getStats carries the full report dict
-    ``{stats id: report}`` (rtcstats-js ids stay the short "0", "1", ... the client
-    chose; reports are shared between events and must not be modified), and
-    rtcstats-js descriptions carry their full SDP. ``extra`` holds what rtcstats-js
-    sends between the value and the time (request ids such as ``"8-2"``, the reason
-    of a getStats call); ``seq`` is the 3.1 sequence number; ``line`` the 1-based line
-    of the decompressed dump.
-    """
-
-    timestamp: float
-    method: str
-    pc_id: str | None
-    value: Any
-    extra: tuple[Any, ...] = ()
-    seq: int | None = None
-    line: int = 0
-
-    @property
-    def is_stats(self) -> bool:
-        return self.method == STATS_METHOD
-
-    @property
-    def stats(self) -> Reports:
-        """The full reports of a getStats event (empty for any other event)."""
-        return self.value if self.method == STATS_METHOD and isinstance(self.value, dict) else {}
+Compression = Literal["zstd", "gzip", "none"]
 
 
 @dataclass(slots=True)
@@ -123,7 +119,7 @@ class DumpInfo:
 
     layout: Layout
     scheme: Scheme
-    compression: Literal["zstd", "gzip", "none"]
+    compression: Compression
     client_protocol: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
 
@@ -138,24 +134,6 @@ class DumpInfo:
     @property
     def relative_time(self) -> bool:
         return self.scheme == "rtcstats-js"
-
-
-def _number(value: object) -> float | None:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    return None
-
-
-def epoch_ms(value: object) -> float | None:
-    """A time as clients write it (epoch ms, or an ISO 8601 string) in epoch ms."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000
-        except ValueError:
-            return None
-    return None
 
 
 #: Epoch milliseconds below this (1973) are not moments: relative times, zeros, garbage.
@@ -191,30 +169,38 @@ class Span:
 
 
 def _zstd_chunks(chunks: Iterator[bytes]) -> Iterator[bytes]:
-    """Concatenated frames, decompressed as they arrive; a torn last frame is an error."""
-    dctx = zstandard.ZstdDecompressor()
-    dobj = dctx.decompressobj()
+    """Concatenated frames, decompressed as they arrive, at most ``_CHUNK`` bytes at a
+    time (one zstd block of a few bytes can stand for 128 KiB, so a small input can
+    hold gigabytes); a torn last frame is an error."""
+    dobj = zstd.ZstdDecompressor()
     in_frame = False
-    for chunk in chunks:
-        data = chunk
-        while data:
+    pending = b""
+    while True:
+        if dobj.needs_input:
+            if not pending:
+                pending = next(chunks, b"")
+                if not pending:
+                    break
+            data, pending = pending, b""
             in_frame = True
-            try:
-                out = dobj.decompress(data)
-            except zstandard.ZstdError as exc:
-                raise DumpFormatError(f"zstd data is corrupt: {exc}") from None
-            if out:
-                yield out
-            if not dobj.eof:
-                break
-            data = dobj.unused_data
-            dobj = dctx.decompressobj()
+        else:
+            data = b""  # output still held back from the last input
+        try:
+            out = dobj.decompress(data, _CHUNK)
+        except zstd.ZstdError as exc:
+            raise DumpFormatError(f"zstd data is corrupt: {exc}") from None
+        if out:
+            yield out
+        if dobj.eof:
+            pending = dobj.unused_data + pending
+            dobj = zstd.ZstdDecompressor()
             in_frame = False
     if in_frame:
         raise DumpFormatError("zstd data ends inside a frame (truncated dump)")
 
 
 def _gzip_chunks(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """Concatenated gzip members, at most ``_CHUNK`` bytes at a time (see above)."""
     dobj = zlib.decompressobj(zlib.MAX_WBITS | 16)
     in_member = False
     for chunk in chunks:
@@ -222,22 +208,36 @@ def _gzip_chunks(chunks: Iterator[bytes]) -> Iterator[bytes]:
         while data:
             in_member = True
             try:
-                out = dobj.decompress(data)
+                out = dobj.decompress(data, _CHUNK)
             except zlib.error as exc:
                 raise DumpFormatError(f"gzip data is corrupt: {exc}") from None
             if out:
                 yield out
-            if not dobj.eof:
-                break
-            data = dobj.unused_data
-            dobj = zlib.decompressobj(zlib.MAX_WBITS | 16)
-            in_member = False
+            if dobj.eof:
+                data = dobj.unused_data
+                dobj = zlib.decompressobj(zlib.MAX_WBITS | 16)
+                in_member = False
+            else:
+                data = dobj.unconsumed_tail
     if in_member:
         raise DumpFormatError("gzip data ends inside a member (truncated dump)")
 
 
-def _lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
-    """Lines without their newline; a line longer than MAX_LINE_BYTES is an error."""
+def _capped(chunks: Iterator[bytes], limit: int | None) -> Iterator[bytes]:
+    """The chunks, until more than ``limit`` bytes came (None: no cap)."""
+    total = 0
+    for chunk in chunks:
+        total += len(chunk)
+        if limit is not None and total > limit:
+            raise DumpTooLarge(
+                EXPANDED_TOO_LARGE, f"the dump is larger than {limit} bytes decompressed"
+            )
+        yield chunk
+
+
+def _lines(chunks: Iterable[bytes], limit: int) -> Iterator[bytes]:
+    """Lines without their newline; a line longer than ``limit`` is refused as soon as
+    that many bytes of it came, so at most ``limit`` plus one chunk is ever held."""
     pending: list[bytes] = []
     pending_size = 0
     for chunk in chunks:
@@ -246,6 +246,8 @@ def _lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
             end = chunk.find(b"\n", start)
             if end < 0:
                 break
+            if pending_size + end - start > limit:
+                raise _too_long(limit)
             if pending:
                 pending.append(chunk[start:end])
                 yield b"".join(pending)
@@ -257,60 +259,94 @@ def _lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
         if start < len(chunk):
             pending.append(chunk[start:])
             pending_size += len(chunk) - start
-            if pending_size > MAX_LINE_BYTES:
-                raise DumpFormatError(f"a line is longer than {MAX_LINE_BYTES} bytes")
+            if pending_size > limit:
+                raise _too_long(limit)
     if pending:
         yield b"".join(pending)
+
+
+def _too_long(limit: int) -> DumpTooLarge:
+    return DumpTooLarge(LINE_TOO_LONG, f"a line is longer than {limit} bytes")
+
+
+class _Pushback:
+    """An iterator of chunks that takes back what was peeked at."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._back: list[bytes] = []
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        return self._back.pop() if self._back else next(self._chunks)
+
+    def push(self, chunks: list[bytes]) -> None:
+        self._back.extend(reversed(chunks))
+
+    def head(self, limit: int) -> bytes:
+        """The bytes up to the end of the first non-blank line (or ``limit`` of them,
+        or all there is); they stay to be read again."""
+        taken: list[bytes] = []
+        size = 0
+        seen_text = False
+        for chunk in self:
+            taken.append(chunk)
+            size += len(chunk)
+            if not seen_text:
+                text = chunk.lstrip()
+                if not text:
+                    continue
+                seen_text = True
+                if b"\n" in text:
+                    break
+            elif b"\n" in chunk:
+                break
+            if size > limit:
+                break
+        self.push(taken)
+        return b"".join(taken)
 
 
 # -- the reader ------------------------------------------------------------------------
 
 
 class DumpReader:
-    """Iterate to get the events; ``info`` is known as soon as the reader exists."""
+    """Iterate to get the events; ``info`` is known as soon as the reader exists.
 
-    def __init__(self, chunks: Iterable[bytes], *, strict: bool = False) -> None:
+    A JSON export is read whole when the reader is made (documents.py): iterate the
+    reader, or ``close`` it, to delete what it staged. ``decode=False``: getStats and
+    rtcstats-js descriptions keep the values as sent, and nothing is kept per peer
+    connection (for callers that only count or time events).
+    """
+
+    def __init__(
+        self,
+        chunks: Iterable[bytes],
+        *,
+        strict: bool = False,
+        limits: ReadLimits = DEFAULT_LIMITS,
+        decode: bool = True,
+    ) -> None:
         self.strict = strict
+        self.limits = limits
+        self.decode = decode
         self.errors: list[str] = []
         self.lines = 0
-        self._source = iter(chunks)
-        self._first: list[bytes] = []
+        self.events = 0
         self._stats: dict[str | None, RtcstatsJsStats | LegacyStats] = {}
         self._descriptions: dict[str | None, DescriptionState] = {}
         self._last_ts: float | None = None
         self._iterated = False
-        compression = self._sniff()
-        raw: Iterator[bytes] = self._replayed()
-        if compression == "zstd":
-            raw = _zstd_chunks(raw)
-        elif compression == "gzip":
-            raw = _gzip_chunks(raw)
-        self._line_source = _lines(raw)
         self._held: list[tuple[int, bytes]] = []
-        self._doc_events: Iterator[Event] = iter(())
+        self._document: Document | None = None
+        compression, raw = _sniffed(chunks)
+        self._chunks = _Pushback(_decompressed(raw, compression, limits))
+        self._line_source = _lines(self._chunks, limits.max_line_bytes)
         self.info = self._read_header(compression)
 
     # -- opening -----------------------------------------------------------------------
-
-    def _sniff(self) -> Literal["zstd", "gzip", "none"]:
-        head = b""
-        while len(head) < 4:
-            chunk = next(self._source, None)
-            if chunk is None:
-                break
-            if chunk:
-                self._first.append(chunk)
-                head += chunk
-        if head.startswith(_ZSTD_MAGIC):
-            return "zstd"
-        if head.startswith(_GZIP_MAGIC):
-            return "gzip"
-        return "none"
-
-    def _replayed(self) -> Iterator[bytes]:
-        yield from self._first
-        self._first = []
-        yield from self._source
 
     def _next_line(self) -> tuple[int, bytes] | None:
         """The next non-blank line and its number; damage below is recorded by callers."""
@@ -320,9 +356,14 @@ class DumpReader:
                 return self.lines, line
         return None
 
-    def _read_header(self, compression: Literal["zstd", "gzip", "none"]) -> DumpInfo:
+    def _read_header(self, compression: Compression) -> DumpInfo:
         try:
+            limit = self.limits.max_line_bytes
+            if _is_document(self._chunks.head(limit), limit):
+                return self._read_document(compression)
             first = self._next_line()
+        except DumpTooLarge:
+            raise
         except DumpFormatError as exc:
             raise DumpFormatError(f"not a dump we can read: {exc}") from None
         if first is None:
@@ -354,8 +395,6 @@ class DumpReader:
             coded = type(parsed[0]) is int or parsed[0] == "g"
             scheme: Scheme = "rtcstats-js" if coded else "2015"
             return DumpInfo("client-stream", scheme, compression, None)
-        if stripped.startswith(b"{") and (parsed is None or isinstance(parsed, dict)):
-            return self._document(stripped, compression)
         raise DumpFormatError("not a dump we can read: the first line matches no known layout")
 
     @staticmethod
@@ -368,9 +407,11 @@ class DumpReader:
             return "jitsi"
         return default
 
-    def _rtcstats_header(self, compression: Literal["zstd", "gzip", "none"]) -> DumpInfo:
+    def _rtcstats_header(self, compression: Compression) -> DumpInfo:
         try:
             second = self._next_line()
+        except DumpTooLarge:
+            raise
         except DumpFormatError as exc:
             raise DumpFormatError(f"dump metadata unreadable: {exc}") from None
         if second is None:
@@ -391,31 +432,9 @@ class DumpReader:
             meta,
         )
 
-    def _document(self, first: bytes, compression: Literal["zstd", "gzip", "none"]) -> DumpInfo:
-        parts = [first]
-        size = len(first)
-        for line in self._line_source:
-            self.lines += 1
-            parts.append(line)
-            size += len(line) + 1
-            if size > MAX_DOCUMENT_BYTES:
-                raise DumpFormatError(f"JSON export larger than {MAX_DOCUMENT_BYTES} bytes")
-        try:
-            doc = orjson.loads(b"\n".join(parts))
-        except orjson.JSONDecodeError as exc:
-            raise DumpFormatError(f"not a dump we can read: invalid JSON ({exc})") from None
-        if not isinstance(doc, dict):
-            raise DumpFormatError("not a dump we can read: the JSON document is not an object")
-        if isinstance(doc.get("peerConnections"), dict):
-            self._doc_events = _legacy_import_events(doc)
-            meta = {k: doc[k] for k in ("url", "userAgent") if k in doc}
-            return DumpInfo("legacy-import", "jitsi", compression, None, meta)
-        internals = doc.get("PeerConnections")
-        if isinstance(internals, dict) or isinstance(doc.get("getUserMedia"), list):
-            self._doc_events = _internals_events(doc)
-            meta = {k: doc[k] for k in ("UserAgent", "url") if k in doc}
-            return DumpInfo("webrtc-internals", "jitsi", compression, None, meta)
-        raise DumpFormatError("not a dump we can read: unknown JSON document")
+    def _read_document(self, compression: Compression) -> DumpInfo:
+        self._document = read_document(self._chunks, self.limits)
+        return DumpInfo(self._document.layout, "jitsi", compression, None, self._document.metadata)
 
     # -- events --------------------------------------------------------------------------
 
@@ -423,8 +442,22 @@ class DumpReader:
         if self._iterated:
             raise RuntimeError("a DumpReader can be iterated once")
         self._iterated = True
-        if self.info.layout in ("legacy-import", "webrtc-internals"):
-            yield from self._doc_events
+        limit = self.limits.max_events
+        for event in self._events():
+            self.events += 1
+            if limit is not None and self.events > limit:
+                raise DumpTooLarge(TOO_MANY_EVENTS, f"the dump holds more than {limit} events")
+            yield event
+
+    def close(self) -> None:
+        """Delete what a JSON export staged (iterating to the end does it too)."""
+        if self._document is not None:
+            self._document.close()
+
+    def _events(self) -> Iterator[Event]:
+        if self._document is not None:
+            with self._document:
+                yield from self._document.events()
             return
         envelopes = self.info.layout == "jitsi-envelopes"
         held, self._held = self._held, []
@@ -434,6 +467,8 @@ class DumpReader:
             if item is None:
                 try:
                     item = self._next_line()
+                except DumpTooLarge:
+                    raise
                 except DumpFormatError as exc:
                     yield self._damage(str(exc), self.lines)
                     return
@@ -465,7 +500,7 @@ class DumpReader:
 
     def _event(self, entry: Any, number: int) -> Event:
         if type(entry) is dict:
-            when = _number(entry.get("timestamp"))
+            when = as_number(entry.get("timestamp"))
             when = when if when is not None else (self._last_ts or 0.0)
             self._last_ts = when
             return Event(when, BACKEND_STATS_METHOD, None, entry, line=number)
@@ -479,7 +514,7 @@ class DumpReader:
         extra: tuple[Any, ...] = ()
         if scheme == "rtcstats-js":
             method = method_name(raw_method)
-            delta = _number(rest[-1]) if rest else None
+            delta = as_number(rest[-1]) if rest else None
             extra = tuple(rest[:-1])
             if self._last_ts is None:
                 when = delta if delta is not None else 0.0
@@ -497,8 +532,9 @@ class DumpReader:
         self._last_ts = when
         if method == "getstats" or method == STATS_METHOD:
             method = STATS_METHOD
-            value = self._decoder(pc_id).apply(value)
-        elif scheme == "rtcstats-js" and method in _DESCRIPTION_METHODS:
+            if self.decode:
+                value = self._decoder(pc_id).apply(value)
+        elif scheme == "rtcstats-js" and method in _DESCRIPTION_METHODS and self.decode:
             state = self._descriptions.get(pc_id)
             if state is None:
                 state = self._descriptions[pc_id] = DescriptionState()
@@ -542,63 +578,64 @@ def _unwrap(envelope: Any) -> Any:
     return None
 
 
-def _ordered(events: list[Event]) -> Iterator[Event]:
-    events.sort(key=lambda event: event.timestamp)
-    yield from events
-
-
-def _legacy_import_events(doc: dict[str, Any]) -> Iterator[Event]:
-    """The 2016 dump importer's JSON: lists of ``{time, type, value}`` per connection."""
-    events: list[Event] = []
-    sources: list[tuple[str | None, Any]] = [(None, doc.get("getUserMedia"))]
-    sources += list(doc["peerConnections"].items())
-    for pc_id, items in sources:
-        if not isinstance(items, list):
-            continue
-        for item in items:
-            if not isinstance(item, dict):
-                continue
-            when = epoch_ms(item.get("time")) or 0.0
-            method = str(item.get("type"))
-            if method == "getstats":
-                method = STATS_METHOD
-            events.append(Event(when, method, pc_id, item.get("value")))
-    return _ordered(events)
-
-
-_INTERNALS_EVENTS = ("statechange", "icecandidate", "track", "negotiationneeded", "datachannel")
-
-
-def _internals_events(doc: dict[str, Any]) -> Iterator[Event]:
-    """A chrome://webrtc-internals export: getUserMedia requests and update logs."""
-    events: list[Event] = []
-    for item in doc.get("getUserMedia") or []:
-        if not isinstance(item, dict):
-            continue
-        kind = str(item.get("request_type") or "getUserMedia")
-        base = f"navigator.mediaDevices.{kind}"
-        when = _number(item.get("timestamp")) or 0.0
-        if "stream_id" in item:
-            events.append(Event(when, base + "OnSuccess", None, item))
-        elif "error" in item:
-            events.append(Event(when, base + "OnFailure", None, item.get("error")))
-        else:
-            events.append(Event(when, base, None, item))
-    connections = doc.get("PeerConnections")
-    for pc_id, connection in connections.items() if isinstance(connections, dict) else []:
-        log = connection.get("updateLog") if isinstance(connection, dict) else None
-        for item in log or []:
-            if not isinstance(item, dict):
-                continue
-            method = str(item.get("type"))
-            if method.endswith(_INTERNALS_EVENTS) and not method.startswith("on"):
-                method = "on" + method
-            when = epoch_ms(item.get("time")) or 0.0
-            events.append(Event(when, method, str(pc_id), item.get("value")))
-    return _ordered(events)
-
-
 # -- entry points ------------------------------------------------------------------------
+
+
+def _sniffed(chunks: Iterable[bytes]) -> tuple[Compression, Iterator[bytes]]:
+    """The compression of a dump, by its first bytes, and all its chunks again."""
+    source = iter(chunks)
+    first: list[bytes] = []
+    head = b""
+    while len(head) < 4:
+        chunk = next(source, None)
+        if chunk is None:
+            break
+        first.append(chunk)
+        head += chunk
+
+    def replayed() -> Iterator[bytes]:
+        yield from first
+        first.clear()
+        yield from source
+
+    if head.startswith(_ZSTD_MAGIC):
+        return "zstd", replayed()
+    if head.startswith(_GZIP_MAGIC):
+        return "gzip", replayed()
+    return "none", replayed()
+
+
+def _decompressed(
+    chunks: Iterator[bytes], compression: Compression, limits: ReadLimits
+) -> Iterator[bytes]:
+    if compression == "zstd":
+        chunks = _zstd_chunks(chunks)
+    elif compression == "gzip":
+        chunks = _gzip_chunks(chunks)
+    return _capped(chunks, limits.max_expanded_bytes)
+
+
+def _is_document(head: bytes, limit: int) -> bool:
+    """A JSON export starts with ``{``, as does a file of 3.1 envelopes (one per line),
+    told apart by the first line: a complete envelope, with its ``type``."""
+    text = head.lstrip()
+    if not text.startswith(b"{"):
+        return False
+    line, newline, _ = text.partition(b"\n")
+    if not newline and len(line) > limit:
+        return True  # longer than any line may be: only an export can go on like this
+    try:
+        first = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return True
+    return not (isinstance(first, dict) and str(first.get("type")) in _ENVELOPE_TYPES)
+
+
+def dump_lines(chunks: Iterable[bytes], limits: ReadLimits = DEFAULT_LIMITS) -> Iterator[bytes]:
+    """The decompressed lines of any dump (any compression), without their newline, as
+    they are, under the caps of ``limits``: for callers that copy lines byte for byte."""
+    compression, raw = _sniffed(chunks)
+    return _lines(_decompressed(raw, compression, limits), limits.max_line_bytes)
 
 
 def file_chunks(path: Path, size: int = _CHUNK) -> Iterator[bytes]:
@@ -607,9 +644,11 @@ def file_chunks(path: Path, size: int = _CHUNK) -> Iterator[bytes]:
             yield chunk
 
 
-def open_dump(path: Path, *, strict: bool = False) -> DumpReader:
+def open_dump(
+    path: Path, *, strict: bool = False, limits: ReadLimits = DEFAULT_LIMITS
+) -> DumpReader:
     """A reader over a dump file (blocking I/O: call it from a worker thread)."""
-    return DumpReader(file_chunks(path), strict=strict)
+    return DumpReader(file_chunks(path), strict=strict, limits=limits)
 
 
 def read_events(chunks: Iterable[bytes], *, strict: bool = False) -> Iterator[Event]:

@@ -42,6 +42,7 @@ from rtcstats_server.metadata.record import (
     to_json_ready,
 )
 from rtcstats_server.query_values import parse_limit, parse_time
+from rtcstats_server.uploads.chunks import CHUNK_COST, UPLOAD_COST
 from rtcstats_server.uploads.service import Uploads
 
 #: Our severities as that API names them.
@@ -133,15 +134,17 @@ def _owner(request: web.Request) -> str:
 
 
 class _Sink:
-    """Received bytes into a file, off the loop, counted against the limits."""
+    """Received bytes into a file, off the loop, counted against the limits: ``cost``
+    from the start (what holding it costs besides its bytes), then its bytes."""
 
-    def __init__(self, uploads: Uploads, path: Path, limit: int, what: str) -> None:
+    def __init__(self, uploads: Uploads, path: Path, limit: int, what: str, cost: int) -> None:
         self.uploads = uploads
         self.path = path
         self.limit = limit
         self.what = what
         self.size = 0
-        self.reserved = 0
+        uploads.chunks.reserve(cost)
+        self.reserved = cost
         self.buffer: list[bytes] = []
         self.buffered = 0
         self.handle: IO[bytes] | None = None
@@ -188,7 +191,7 @@ class _Sink:
 
 async def upload(request: web.Request) -> web.Response:
     uploads = request.app[UPLOADS]
-    limit = request.app[CONFIG].upload.max_bytes
+    limit = request.app[CONFIG].uploads.max_bytes
     if request.content_length is not None and request.content_length > limit + 64 * 1024:
         # Multipart framing adds a little to a chunk: only clear excess is refused early.
         raise UploadRefused(413, "too_large", f"the upload is larger than {limit} bytes")
@@ -232,16 +235,13 @@ def _assemble_call(body: bytes) -> tuple[str, str | None] | None:
 async def _assemble(
     request: web.Request, uploads: Uploads, file_id: str, file_name: str | None
 ) -> web.Response:
-    path = uploads.chunks.scratch()
-    await uploads.chunks.assemble(_owner(request), file_id, file_name, path)
-    size = (await asyncio.to_thread(path.stat)).st_size
-    record = await uploads.store(path, file_name, size)
-    return _stored(request, record)
+    session_id = await uploads.assemble(_owner(request), file_id, file_name)
+    return _stored(request, session_id)
 
 
 async def _raw(request: web.Request, uploads: Uploads, head: bytes) -> web.Response:
-    limit = request.app[CONFIG].upload.max_bytes
-    sink = _Sink(uploads, uploads.chunks.scratch(), limit, "the upload")
+    limit = request.app[CONFIG].uploads.max_bytes
+    sink = _Sink(uploads, uploads.chunks.scratch(), limit, "the upload", UPLOAD_COST)
     try:
         await sink.write(head)
         async for data in request.content.iter_chunked(256 * 1024):
@@ -253,17 +253,17 @@ async def _raw(request: web.Request, uploads: Uploads, head: bytes) -> web.Respo
     except BaseException:
         await sink.discard()
         raise
-    sink.release()  # held on disk now only until stored, under the upload slots
-    if sink.size == 0:
-        await asyncio.to_thread(sink.path.unlink, missing_ok=True)
-        raise UploadRefused(400, "bad_request", "the body is empty: send a dump")
-    name = request.query.get("fileName")
-    record = await uploads.store(sink.path, name[:1024] if name else None, sink.size)
-    return _stored(request, record)
+    try:  # counted until stored: waiting for an upload slot holds its bytes on disk
+        if sink.size == 0:
+            raise UploadRefused(400, "bad_request", "the body is empty: send a dump")
+        name = request.query.get("fileName")
+        record = await uploads.store([sink.path], name[:1024] if name else None, sink.size)
+    finally:
+        await sink.discard()
+    return _stored(request, str(record["id"]))
 
 
-def _stored(request: web.Request, record: dict[str, Any]) -> web.Response:
-    session_id = str(record["id"])
+def _stored(request: web.Request, session_id: str) -> web.Response:
     return json_response(
         {"success": True, "rtcstatsId": session_id, **session_urls(request.app, session_id)}
     )
@@ -282,29 +282,51 @@ async def _field(part: BodyPartReader) -> str:
 
 
 async def _chunk(request: web.Request, uploads: Uploads) -> web.Response:
-    config = request.app[CONFIG].upload
+    """One chunk: a multipart body of at most ``max_fields`` parts, whose text fields
+    hold at most ``max_fields_bytes`` together (413 ``too_many_fields`` /
+    ``fields_too_large``), so what a request makes us hold is bounded by its parts
+    before it is by its size."""
+    config = request.app[CONFIG].uploads
     try:
         reader = await request.multipart()
     except (ValueError, AssertionError):
         raise UploadRefused(400, "bad_request", "not a multipart/form-data body") from None
     fields: dict[str, str] = {}
+    field_bytes = 0
+    parts = 0
     sink: _Sink | None = None
     try:
         while True:
             part = await reader.next()
             if part is None:
                 break
+            parts += 1
+            if parts > config.max_fields:
+                raise UploadRefused(
+                    413, "too_many_fields", f"more than {config.max_fields} multipart parts"
+                )
             if isinstance(part, MultipartReader):
                 raise UploadRefused(400, "bad_request", "nested multipart bodies are not read")
             if part.name == "chunk":
                 if sink is not None:
                     raise UploadRefused(400, "bad_request", "one chunk per request")
-                sink = _Sink(uploads, uploads.chunks.scratch(), config.max_chunk_bytes, "a chunk")
+                sink = _Sink(
+                    uploads, uploads.chunks.scratch(), config.max_chunk_bytes, "a chunk", CHUNK_COST
+                )
                 while data := await part.read_chunk(256 * 1024):
                     await sink.write(data)
                 await sink.close()
-            elif part.name is not None:
-                fields[part.name] = await _field(part)
+            else:
+                value = await _field(part)
+                field_bytes += len(part.name or "") + len(value)
+                if field_bytes > config.max_fields_bytes:
+                    raise UploadRefused(
+                        413,
+                        "fields_too_large",
+                        f"the multipart fields are larger than {config.max_fields_bytes} bytes",
+                    )
+                if part.name is not None:
+                    fields[part.name] = value
         if sink is None:
             raise UploadRefused(400, "bad_request", "missing field chunk (the file part)")
         file_id, index, total, name = _chunk_fields(fields)
@@ -584,7 +606,7 @@ async def delete_session(request: web.Request) -> web.Response:
 async def uploads_ctx(app: web.Application) -> AsyncIterator[None]:
     """aiohttp cleanup context: the upload service once the session manager exists."""
     config = app[CONFIG]
-    if not config.upload.enabled:
+    if not config.uploads.enabled:
         yield
         return
     service = Uploads(config, app[MANAGER], app[DUMPS], app[RECORDS], app[METRICS])
@@ -595,7 +617,7 @@ async def uploads_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def add_routes(app: web.Application) -> None:
-    if not app[CONFIG].upload.enabled:
+    if not app[CONFIG].uploads.enabled:
         return
     app.router.add_post("/v1.0/upload", upload)
     app.router.add_get("/v1.0/sessions", list_sessions)

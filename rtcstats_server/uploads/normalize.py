@@ -12,26 +12,28 @@ string each ``stats-entry`` carries (what ingest stores for a live 3.1 client).
 Whole-document exports (chrome://webrtc-internals, the 2016 importer JSON) have no
 lines: their events are written from the reader's model in the 3.1 on-disk form
 (absolute times, full method names, getStats as full reports, a report absent from
-a result is gone). webrtc-internals keeps getStats as one time series per property;
-those are put back together into one getStats result per sampling time.
+a result is gone); webrtc-internals' per-property series are put back together into
+getStats results by the reader (dumps/documents.py).
+
+Every upload is read under the ``uploads.*`` caps (``ReadLimits``): a line, the bytes
+it decompresses and expands to, its events. Past one, ``UploadRefused`` 413 with the
+cap as its error code; memory stays bounded by one line (or one rebuilt result) and
+a frame of output, whatever the file holds.
 
 Blocking (files, decompression, parsing): run it in a worker thread.
 """
 
 from __future__ import annotations
 
-import gzip
-import io
-import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final
 
 import orjson
-import zstandard
 
 from rtcstats_server.dialects.base import identity_fields
+from rtcstats_server.dumps.events import EXPANDED_TOO_LARGE, TOO_MANY_EVENTS, ReadLimits
 from rtcstats_server.dumps.frames import compress_frame
 from rtcstats_server.dumps.layout import MAGIC, metadata_line
 from rtcstats_server.dumps.privacy import mask_line, mask_text
@@ -40,10 +42,11 @@ from rtcstats_server.dumps.reader import (
     STATS_METHOD,
     DumpReader,
     Event,
+    dump_lines,
     epoch_ms,
     file_chunks,
 )
-from rtcstats_server.exceptions import DumpFormatError, UploadRefused
+from rtcstats_server.exceptions import DumpFormatError, DumpTooLarge, UploadRefused
 
 #: Raw bytes per zstd frame written.
 FRAME_BYTES: Final = 1 << 20
@@ -53,8 +56,6 @@ EVENTS_PROTOCOL: Final = "3.1_STANDARD"
 CLOSE_CODE: Final = 1000
 #: Times before this (1973) are not epoch milliseconds: some clients send 0 or deltas.
 _PLAUSIBLE_MS: Final = 1e11
-#: webrtc-internals samples of one report closer than this are one getStats result.
-_SAMPLE_GRID_MS: Final = 50
 _PUSHERS: Final = frozenset({"JVB", "JICOFO", "JIBRI", "JIGASI"})
 
 
@@ -74,18 +75,32 @@ class Normalized:
 
 
 class _FrameOut:
-    """Lines into independent zstd frames, as the live dump writer makes them."""
+    """Lines into independent zstd frames, as the live dump writer makes them, counted
+    against the caps of ``limits`` (lines are events; bytes are what the upload
+    expanded to)."""
 
-    def __init__(self, handle: IO[bytes], level: int, mask: bool = False) -> None:
+    def __init__(
+        self, handle: IO[bytes], level: int, limits: ReadLimits, mask: bool = False
+    ) -> None:
         self.handle = handle
         self.level = level
+        self.limits = limits
         self.mask = mask
         self.buffer: list[bytes] = []
         self.buffered = 0
         self.raw_bytes = 0
+        self.lines = 0
         self.last = b""
 
     def line(self, data: bytes) -> None:
+        self.lines += 1
+        events, expanded = self.limits.max_events, self.limits.max_expanded_bytes
+        if events is not None and self.lines > events:
+            raise DumpTooLarge(TOO_MANY_EVENTS, f"the dump holds more than {events} events")
+        if expanded is not None and self.raw_bytes + self.buffered + len(data) > expanded:
+            raise DumpTooLarge(
+                EXPANDED_TOO_LARGE, f"the dump expands to more than {expanded} bytes"
+            )
         if self.mask:
             masked = mask_line(data.decode("utf-8", "replace"))
             if masked is not None:
@@ -105,33 +120,6 @@ class _FrameOut:
             self.raw_bytes += len(data)
             self.buffer.clear()
             self.buffered = 0
-
-
-def _decompressed(handle: io.BufferedReader) -> IO[bytes]:
-    head = handle.peek(4)[:4]
-    if head.startswith(b"\x28\xb5\x2f\xfd"):
-        reader = zstandard.ZstdDecompressor().stream_reader(handle, read_across_frames=True)
-        return io.BufferedReader(reader, 1 << 16)
-    if head.startswith(b"\x1f\x8b"):
-        return io.BufferedReader(gzip.GzipFile(fileobj=handle, mode="rb"), 1 << 16)
-    return handle
-
-
-def _lines(source: Path, limit: int) -> Iterator[bytes]:
-    """Decompressed lines without their newline; more than ``limit`` bytes: 413."""
-    total = 0
-    with source.open("rb") as raw:
-        stream = _decompressed(raw)
-        try:
-            for line in stream:
-                total += len(line)
-                if total > limit:
-                    raise UploadRefused(
-                        413, "too_large", f"the dump is larger than {limit} bytes decompressed"
-                    )
-                yield line.rstrip(b"\r\n")
-        except (OSError, EOFError, zlib.error, zstandard.ZstdError) as exc:
-            raise UploadRefused(415, "parsing_issue", f"the file is corrupt: {exc}") from None
 
 
 def _loads(data: bytes) -> Any:
@@ -195,9 +183,15 @@ def _unwrapped(line: bytes) -> bytes | None:
     return None
 
 
-def _envelope_protocol(source: Path, limit: int) -> str:
+def _chunks(sources: Sequence[Path]) -> Iterator[bytes]:
+    """The upload's bytes: one file (a raw body) or its chunks' files, in order."""
+    for source in sources:
+        yield from file_chunks(source)
+
+
+def _envelope_protocol(sources: Sequence[Path], limits: ReadLimits) -> str:
     """Pushers' envelopes say who they are in their identity's applicationName."""
-    for line in _lines(source, limit):
+    for line in dump_lines(_chunks(sources), limits):
         envelope = _loads(line)
         if isinstance(envelope, dict) and envelope.get("type") == "identity":
             data = envelope.get("data")
@@ -221,81 +215,6 @@ def _close_line(last: bytes, relative: bool) -> bytes | None:
     return orjson.dumps(["close", None, CLOSE_CODE, when])
 
 
-# -- whole-document exports ----------------------------------------------------------------
-
-
-def _internals_stats(doc: dict[str, Any]) -> list[tuple[float, str, dict[str, Any]]]:
-    """getStats results rebuilt from webrtc-internals' per-property series.
-
-    A key is ``<report id>-<property>`` with ``values`` (a JSON array, often as a
-    string) sampled evenly from ``startTime`` to ``endTime``. Names in brackets are
-    rates the page derived itself, not stats: they are left out.
-    """
-    results: list[tuple[float, str, dict[str, Any]]] = []
-    connections = doc.get("PeerConnections")
-    for pc_id, connection in connections.items() if isinstance(connections, dict) else []:
-        stats = connection.get("stats") if isinstance(connection, dict) else None
-        if not isinstance(stats, dict):
-            continue
-        by_time: dict[int, dict[str, dict[str, Any]]] = {}
-        for key, series in stats.items():
-            report_id, dash, prop = str(key).rpartition("-")
-            if not dash or not report_id or not prop or prop.startswith("["):
-                continue
-            if not isinstance(series, dict):
-                continue
-            values = series.get("values")
-            if isinstance(values, str):
-                values = _loads(values.encode())
-            start, end = epoch_ms(series.get("startTime")), epoch_ms(series.get("endTime"))
-            if not isinstance(values, list) or not values or start is None or end is None:
-                continue
-            step = (end - start) / (len(values) - 1) if len(values) > 1 else 0.0
-            for index, value in enumerate(values):
-                when = round((start + index * step) / _SAMPLE_GRID_MS) * _SAMPLE_GRID_MS
-                reports = by_time.setdefault(when, {})
-                report = reports.get(report_id)
-                if report is None:
-                    report = reports[report_id] = {"id": report_id, "timestamp": when}
-                    if isinstance(series.get("statsType"), str):
-                        report["type"] = series["statsType"]
-                report[prop] = value
-        for when in sorted(by_time):
-            results.append((float(when), str(pc_id), by_time[when]))
-    return results
-
-
-def _document_events(
-    reader: DumpReader, source: Path, limit: int
-) -> tuple[list[Event], dict[str, Any]]:
-    events = list(reader)
-    meta: dict[str, Any] = {}
-    agent = reader.info.user_agent
-    if agent:
-        meta["userAgent"] = agent
-    if isinstance(reader.info.metadata.get("url"), str):
-        meta["url"] = reader.info.metadata["url"]
-    if reader.info.layout != "webrtc-internals":
-        return events, meta
-    doc = _loads(b"\n".join(_lines(source, limit)))
-    if not isinstance(doc, dict):
-        return events, meta
-    for when, pc_id, reports in _internals_stats(doc):
-        events.append(Event(when, STATS_METHOD, pc_id, {**reports, "timestamp": when}))
-    connections = doc.get("PeerConnections")
-    created = {e.pc_id for e in events if e.method == "create"}
-    for pc_id, connection in connections.items() if isinstance(connections, dict) else []:
-        if str(pc_id) in created or not isinstance(connection, dict):
-            continue
-        times = [e.timestamp for e in events if e.pc_id == str(pc_id) and e.timestamp > 0]
-        config = {k: connection[k] for k in ("rtcConfiguration", "constraints") if k in connection}
-        events.append(Event(min(times) if times else 0.0, "create", str(pc_id), config))
-        if isinstance(connection.get("url"), str) and "url" not in meta:
-            meta["url"] = connection["url"]
-    events.sort(key=lambda event: event.timestamp)
-    return events, meta
-
-
 def _event_line(event: Event) -> bytes:
     method = "getstats" if event.method == STATS_METHOD else event.method
     return orjson.dumps([method, event.pc_id, event.value, _time_value(event.timestamp)])
@@ -305,84 +224,110 @@ def _event_line(event: Event) -> bytes:
 
 
 def normalize(
-    source: Path,
+    sources: Sequence[Path],
     target: Path,
     session_id: str,
     *,
     file_name: str | None,
-    max_raw_bytes: int,
+    limits: ReadLimits,
     level: int = 3,
     mask: bool = False,
 ) -> Normalized:
-    """Write ``source`` (an upload) as our dump at ``target``; UploadRefused says why
-    it cannot be. ``mask``: IP addresses are masked as ingest masks them."""
+    """Write the upload whose bytes are the files ``sources`` (in order) as our dump at
+    ``target``; UploadRefused says why it cannot be: 413 past a cap of ``limits``, 415
+    when it is no dump we read. ``mask``: IP addresses are masked as ingest masks them."""
     try:
-        reader = DumpReader(file_chunks(source))
+        return _normalize(sources, target, session_id, file_name, limits, level, mask)
+    except DumpTooLarge as exc:
+        raise UploadRefused(413, exc.cap, exc.message) from None
     except DumpFormatError as exc:
         raise UploadRefused(415, "parsing_issue", str(exc)) from None
-    info = reader.info
-    relative = info.scheme == "rtcstats-js"
-    with target.open("wb") as handle:
-        out = _FrameOut(handle, level)
-        out.line(MAGIC.encode())
-        header: dict[str, Any]
-        body: list[bytes] = []
-        if info.layout in ("legacy-import", "webrtc-internals"):
-            events, header = _document_events(reader, source, max_raw_bytes)
+
+
+def _normalize(
+    sources: Sequence[Path],
+    target: Path,
+    session_id: str,
+    file_name: str | None,
+    limits: ReadLimits,
+    level: int,
+    mask: bool,
+) -> Normalized:
+    reader = DumpReader(_chunks(sources), limits=limits)
+    try:
+        info = reader.info
+        relative = info.scheme == "rtcstats-js"
+        documents = info.layout in ("legacy-import", "webrtc-internals")
+        header: dict[str, Any] = {}
+        if documents:
+            if info.user_agent:
+                header["userAgent"] = info.user_agent
+            if isinstance(info.metadata.get("url"), str):
+                header["url"] = info.metadata["url"]
             header["clientProtocol"] = EVENTS_PROTOCOL
             header["convertedFrom"] = info.layout
-            body = [_event_line(e) for e in events if e.method != ERROR_METHOD]
             relative = False
-        else:
-            header = {}
-            if info.layout == "client-stream":
-                header["clientProtocol"] = "rtcstats#5.0" if relative else "2.0"
-                if relative:
-                    header["fileFormat"] = 3
-            elif info.layout == "jitsi-envelopes":
-                header["clientProtocol"] = _envelope_protocol(source, max_raw_bytes)
-        # The metadata line goes first, so events are staged in a scratch file (or,
-        # for documents, already in memory) until the upload's own metadata is known.
-        scratch = target.with_suffix(".events")
-        try:
-            with scratch.open("w+b") as staged:
-                events_out = _FrameOut(staged, level, mask)
-                if body:
-                    for line in body:
-                        events_out.line(line)
+        elif info.layout == "client-stream":
+            header["clientProtocol"] = "rtcstats#5.0" if relative else "2.0"
+            if relative:
+                header["fileFormat"] = 3
+        elif info.layout == "jitsi-envelopes":
+            header["clientProtocol"] = _envelope_protocol(sources, limits)
+        with target.open("wb") as handle:
+            out = _FrameOut(handle, level, limits)
+            out.line(MAGIC.encode())
+            # The metadata line goes first, so events are staged in a scratch file
+            # until the upload's own metadata is known.
+            scratch = target.with_suffix(".events")
+            try:
+                with scratch.open("w+b") as staged:
+                    events_out = _FrameOut(staged, level, limits, mask)
                     own: dict[str, Any] = {}
-                else:
-                    own = _copy_lines(_lines(source, max_raw_bytes), info.layout, events_out)
-                close = _close_line(events_out.last, relative)
-                if close is not None:
-                    events_out.line(close)
-                events_out.flush()
-                meta = {**own, **header}
-                if own.get("sessionId") not in (None, session_id):
-                    meta["uploadedSessionId"] = own["sessionId"]
-                meta.update(
-                    {"sessionId": session_id, "source": "upload", "uploadLayout": info.layout}
-                )
-                if file_name:
-                    meta["uploadFileName"] = file_name
-                if mask:
-                    meta = orjson.loads(mask_text(orjson.dumps(meta).decode()))
-                out.line(metadata_line(meta).encode())
-                out.flush()
-                staged.seek(0)
-                while chunk := staged.read(1 << 20):
-                    handle.write(chunk)  # zstd frames concatenate
-                raw_bytes = out.raw_bytes + events_out.raw_bytes
-        finally:
-            scratch.unlink(missing_ok=True)
-    result = _facts(target, info.layout, meta, own)
+                    if documents:
+                        for event in reader:
+                            if event.method != ERROR_METHOD:
+                                events_out.line(_event_line(event))
+                    else:
+                        reader.close()
+                        lines = dump_lines(_chunks(sources), limits)
+                        own = _copy_lines(
+                            (ln.rstrip(b"\r") for ln in lines), info.layout, events_out
+                        )
+                    close = _close_line(events_out.last, relative)
+                    if close is not None:
+                        events_out.line(close)
+                    events_out.flush()
+                    meta = {**own, **header}
+                    if own.get("sessionId") not in (None, session_id):
+                        meta["uploadedSessionId"] = own["sessionId"]
+                    meta.update(
+                        {"sessionId": session_id, "source": "upload", "uploadLayout": info.layout}
+                    )
+                    if file_name:
+                        meta["uploadFileName"] = file_name
+                    if mask:
+                        meta = orjson.loads(mask_text(orjson.dumps(meta).decode()))
+                    out.line(metadata_line(meta).encode())
+                    out.flush()
+                    staged.seek(0)
+                    while chunk := staged.read(1 << 20):
+                        handle.write(chunk)  # zstd frames concatenate
+                    raw_bytes = out.raw_bytes + events_out.raw_bytes
+            finally:
+                scratch.unlink(missing_ok=True)
+    finally:
+        reader.close()
+    result = _facts(target, info.layout, meta, own, limits)
     result.raw_bytes = raw_bytes
     return result
 
 
-def _facts(target: Path, layout: str, meta: dict[str, Any], own: dict[str, Any]) -> Normalized:
-    """Read back what was written: the check that it reads, and the record's facts."""
-    reader = DumpReader(file_chunks(target))
+def _facts(
+    target: Path, layout: str, meta: dict[str, Any], own: dict[str, Any], limits: ReadLimits
+) -> Normalized:
+    """Read back what was written: the check that it reads, and the record's facts
+    (counts, times, identity: no getStats state is needed, and none is kept)."""
+    reader = DumpReader(file_chunks(target), limits=limits, decode=False)
     protocol = meta.get("clientProtocol")
     result = Normalized(layout, protocol if isinstance(protocol, str) else None, meta)
     # Not our metadata: its sessionId is now ours, not the client's meeting.

@@ -14,20 +14,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from rtcstats_server.analysis.stored import quality_fields
 from rtcstats_server.config import Config
+from rtcstats_server.dumps.events import ReadLimits
 from rtcstats_server.exceptions import UploadRefused
 from rtcstats_server.metadata.base import SessionStore
 from rtcstats_server.metadata.record import EndReason, SessionState, utcnow
 from rtcstats_server.metrics import Metrics
 from rtcstats_server.sessions.live import SessionManager
 from rtcstats_server.storage.base import DumpStore, dump_key
-from rtcstats_server.uploads.chunks import ChunkStore
+from rtcstats_server.uploads.chunks import UPLOAD_COST, Assembly, ChunkStore
 from rtcstats_server.uploads.normalize import Normalized, normalize
 
 log = logging.getLogger(__name__)
@@ -62,31 +65,60 @@ class Uploads:
         self.records = records
         self.metrics = metrics
         self.work = config.uploads_dir / "work"
-        self.chunks = ChunkStore(config.uploads_dir, config.upload)
-        self._slots = asyncio.Semaphore(config.upload.concurrency)
+        self.chunks = ChunkStore(config.uploads_dir, config.uploads)
+        self._slots = asyncio.Semaphore(config.uploads.concurrency)
+        caps = config.uploads
+        self.limits = ReadLimits(caps.max_line_bytes, caps.max_expanded_bytes, caps.max_events)
 
     async def open(self) -> None:
-        await asyncio.to_thread(self.work.mkdir, parents=True, exist_ok=True)
+        def prepare() -> None:
+            shutil.rmtree(self.work, ignore_errors=True)  # half-converted at a crash
+            self.work.mkdir(parents=True, exist_ok=True)
+
+        await asyncio.to_thread(prepare)
         await self.chunks.open()
 
     async def close(self) -> None:
         await self.chunks.close()
 
-    async def store(self, source: Path, file_name: str | None, size: int) -> dict[str, Any]:
-        """Make the upload at ``source`` a stored session; its record. ``source`` is
-        deleted either way; UploadRefused says why a file is not a dump we keep."""
-        session_id = uuid.uuid4().hex
+    async def assemble(self, owner: str, file_id: str, file_name: str | None) -> str:
+        """The session of a chunked file (the same one for every call: chunks.py)."""
+
+        async def store(assembly: Assembly) -> str:
+            record = await self.store(
+                assembly.parts, file_name, assembly.size, session_id=assembly.session_id
+            )
+            return str(record["id"])
+
+        self.chunks.reserve(UPLOAD_COST)  # this call, while it waits for its turn
+        try:
+            return await self.chunks.assemble(owner, file_id, file_name, store)
+        finally:
+            self.chunks.release(UPLOAD_COST)
+
+    async def store(
+        self,
+        sources: Sequence[Path],
+        file_name: str | None,
+        size: int,
+        session_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Make the upload whose bytes are the files ``sources`` (in order) a stored
+        session; its record. UploadRefused says why a file is not a dump we keep. The
+        sources are the caller's to delete; ``session_id`` is a new one unless given
+        (a retried assembly rewrites its session)."""
+        session_id = session_id or uuid.uuid4().hex
         target = self.work / f"{session_id}.rtcstats.zst"
         name = file_name[:MAX_FILE_NAME] if file_name else None
         try:
             async with self._slots:
                 facts = await asyncio.to_thread(
                     normalize,
-                    source,
+                    sources,
                     target,
                     session_id,
                     file_name=name,
-                    max_raw_bytes=self.config.ingest.max_session_bytes,
+                    limits=self.limits,
                     level=self.config.dumps.zstd_level,
                     mask=self.config.privacy.obfuscate_ip_addresses,
                 )
@@ -96,7 +128,6 @@ class Uploads:
             raise
         finally:
             await asyncio.to_thread(target.unlink, missing_ok=True)
-            await asyncio.to_thread(source.unlink, missing_ok=True)
         self.metrics.received_uploads.labels("stored").inc()
         self.metrics.received_upload_bytes.inc(size)
         for hook in self.manager.on_stored:

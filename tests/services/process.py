@@ -20,7 +20,10 @@ class CollectorProcess:
     """``rtcstats-server serve`` on a free loopback port; stderr goes to ``log_path``.
 
     ``command`` replaces ``python -m rtcstats_server serve ...`` (the image test runs
-    the Dockerfile's own command); ``env`` is the whole environment when ``clean``.
+    the Dockerfile's own command); ``wrapper`` goes in front of it (e.g. ``prlimit
+    --as=...`` so that a memory regression fails a test, not the machine: prlimit execs
+    the command, so ``proc.pid`` is the collector's); ``env`` is the whole environment
+    when ``clean``.
     """
 
     def __init__(
@@ -30,6 +33,7 @@ class CollectorProcess:
         command: Sequence[str] | None = None,
         clean: bool = False,
         cwd: Path | None = None,
+        wrapper: Sequence[str] = (),
     ) -> None:
         self.data_dir = data_dir
         self.port = free_port()
@@ -38,10 +42,10 @@ class CollectorProcess:
             {} if clean else {k: v for k, v in os.environ.items() if not k.startswith("RTCSTATS_")}
         )
         self.env = {**base, **(env or {})}
-        self.command = list(command) if command else [
+        self.command = [*wrapper, *(command or (
             sys.executable, "-m", "rtcstats_server", "serve",
             "--host", "127.0.0.1", "--port", str(self.port), "--data-dir", str(data_dir),
-        ]  # fmt: skip
+        ))]  # fmt: skip
         self.cwd = cwd
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -94,6 +98,22 @@ class CollectorProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+
+    def memory(self) -> tuple[int, int]:
+        """The collector's resident set now and its peak (VmRSS, VmHWM), in bytes."""
+        assert self.proc is not None
+        sizes: dict[str, int] = {}
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            name, _, value = line.partition(":")
+            if name in ("VmRSS", "VmHWM"):
+                sizes[name] = int(value.split()[0]) * 1024
+        return sizes["VmRSS"], sizes["VmHWM"]
+
+    def reset_peak(self) -> None:
+        """Start VmHWM again from the current RSS (Linux clear_refs), so the next peak
+        read is the peak of what happens from now on."""
+        assert self.proc is not None
+        Path(f"/proc/{self.proc.pid}/clear_refs").write_text("5")
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

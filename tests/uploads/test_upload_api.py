@@ -15,7 +15,8 @@ import orjson
 import pytest
 import zstandard
 
-from tests.services import streams
+from rtcstats_server.uploads.chunks import UPLOAD_COST
+from tests.services import streams, uploads
 from tests.services.collector import RunningCollector, run_collector, wait_until
 
 READ, UPLOAD, ADMIN = "read-token-0123456789", "upload-token-0123456789", "admin-token-012345678"
@@ -50,9 +51,7 @@ async def post_raw(
     token: str = UPLOAD,
     content_type: str = "application/octet-stream",
 ) -> tuple[int, dict[str, Any]]:
-    headers = {**auth(token), "Content-Type": content_type}
-    async with c.http.post(c.base_url + "/v1.0/upload", data=body, headers=headers) as response:
-        return response.status, await response.json()
+    return await uploads.post_raw(c.http, c.base_url, body, auth(token), content_type)
 
 
 async def post_chunks(
@@ -64,26 +63,9 @@ async def post_chunks(
     file_id: str | None = None,
     skip: int | None = None,
 ) -> tuple[int, dict[str, Any]]:
-    """The upload protocol as the rtcstats.com clients speak it (our forwarder too)."""
-    file_id = file_id or uuid.uuid4().hex
-    parts = [body[i : i + size] for i in range(0, len(body), size)] or [b""]
-    for index, part in enumerate(parts):
-        if index == skip:
-            continue
-        form = aiohttp.FormData()
-        form.add_field("chunk", part, filename=name, content_type="application/octet-stream")
-        form.add_field("fileId", file_id)
-        form.add_field("chunkIndex", str(index))
-        form.add_field("totalChunks", str(len(parts)))
-        form.add_field("fileName", name)
-        async with c.http.post(c.base_url + "/v1.0/upload", data=form, headers=auth(token)) as r:
-            answer = await r.json()
-            if r.status != 200:
-                return r.status, answer
-            assert answer == {"success": True}
-    call = {"fileId": file_id, "assemble": True, "fileName": name}
-    async with c.http.post(c.base_url + "/v1.0/upload", json=call, headers=auth(token)) as r:
-        return r.status, await r.json()
+    return await uploads.post_chunks(
+        c.http, c.base_url, body, name, size, auth(token), file_id, skip
+    )
 
 
 async def get(c: RunningCollector, path: str, token: str = READ) -> tuple[int, Any]:
@@ -309,7 +291,12 @@ async def test_webrtc_internals_export_is_converted_with_its_peer_connections(
 async def test_documented_errors(tmp_path: Path, fixtures_dir: Path) -> None:
     settings = {
         "api": {"tokens": TOKENS},
-        "upload": {"max_bytes": 50_000, "max_chunk_bytes": 20_000, "max_pending_bytes": 60_000},
+        # Room for one raw upload in progress (1 MiB besides its bytes) and 60 kB more.
+        "uploads": {
+            "max_bytes": 50_000,
+            "max_chunk_bytes": 20_000,
+            "max_pending_bytes": UPLOAD_COST + 60_000,
+        },
     }
     body = (fixtures_dir / "real" / "jitsi-firefox97-standard-stats-sfu.jsonl").read_bytes()
     big = (fixtures_dir / "real" / "jitsi-google-standard-stats-sfu.jsonl").read_bytes()
@@ -338,10 +325,10 @@ async def test_documented_errors(tmp_path: Path, fixtures_dir: Path) -> None:
         await error(*await get(c, "/v1.0/sessions?hasCritical=maybe"), 400, "bad_request")
         await error(*await get(c, "/v1.0/sessions/not-an-id"), 400, "bad_request")
         await error(*await get(c, "/v1.0/sessions/" + "0" * 32), 404, "not_found")
-        # Unassembled chunks are bounded (60 kB here, the chunks of x.jsonl included):
-        # files keeping chunks waiting fill the area, then uploads get 503 until they expire.
+        # Unassembled chunks are bounded (the chunks of x.jsonl included): files keeping
+        # chunks waiting fill the area, then uploads get 503 until they expire.
         answers = []
-        for index in range(5):
+        for index in range(200):
             form = aiohttp.FormData()
             form.add_field("chunk", b"x" * 14_000, filename="f", content_type="text/plain")
             for field, value in (
@@ -354,7 +341,11 @@ async def test_documented_errors(tmp_path: Path, fixtures_dir: Path) -> None:
                 c.base_url + "/v1.0/upload", data=form, headers=auth(UPLOAD)
             ) as r:
                 answers.append((r.status, await r.json()))
+            if r.status != 200:
+                break
+        # Each file: its 14,000 bytes, 4 KiB for the chunk and 4 KiB for the file.
         assert answers[0][0] == 200 and answers[-1][0] == 503
+        assert 40 < len(answers) < 60
         await error(*answers[-1], 503, "busy")
         await error(*await post_raw(c, body[:20_000] + b"\n"), 503, "busy")
         metrics = await (await c.http.get(c.base_url + "/metrics", headers=auth(READ))).text()
@@ -363,7 +354,7 @@ async def test_documented_errors(tmp_path: Path, fixtures_dir: Path) -> None:
 
 async def test_unassembled_chunks_expire(tmp_path: Path, fixtures_dir: Path) -> None:
     body = (fixtures_dir / "real" / "jitsi-firefox97-standard-stats-sfu.jsonl").read_bytes()
-    settings = {"upload": {"chunk_ttl_s": 0.3}}
+    settings = {"uploads": {"chunk_ttl_s": 0.3}}
     async with run_collector(tmp_path / "data", settings) as c:
         chunks_dir = c.config.uploads_dir / "chunks"
         status, _ = await post_chunks(c, body, "late.jsonl", size=10_000, skip=1)
