@@ -132,6 +132,13 @@ class PeerServer:
         assert self.proc is not None
         return self.proc.pid
 
+    def finished(self, sessions: int) -> bool:
+        """Every connection's dump post-processed: the work directory is empty again
+        (each file leaves it once its obfuscated copy is complete)."""
+        assert self.upload_dir is not None and self.work_dir is not None
+        work = sum(1 for _ in self.work_dir.iterdir())
+        return work == 0 and sum(1 for _ in self.upload_dir.iterdir()) >= sessions
+
     def count(self) -> PeerCount:
         """Messages in the finished dumps: each line of a dump is one message, apart
         from the three framing lines (the peer writes one line per message it got)."""
