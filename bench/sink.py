@@ -5,12 +5,13 @@ any path with whatever subprotocol the client offers first, read every message a
 throw it away. What the collector spends above this is the price of its own work
 (decoding, sessions, dumps, records).
 
-Usage: python bench/sink.py PORT [--deflate]
+Usage: python bench/sink.py PORT [--deflate] [--uvloop]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 
 from aiohttp import web
 
@@ -41,7 +42,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("port", type=int)
     parser.add_argument("--deflate", action="store_true", help="offer permessage-deflate")
+    parser.add_argument("--uvloop", action="store_true", help="run on uvloop's event loop")
     args = parser.parse_args()
+    if args.uvloop:
+        import uvloop  # bench-only dependency: only this option needs it
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     web.run_app(build(args.deflate), host="127.0.0.1", port=args.port, print=None, access_log=None)
 
 
