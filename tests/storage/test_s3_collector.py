@@ -88,8 +88,13 @@ async def test_bucket_outage_across_a_collector_restart(
             for _ in range(10):
                 await replay(first, stream)
             await wait_until(lambda: _outbox_count(first) == 10, what="10 dumps in the outbox")
+
+            async def all_recorded() -> bool:
+                # A dump reaches the outbox before its record is written.
+                return len(await stored_records(first)) == 10
+
+            await wait_until(all_recorded, what="10 stored records")
             records = await stored_records(first)
-            assert len(records) == 10
             assert {r["dump_upload_state"] for r in records} == {"pending"}
             assert {r["dump_location"] for r in records} == {"outbox"}
             assert all(r["dump_sha256"] and r["dump_bytes"] for r in records)
