@@ -190,6 +190,8 @@ async def test_jitsi_client_resumes_after_server_drops_socket(
     assert opening["state"] == "initial" and opening["value"] >= acks[-1]
     assert second["sentSeqs"][0] == opening["value"] + 1
 
+    # The client is done once its close is sent; our finish may still be storing.
+    await wait_until(lambda: session.state is SessionState.STORED, what="session stored")
     found = await collector.get_json(f"/v1/sessions?client_session_id={client_id}")
     (record,) = found["sessions"]
     assert record["id"] == session.id and record["state"] == "stored"
