@@ -73,7 +73,6 @@ class PeerServer:
     work_dir: Path | None = None
     upload_dir: Path | None = None
     log: Path | None = None
-    kind: str = "peer"
 
     def start(self, workdir: Path, port: int) -> None:
         app = app_js(self.checkout)
