@@ -61,6 +61,8 @@ class Feature:
     peer_row: str | None = None
     #: The tracks it exists for (``inbound``, ``outbound video``, ...); empty: all.
     scope: str = ""
+    #: For ours: the peer feature(s) it stands beside, whose definition we judge wrong.
+    beside: tuple[str, ...] = ()
 
     @property
     def origin(self) -> Literal["peer", "ours"]:
@@ -136,8 +138,9 @@ def _ours(
     unit: str | None,
     definition: str,
     scope: str = "",
+    beside: tuple[str, ...] = (),
 ) -> Feature:
-    return Feature(name, level, kind, unit, definition, section, None, None, scope)
+    return Feature(name, level, kind, unit, definition, section, None, None, scope, beside)
 
 
 def _client() -> Iterator[Feature]:
@@ -174,7 +177,7 @@ def _client() -> Iterator[Feature]:
         _T,
         None,
         "userAgentData.platform as sent (Windows, macOS, Linux, Android, ...), "
-        "not normalised; absent where userAgentData is (Firefox, Safari).",
+        "not normalised; absent without userAgentData (Firefox, Safari).",
     )
     yield _peer(
         c,
@@ -624,11 +627,11 @@ def _connection() -> Iterator[Feature]:
         "alwaysNegotiateDataChannels of the configuration, when set.",
     )
 
-    for peer_kind, ours_kind, what in (
-        ("Host", "host", "a host candidate"),
-        ("Mdns", "mDNS", "a host candidate whose address ends in .local"),
-        ("Srflx", "srflx", "a server-reflexive (srflx) candidate"),
-        ("Turn", "relay", "a relay (TURN) candidate"),
+    for peer_kind, what in (
+        ("Host", "a host candidate"),
+        ("Mdns", "a host candidate whose address ends in .local (mDNS)"),
+        ("Srflx", "a server-reflexive (srflx) candidate"),
+        ("Turn", "a relay (TURN) candidate"),
     ):
         yield _peer(
             c,
@@ -636,8 +639,8 @@ def _connection() -> Iterator[Feature]:
             f"added{peer_kind}Candidate",
             _B,
             None,
-            f"addIceCandidate was given {what} ({ours_kind}); candidates inside a "
-            "remote description do not count.",
+            f"addIceCandidate was given {what}; candidates inside a remote "
+            "description do not count.",
         )
     yield _peer(
         c,
@@ -658,7 +661,7 @@ def _connection() -> Iterator[Feature]:
     )
     for peer_kind, what in (
         ("Host", "a host candidate"),
-        ("Mdns", "a host candidate whose address ends in .local"),
+        ("Mdns", "a host candidate whose address ends in .local (mDNS)"),
         ("Srflx", "a server-reflexive (srflx) candidate"),
         ("Turn", "a relay (TURN) candidate"),
     ):
@@ -765,6 +768,7 @@ def _connection() -> Iterator[Feature]:
         "The local candidate's priority itself, absent when the report has none. "
         "Beside the peer's type preference, which is 0 both for a missing "
         "priority and for a real 0 (Chrome's TURN/TLS relay).",
+        beside=("first_candidate_pair_local_type_preference",),
     )
 
     yield _peer(
@@ -783,8 +787,9 @@ def _connection() -> Iterator[Feature]:
         "averageOutboundBitrate",
         _N,
         "bit/s",
-        "Growth of the selected transport's bytesSent × 8 over the time between "
-        "the first result where it had sent and received bytes and the last.",
+        "Growth of the selected transport's bytesSent, times 8, over the seconds from "
+        "the first result where it had sent and received bytes to the last result with "
+        "a selected pair.",
     )
     yield _peer(
         c, _S_AVERAGES, "averageInboundBitrate", _N, "bit/s", "The same with bytesReceived."
@@ -844,6 +849,7 @@ def _connection() -> Iterator[Feature]:
             None,
             f"{part.capitalize()} (English name) of {turn}. Beside the peer's "
             "relay location, which is not always a relay's.",
+            beside=(f"rtcstats_relay_location_{part}",),
         )
     yield _ours(c, _S_GEO, "turn_location_asn", _I, None, f"Autonomous system number of {turn}.")
     yield _ours(
@@ -948,6 +954,7 @@ def _track() -> Iterator[Feature]:
         "the first seen). Beside the peer's common width and height, whose modes "
         "are counted apart and can pair a width with a height never sent together.",
         scope="video",
+        beside=("common_width", "common_height"),
     )
 
     last = "in the last result that has the track"
