@@ -19,7 +19,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from rtcstats_server.config_errors import describe
 from rtcstats_server.exceptions import ConfigError
@@ -336,6 +344,35 @@ class QualityConfig(Section):
     )
 
 
+class GeoConfig(Section):
+    """Geolocation of addresses (the client's, its selected candidates', TURN relays')
+    with MaxMind databases (GeoIP2 or GeoLite2, ``.mmdb``), looked up before IP masking.
+    Off while a path is unset; a path that is not a readable file fails at start."""
+
+    city_db: Path | None = Field(
+        None,
+        description="City (or Country) database: continent, country and city of an "
+        "address. Unset: no location features.",
+    )
+    asn_db: Path | None = Field(
+        None,
+        description="ASN database: autonomous system number and organisation of an "
+        "address. Unset: no ASN features.",
+    )
+
+    @field_validator("city_db", "asn_db", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value  # RTCSTATS_GEO__CITY_DB= turns it off
+
+    @field_validator("city_db", "asn_db")
+    @classmethod
+    def _readable(cls, path: Path | None) -> Path | None:
+        if path is not None and not (path.is_file() and os.access(path, os.R_OK)):
+            raise ValueError("not a readable file (it should be a MaxMind .mmdb database)")
+        return path
+
+
 class AuthConfig(Section):
     """Who may stream: optional JWTs (``?rtcstats-token=``, the rtcstats-js convention)
     and an Origin allowlist, both checked before the websocket upgrade. A token's
@@ -609,6 +646,7 @@ class Config(Section):
     logging: LoggingConfig = Field(default_factory=LoggingConfig)  # type: ignore[arg-type]
     forwarders: ForwardersConfig = Field(default_factory=ForwardersConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig)  # type: ignore[arg-type]
+    geo: GeoConfig = Field(default_factory=GeoConfig)  # type: ignore[arg-type]
     viewer: ViewerConfig = Field(default_factory=ViewerConfig)  # type: ignore[arg-type]
     auth: AuthConfig = Field(default_factory=AuthConfig)  # type: ignore[arg-type]
     api: ApiConfig = Field(default_factory=ApiConfig)  # type: ignore[arg-type]
