@@ -63,7 +63,7 @@ report (``trackId``), as older Chrome and Safari keep them there. Negative value
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Final, Protocol
 
 from rtcstats_server.analysis.reports import (
@@ -90,8 +90,27 @@ MAX_TRACKS: Final = 256
 #: Connections interpreted by default (a consumer asks for its own cap).
 MAX_CONNECTIONS: Final = 100
 
-_PAIR_TYPES: Final = frozenset({"candidate-pair", "candidatepair", "googCandidatePair"})
-_TRANSPORT_TYPES: Final = frozenset({"transport", "googComponent"})
+#: What the interpreter does with a report, by its type (others are not read).
+_RECV, _SEND, _REMOTE_INBOUND, _REMOTE_OUTBOUND, _TRANSPORT, _PAIR, _SSRC, _PRE = range(8)
+_ROLES: Final[dict[str, int]] = {
+    "inbound-rtp": _RECV,
+    "outbound-rtp": _SEND,
+    "remote-inbound-rtp": _REMOTE_INBOUND,
+    "remote-outbound-rtp": _REMOTE_OUTBOUND,
+    "transport": _TRANSPORT,
+    "googComponent": _TRANSPORT,
+    "candidate-pair": _PAIR,
+    "candidatepair": _PAIR,
+    "googCandidatePair": _PAIR,
+    "ssrc": _SSRC,
+    **dict.fromkeys(PRE_STANDARD_RTP, _PRE),
+}
+
+
+#: Counters besides packets, bytes and frames: concealed audio samples, audio samples
+#: received, freezes, freeze seconds, dropped frames.
+_Counts = tuple[float | None, float | None, float | None, float | None, float | None]
+_NO_COUNTS: Final[_Counts] = (None, None, None, None, None)
 
 
 def _positive(value: float | None) -> float | None:
@@ -115,6 +134,18 @@ def _text(value: object) -> str | None:
     return value if type(value) is str else None
 
 
+def _is_active(report: object) -> bool:
+    return type(report) is dict and is_active_pair(report)
+
+
+def _field(get: Callable[[str], object], linked: Report | None, name: str) -> float | None:
+    """A number from a report (its ``get``), else from its deprecated track report."""
+    value = get(name)
+    if value is None and linked is not None:
+        value = linked.get(name)
+    return number(value)
+
+
 def _linked(reports: dict[str, Report], report: Report, name: str) -> Report | None:
     """The report another report names in its field ``name`` (ids are client data)."""
     target = report.get(name)
@@ -131,15 +162,11 @@ class _TrackState:
         "at",
         "bytes",
         "codec_id",
-        "concealed",
-        "dropped",
+        "counts",
         "frames",
-        "freeze_s",
-        "freezes",
         "lost",
         "mark",
         "packets",
-        "total",
         "track",
     )
 
@@ -150,11 +177,7 @@ class _TrackState:
         self.bytes: float | None = None
         self.lost: float | None = None
         self.frames: float | None = None
-        self.concealed: float | None = None
-        self.total: float | None = None
-        self.freezes: float | None = None
-        self.freeze_s: float | None = None
-        self.dropped: float | None = None
+        self.counts: _Counts = _NO_COUNTS
         #: The far end's last round-trip measurement marker (``reports.measurement``).
         self.mark: object = None
         self.codec_id: object = None
@@ -165,46 +188,63 @@ class _TrackState:
         track = self.track
         get = report.get
         linked = _linked(reports, report, "trackId")
-
-        def field(name: str) -> float | None:
-            value = get(name)
-            if value is None and linked is not None:
-                value = linked.get(name)
-            return number(value)
-
         self._identify(report, linked, reports)
-        jitter = rtt = fraction = lost = None
-        new = False
+        video = track.kind == "video"
+        jitter = rtt = fraction = lost = level = height = fps = None
+        counts = _NO_COUNTS
+        if video:
+            fps = _positive(_field(get, linked, "framesPerSecond"))
+            height = _positive(_field(get, linked, "frameHeight"))
         if track.direction == "recv":
             packets, count = number(get("packetsReceived")), number(get("bytesReceived"))
             lost = number(get("packetsLost"))
-            frames = field("framesDecoded")
-            level = _positive(field("audioLevel"))
             jitter = _positive(number(get("jitter")))
-            jitter = jitter * 1000 if jitter is not None else None
+            if jitter is not None:
+                jitter *= 1000
+            if video:
+                frames = _field(get, linked, "framesDecoded")
+                counts = (
+                    None,
+                    None,
+                    _field(get, linked, "freezeCount"),
+                    _field(get, linked, "totalFreezesDuration"),
+                    _field(get, linked, "framesDropped"),
+                )
+            else:
+                frames = None
+                level = _positive(_field(get, linked, "audioLevel"))
+                counts = (
+                    _field(get, linked, "concealedSamples"),
+                    _field(get, linked, "totalSamplesReceived"),
+                    None,
+                    None,
+                    None,
+                )
         else:
             packets, count = number(get("packetsSent")), number(get("bytesSent"))
-            frames = number(get("framesEncoded"))
-            source = _linked(reports, report, "mediaSourceId")
-            raw_level = source.get("audioLevel") if source is not None else None
-            level = _positive(number(raw_level) if raw_level is not None else field("audioLevel"))
+            frames = number(get("framesEncoded")) if video else None
+            if not video:
+                source = _linked(reports, report, "mediaSourceId")
+                raw = source.get("audioLevel") if source is not None else None
+                level = _positive(
+                    number(raw) if raw is not None else _field(get, linked, "audioLevel")
+                )
             if remote is not None:
                 lost = number(remote.get("packetsLost"))
                 if lost is None:
                     fraction = _positive(number(remote.get("fractionLost")))
+                jitter = _positive(number(remote.get("jitter")))
+                if jitter is not None:
+                    jitter *= 1000
         if remote is not None:
             mark = measurement(remote)
-            new = mark is None or mark != self.mark
-            self.mark = mark
-            if new:
+            if mark is None or mark != self.mark:
                 rtt = _positive(number(remote.get("roundTripTime")))
                 if rtt is not None:
                     rtt *= 1000
                 else:  # Firefox before 57: mozRtt, in milliseconds
                     rtt = _positive(number(remote.get("mozRtt")))
-        if remote is not None and track.direction == "send":
-            jitter = _positive(number(remote.get("jitter")))
-            jitter = jitter * 1000 if jitter is not None else None
+            self.mark = mark
         return self._sample(
             t,
             report,
@@ -214,17 +254,12 @@ class _TrackState:
             lost,
             fraction,
             frames,
-            _positive(field("framesPerSecond")),
-            _positive(field("frameHeight")),
+            fps,
+            height,
             level,
             jitter,
             rtt,
-            (field("concealedSamples"), field("totalSamplesReceived"))
-            if track.kind == "audio" and track.direction == "recv"
-            else (None, None),
-            (field("freezeCount"), field("totalFreezesDuration"), field("framesDropped"))
-            if track.kind == "video" and track.direction == "recv"
-            else (None, None, None),
+            counts,
         )
 
     def legacy(self, t: float, report: Report) -> TrackSample:
@@ -257,9 +292,22 @@ class _TrackState:
             level,
             jitter,
             rtt,
-            (None, None),
-            (None, None, None),
+            _NO_COUNTS,
         )
+
+    def _counted(self, counts: _Counts, reset: bool) -> _Counts:
+        """The deltas of the other counters (concealed and received audio samples,
+        freezes, freeze seconds, dropped frames); they follow the stream's restarts."""
+        if counts is _NO_COUNTS:
+            return counts
+        before = self.counts
+        concealed, total, freezes, freeze_s, dropped = (
+            _delta(now, last, reset) for now, last in zip(counts, before, strict=True)
+        )
+        self.counts = tuple(  # type: ignore[assignment]
+            now if now is not None else last for now, last in zip(counts, before, strict=True)
+        )
+        return concealed, total, freezes, freeze_s, dropped
 
     def _identify(self, report: Report, linked: Report | None, reports: dict[str, Report]) -> None:
         """Fill in what a client may report late, and follow codec changes."""
@@ -295,8 +343,7 @@ class _TrackState:
         level: float | None,
         jitter: float | None,
         rtt: float | None,
-        audio: tuple[float | None, float | None],
-        video: tuple[float | None, float | None, float | None],
+        counts: _Counts,
     ) -> TrackSample:
         """The interval's values from this report's cumulative counters and the last."""
         at = number(report.get("timestamp")) or t
@@ -334,23 +381,7 @@ class _TrackState:
         elif lost_d is not None and packets_d is not None:
             whole = packets_d + lost_d if direction == "recv" else packets_d
             loss = _percent(lost_d, whole) if whole > 0 else None
-        concealed, total = audio
-        concealed_d = _delta(concealed, self.concealed, reset)
-        total_d = _delta(total, self.total, reset)
-        if concealed is not None:
-            self.concealed = concealed
-        if total is not None:
-            self.total = total
-        freezes, freeze_s, dropped = video
-        freezes_d = _delta(freezes, self.freezes, reset)
-        freeze_s_d = _delta(freeze_s, self.freeze_s, reset)
-        dropped_d = _delta(dropped, self.dropped, reset)
-        if freezes is not None:
-            self.freezes = freezes
-        if freeze_s is not None:
-            self.freeze_s = freeze_s
-        if dropped is not None:
-            self.dropped = dropped
+        concealed_d, total_d, freezes_d, freeze_s_d, dropped_d = self._counted(counts, reset)
         if fps is None and frames_d is not None and frames_over is not None:
             fps = frames_d / frames_over
         return TrackSample(
@@ -389,12 +420,14 @@ class _Connection:
         "pair_received",
         "pair_sent",
         "pc_id",
+        "plan",
         "tracks",
         "tracks_omitted",
     )
 
     def __init__(self, pc_id: str | None) -> None:
         self.pc_id = pc_id
+        self.plan: _Plan | None = None
         self.tracks: dict[str, _TrackState] = {}
         self.tracks_omitted = 0
         self.pair: SelectedPair | None = None
@@ -406,35 +439,62 @@ class _Connection:
     def read(self, event: Event) -> StatsRead:
         reports = event.stats
         t = event.timestamp
+        plan = self.plan
+        if plan is None or reports.keys() != plan.ids:
+            plan = self.plan = self._plan(reports)
+        samples: list[TrackSample] = []
+        for report_id, state, remote_id in plan.tracks:
+            report = reports[report_id]
+            if type(report) is not dict:
+                continue
+            if state.track.legacy:
+                samples.append(state.legacy(t, report))
+                continue
+            remote = reports.get(remote_id) if remote_id is not None else None
+            if type(remote) is not dict:
+                remote = None
+            samples.append(state.standard(t, report, remote, reports))
+        transport = self._transport(t, reports, plan.transports, plan.pairs)
+        return StatsRead(self.pc_id, t, reports, samples, transport)
+
+    def _plan(self, reports: dict[str, Report]) -> _Plan:
+        """What to read in results with these stats ids: classifying the reports and
+        pairing the far end's with ours is done once per set of ids, as a stats id
+        keeps its type and its links in every browser."""
         local: list[tuple[str, Report, str]] = []
         legacy: list[tuple[str, Report, str]] = []
         pre_standard: list[tuple[str, Report, str]] = []
         remote: list[tuple[str, Report, str]] = []
-        transports: list[Report] = []
-        active_pairs: list[str] = []
+        transports: list[str] = []
+        pairs: list[str] = []
+        roles = _ROLES
         for report_id, report in reports.items():
             if type(report) is not dict:
                 continue
             kind = report.get("type")
-            if kind == "inbound-rtp":
+            if type(kind) is not str:
+                continue
+            role = roles.get(kind)
+            if role is None:
+                continue
+            if role == _RECV:
                 local.append((report_id, report, "recv"))
-            elif kind == "outbound-rtp":
+            elif role == _SEND:
                 local.append((report_id, report, "send"))
-            elif kind == "remote-inbound-rtp":
+            elif role == _PAIR:
+                pairs.append(report_id)
+            elif role == _TRANSPORT:
+                transports.append(report_id)
+            elif role == _REMOTE_INBOUND:
                 remote.append((report_id, report, "send"))
-            elif kind == "remote-outbound-rtp":
+            elif role == _REMOTE_OUTBOUND:
                 remote.append((report_id, report, "recv"))
-            elif kind in _TRANSPORT_TYPES:
-                transports.append(report)
-            elif kind in _PAIR_TYPES:
-                if is_active_pair(report):
-                    active_pairs.append(report_id)
-            elif kind == "ssrc":
+            elif role == _SSRC:
                 sending = report_id.endswith("_send") or (
                     not report_id.endswith("_recv") and "packetsSent" in report
                 )
                 legacy.append((report_id, report, "send" if sending else "recv"))
-            elif kind in PRE_STANDARD_RTP:
+            else:
                 pre_standard.append((report_id, report, kind))
         if pre_standard and not legacy:
             for report_id, report, kind in pre_standard:
@@ -444,17 +504,16 @@ class _Connection:
                 else:
                     local.append((report_id, report, direction))
         remote_of = _attribute(local, remote) if remote else {}
-        samples: list[TrackSample] = []
+        tracks: list[tuple[str, _TrackState, str | None]] = []
         for report_id, report, direction in local:
             state = self._track(report_id, report, direction, reports, False)
             if state is not None:
-                samples.append(state.standard(t, report, remote_of.get(report_id), reports))
+                tracks.append((report_id, state, remote_of.get(report_id)))
         for report_id, report, direction in legacy:
             state = self._track(report_id, report, direction, reports, True)
             if state is not None:
-                samples.append(state.legacy(t, report))
-        transport = self._transport(t, reports, transports, active_pairs)
-        return StatsRead(self.pc_id, t, reports, samples, transport)
+                tracks.append((report_id, state, None))
+        return _Plan(set(reports), tracks, transports, pairs)
 
     def _track(
         self,
@@ -497,20 +556,24 @@ class _Connection:
         self,
         t: float,
         reports: dict[str, Report],
-        transports: list[Report],
-        active_pairs: list[str],
+        transports: list[str],
+        pairs: list[str],
     ) -> TransportSample | None:
         chosen: Report | None = None
         pair_id: str | None = None
-        for transport in transports:
+        for transport_id in transports:
+            transport = reports[transport_id]
+            if type(transport) is not dict:
+                continue
             named = transport.get("selectedCandidatePairId")
             if type(named) is str and type(reports.get(named)) is dict:
                 chosen, pair_id = transport, named
                 break
-        if pair_id is None and active_pairs:
-            pair_id = active_pairs[0]
-        if chosen is None and transports:
-            chosen = transports[0]
+        if pair_id is None:
+            pair_id = next((p for p in pairs if _is_active(reports[p])), None)
+            if chosen is None and transports:
+                first = reports[transports[0]]
+                chosen = first if type(first) is dict else None
         if chosen is None and pair_id is None:
             return None
         dtls = _text(chosen.get("dtlsState")) if chosen is not None else None
@@ -561,19 +624,38 @@ class _Connection:
         )
 
 
+class _Plan:
+    """Which reports of a result with these ids to read, and as what."""
+
+    __slots__ = ("ids", "pairs", "tracks", "transports")
+
+    def __init__(
+        self,
+        ids: set[str],
+        tracks: list[tuple[str, _TrackState, str | None]],
+        transports: list[str],
+        pairs: list[str],
+    ) -> None:
+        self.ids = ids
+        #: (local report id, its track, the far end's report id about it)
+        self.tracks = tracks
+        self.transports = transports
+        self.pairs = pairs
+
+
 def _attribute(
     local: list[tuple[str, Report, str]], remote: list[tuple[str, Report, str]]
-) -> dict[str, Report]:
-    """Local report id → the far end's report about the same stream (see the rules)."""
+) -> dict[str, str]:
+    """Local report id → the id of the far end's report about the same stream."""
     direction_of = {report_id: direction for report_id, _, direction in local}
-    found: dict[str, Report] = {}
+    found: dict[str, str] = {}
     unmatched: list[tuple[str, Report, str]] = []
     for report_id, report, direction in remote:
         named = report.get("localId")
         if named is None and report.get("isRemote") is True:
             named = report.get("remoteId")  # pre-standard: the pair name each other
         if type(named) is str and direction_of.get(named) == direction:
-            found[named] = report
+            found[named] = report_id
         else:
             unmatched.append((report_id, report, direction))
     if unmatched:
@@ -593,7 +675,7 @@ def _attribute(
                 hashable = type(ssrc) is int or type(ssrc) is str
                 target = by_ssrc.get((direction, ssrc)) if hashable else None
             if target is not None:
-                found.setdefault(target, report)
+                found.setdefault(target, report_id)
     return found
 
 

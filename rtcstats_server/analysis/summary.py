@@ -36,7 +36,9 @@ from rtcstats_server.dumps.reader import ERROR_METHOD, DumpInfo, DumpReader, Eve
 from rtcstats_server.exceptions import DumpFormatError
 from rtcstats_server.metadata.record import bounded
 
-SUMMARY_VERSION = 1
+#: 2: media numbers from the stats interpreter (legacy stats, track-report freezes,
+#: transport RTT once per measurement); docs/metadata.md says what changed.
+SUMMARY_VERSION = 2
 
 #: Longest id or name taken from the client into the summary (a pc id, an error name).
 MAX_ID_CHARS = 256

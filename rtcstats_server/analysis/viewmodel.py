@@ -142,8 +142,8 @@ def samples(
 
 class Buckets:
     """One series at bounded size: buckets of ``width`` ms from ``origin``; when more
-    than ``cap`` buckets hold samples, neighbours merge pairwise (width doubled). A
-    series of at most ``cap`` samples thus keeps every one of them."""
+    than ``cap`` buckets hold samples, neighbours merge (width doubled, as many times
+    as it takes to fit). A series of at most ``cap`` samples keeps every one of them."""
 
     __slots__ = ("buckets", "cap", "origin", "width")
 
@@ -159,7 +159,7 @@ class Buckets:
         bucket = self.buckets.get(index)
         if bucket is None:
             self.buckets[index] = [value, value, value, 1.0, t]
-            while len(self.buckets) > self.cap:
+            if len(self.buckets) > self.cap:
                 self._merge()
             return
         if value < bucket[0]:
@@ -171,19 +171,28 @@ class Buckets:
         bucket[4] += t
 
     def _merge(self) -> None:
+        # The smallest doubling that fits, found on the indexes alone: samples sparser
+        # than the width would otherwise take several full merges that change nothing.
+        factor = 2
+        indexes = list(self.buckets)
+        while len({index // factor for index in indexes}) > self.cap:
+            factor *= 2
         merged: dict[int, list[float]] = {}
         for index, bucket in self.buckets.items():
-            target = merged.get(index // 2)
+            key = index // factor
+            target = merged.get(key)
             if target is None:
-                merged[index // 2] = bucket
+                merged[key] = bucket
             else:
-                target[0] = min(target[0], bucket[0])
-                target[1] = max(target[1], bucket[1])
+                if bucket[0] < target[0]:
+                    target[0] = bucket[0]
+                if bucket[1] > target[1]:
+                    target[1] = bucket[1]
                 target[2] += bucket[2]
                 target[3] += bucket[3]
                 target[4] += bucket[4]
         self.buckets = merged
-        self.width *= 2
+        self.width *= factor
 
     def points(self) -> list[list[float]]:
         """``[t, min, max, mean]`` per bucket, t the mean time of its samples."""
