@@ -13,7 +13,8 @@ The rules, each decided once:
 (``_send``/``_recv``), keyed by stats id. Legacy ``ssrc`` reports are the browser's
 own numbers, so when a result has them, pre-standard RTP reports in it (the shim's
 copies, with milliseconds where seconds belong) are not read. Per connection at most
-``MAX_TRACKS`` tracks; later ones are not read (``tracks_omitted``).
+``MAX_TRACKS`` tracks; later ones are not read (``tracks_omitted``: the most that were
+present at once beyond the cap).
 
 **The far end's reports** belong to the track they describe: a ``remote-inbound-rtp``
 (what the far end says about what we send) to the ``outbound-rtp`` its ``localId``
@@ -421,6 +422,7 @@ class _Connection:
         "pair_sent",
         "pc_id",
         "plan",
+        "refused",
         "tracks",
         "tracks_omitted",
     )
@@ -430,6 +432,7 @@ class _Connection:
         self.plan: _Plan | None = None
         self.tracks: dict[str, _TrackState] = {}
         self.tracks_omitted = 0
+        self.refused = 0
         self.pair: SelectedPair | None = None
         self.pair_mark: object = None
         self.pair_at: float | None = None
@@ -455,7 +458,7 @@ class _Connection:
                 remote = None
             samples.append(state.standard(t, report, remote, reports))
         transport = self._transport(t, reports, plan.transports, plan.pairs)
-        return StatsRead(self.pc_id, t, reports, samples, transport)
+        return StatsRead(self.pc_id, t, reports, samples, transport, self.tracks_omitted)
 
     def _plan(self, reports: dict[str, Report]) -> _Plan:
         """What to read in results with these stats ids: classifying the reports and
@@ -504,6 +507,7 @@ class _Connection:
                 else:
                     local.append((report_id, report, direction))
         remote_of = _attribute(local, remote) if remote else {}
+        self.refused = 0
         tracks: list[tuple[str, _TrackState, str | None]] = []
         for report_id, report, direction in local:
             state = self._track(report_id, report, direction, reports, False)
@@ -513,6 +517,7 @@ class _Connection:
             state = self._track(report_id, report, direction, reports, True)
             if state is not None:
                 tracks.append((report_id, state, None))
+        self.tracks_omitted = max(self.tracks_omitted, self.refused)
         return _Plan(set(reports), tracks, transports, pairs)
 
     def _track(
@@ -530,7 +535,7 @@ class _Connection:
         if kind is None:
             return None
         if len(self.tracks) >= MAX_TRACKS:
-            self.tracks_omitted += 1
+            self.refused += 1
             return None
         ssrc = report.get("ssrc")
         codec = None

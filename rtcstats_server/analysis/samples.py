@@ -56,9 +56,9 @@ class Track:
 
     @property
     def key(self) -> str:
-        """Stable name of the track within its connection: direction, kind, ssrc."""
-        name = self.ssrc if self.ssrc is not None else self.stats_id
-        return f"{self.direction}:{self.kind}:{name}"
+        """The track's name within its connection (two reports of one ssrc, such as a
+        re-created stream, are two tracks: the summary counts them apart too)."""
+        return f"{self.direction}:{self.kind}:{self.stats_id}"
 
     @property
     def label(self) -> str:
@@ -151,3 +151,5 @@ class StatsRead:
     reports: dict[str, Report]
     tracks: list[TrackSample]
     transport: TransportSample | None
+    #: Tracks of this connection not followed (past ``interpreter.MAX_TRACKS``).
+    tracks_omitted: int = 0

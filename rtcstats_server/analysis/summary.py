@@ -139,6 +139,7 @@ class PeerConnectionSummary:
         self.pair_changes = 0
         self.transport_rtt_ms = QuantileSketch()
         self.stats_samples = 0
+        self.tracks_omitted = 0
         self.dtls_state: str | None = None
 
     # -- getStats ------------------------------------------------------------------------
@@ -147,6 +148,7 @@ class PeerConnectionSummary:
         self.stats_samples += 1
         if read is None:
             return
+        self.tracks_omitted = read.tracks_omitted
         self.media.add(read)
         transport = read.transport
         if transport is None:
@@ -358,6 +360,7 @@ class SessionSummarizer:
             track.omitted for pc in self.pcs.values() for track in (pc.connection, pc.ice, pc.dtls)
         )
         omitted["damaged_lines"] += self.damaged_lines - len(self.errors)
+        omitted["tracks"] += sum(pc.tracks_omitted for pc in self.pcs.values())
         untracked = self.untracked["peer_connections"]
         omitted["peer_connections"] += untracked
         losses = [

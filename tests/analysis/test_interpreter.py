@@ -275,7 +275,7 @@ def test_identity_codec_and_deprecated_track_report() -> None:
     sample = track(result, "in")
     identity = sample.track
     assert (identity.codec, identity.track_identifier, identity.mid) == ("video/VP8", "abc", "1")
-    assert (identity.key, identity.label) == ("recv:video:1111", "recv video 1111")
+    assert (identity.key, identity.label) == ("recv:video:in", "recv video 1111")
     assert (sample.frame_height, sample.freeze_count, sample.freeze_s) == (360, 2, 0.5)
     result = read(it, T0 + 1000, {
         "in": {**INBOUND, "codecId": "c2", "packetsReceived": 2},
