@@ -301,14 +301,22 @@ class _TrackState:
         freezes, freeze seconds, dropped frames); they follow the stream's restarts."""
         if counts is _NO_COUNTS:
             return counts
-        before = self.counts
-        concealed, total, freezes, freeze_s, dropped = (
-            _delta(now, last, reset) for now, last in zip(counts, before, strict=True)
+        a, b, c, d, e = counts
+        last_a, last_b, last_c, last_d, last_e = self.counts
+        self.counts = (
+            last_a if a is None else a,
+            last_b if b is None else b,
+            last_c if c is None else c,
+            last_d if d is None else d,
+            last_e if e is None else e,
         )
-        self.counts = tuple(  # type: ignore[assignment]
-            now if now is not None else last for now, last in zip(counts, before, strict=True)
+        return (
+            _delta(a, last_a, reset),
+            _delta(b, last_b, reset),
+            _delta(c, last_c, reset),
+            _delta(d, last_d, reset),
+            _delta(e, last_e, reset),
         )
-        return concealed, total, freezes, freeze_s, dropped
 
     def _identify(self, report: Report, linked: Report | None, reports: dict[str, Report]) -> None:
         """Fill in what a client may report late, and follow codec changes."""
