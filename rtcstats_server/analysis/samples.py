@@ -6,7 +6,7 @@ stats id. Each getStats result gives one ``TrackSample`` per track it holds, one
 ``TransportSample`` for the connection's selected candidate pair, and both together
 as a ``StatsRead``. Values are ``None`` where the dialect or the moment has none.
 
-The interpreter's rules (interpreter.py) decide every value here; consumers (the
+The interpreter's rules (interpreter.py, tracks.py) decide every value here; consumers (the
 summary, the viewer's series, features) only aggregate them, so they cannot disagree.
 """
 
