@@ -11,7 +11,7 @@ Blocking (decompression, JSON): run everything here in a worker thread.
 
 Nothing here reads a getStats report: the series are the stats interpreter's samples
 (interpreter.py), the ones the quality summary totals, so a chart and the summary
-cannot disagree. ``read_samples`` turns one interpreter read into series values; the
+cannot disagree. ``series_values`` turns one interpreter read into series values; the
 chart buckets and the full-resolution download (``samples``) both use it.
 """
 
