@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Quality summary benchmark: seconds per MB of dump, and the memory it takes.
+"""Analysis benchmark: the quality summary and the viewer's series, per MB and per message.
 
 Builds two large dumps from real captures by repeating their getStats traffic (each
 repeated delta is a valid delta, so the decompressors do real work on every line):
@@ -8,9 +8,11 @@ repeated delta is a valid delta, so the decompressors do real work on every line
     compressed method codes and the rtcstats-js getStats scheme;
   * a jitsi ``3.1_STANDARD`` on-disk dump (plain JSON lines, legacy getstats scheme).
 
-For each it times the reader alone and the full summary, and prints MB/s of raw
-(decompressed) dump, MB/s of stored bytes, ms per MB, and the peak RSS growth, which
-must stay flat as the dump grows (the summary streams).
+For each it times the reader alone, the full summary, the viewer's model, and both in
+one pass of the stats interpreter (``interpreter.analyse``, as an analysis worker runs
+them), and prints CPU seconds per 100k messages (issue 16's measure), MB/s of raw
+(decompressed) dump, MB/s of stored bytes, and the peak RSS growth, which must stay flat
+as the dump grows (everything streams).
 
     python bench/summary.py [--mb 40]
 """
@@ -23,16 +25,19 @@ import resource
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rtcstats_server.analysis.summary import summarize_file  # noqa: E402
+from rtcstats_server.analysis.interpreter import analyse  # noqa: E402
+from rtcstats_server.analysis.summary import SessionSummarizer, summarize_file  # noqa: E402
+from rtcstats_server.analysis.viewmodel import ViewModelBuilder, build_view_model  # noqa: E402
 from rtcstats_server.config import QualityConfig  # noqa: E402
 from rtcstats_server.dumps.frames import compress_frame  # noqa: E402
-from rtcstats_server.dumps.reader import open_dump  # noqa: E402
+from rtcstats_server.dumps.reader import file_chunks, open_dump  # noqa: E402
 
 FIXTURES = ROOT.parent / "shared" / "fixtures"
 FRAME_BYTES = 1 << 20
@@ -106,31 +111,50 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def both_in_one_pass(path: Path, config: QualityConfig) -> dict[str, Any]:
+    reader = open_dump(path)
+    summarizer = SessionSummarizer(config, reader.info)
+    builder = ViewModelBuilder(buckets=300)
+    analyse(reader, [summarizer, builder])
+    builder.result()
+    return summarizer.result()
+
+
+def timed(work: Callable[[], Any]) -> tuple[Any, float, float]:
+    """The result, wall seconds and CPU seconds of ``work()``."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = work()
+    return result, time.perf_counter() - wall, time.process_time() - cpu
+
+
 def measure(name: str, path: Path, raw: int) -> None:
     stored = path.stat().st_size
     config = QualityConfig()
     rss_before = peak_rss_mib()
-    start = time.perf_counter()
-    events = sum(1 for _ in open_dump(path))
-    read_s = time.perf_counter() - start
-    start = time.perf_counter()
-    summary = summarize_file(path, config)
-    summary_s = time.perf_counter() - start
+    events, read_s, read_cpu = timed(lambda: sum(1 for _ in open_dump(path)))
+    summary, summary_s, summary_cpu = timed(lambda: summarize_file(path, config))
+    _, view_s, view_cpu = timed(lambda: build_view_model(file_chunks(path), 300))
+    both, both_s, both_cpu = timed(lambda: both_in_one_pass(path, config))
     rss_growth = peak_rss_mib() - rss_before
     mb = raw / 1e6
     print(
         f"{name}: {mb:.1f} MB raw, {stored / 1e6:.1f} MB stored, {events} events, "
         f"{summary['peer_connections'][0]['stats_samples']} getStats of PC_0"
     )
-    print(
-        f"  reader : {read_s:6.2f} s  {mb / read_s:6.1f} MB/s raw  {1000 * read_s / mb:6.1f} ms/MB"
-    )
-    print(
-        f"  summary: {summary_s:6.2f} s  {mb / summary_s:6.1f} MB/s raw  "
-        f"{stored / 1e6 / summary_s:6.2f} MB/s stored  {1000 * summary_s / mb:6.1f} ms/MB"
-    )
-    print(f"  peak RSS growth while reading and summarizing: {rss_growth:.1f} MiB")
+    per = 100_000 / events
+    for label, wall, cpu in (
+        ("reader", read_s, read_cpu),
+        ("summary", summary_s, summary_cpu),
+        ("viewer model", view_s, view_cpu),
+        ("both, one pass", both_s, both_cpu),
+    ):
+        print(
+            f"  {label:15s}: {cpu * per:5.2f} CPU-s/100k msgs  {mb / wall:6.1f} MB/s raw  "
+            f"{stored / 1e6 / wall:6.2f} MB/s stored  ({cpu:.2f} CPU-s, {wall:.2f} s)"
+        )
+    print(f"  peak RSS growth while reading and analysing: {rss_growth:.1f} MiB")
     assert summary["summary_error"] is None, summary["summary_error"]
+    assert both == summary
 
 
 def main() -> int:

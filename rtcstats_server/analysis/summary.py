@@ -1,8 +1,10 @@
 """The quality summary of one session, computed in one pass over its events.
 
-Memory and the summary's size stay bounded whatever the dump holds: at most
+Media statistics are totals of the stats interpreter's samples (media.py), the same
+samples the viewer charts; this module adds connection states, failures and the
+client. Memory and the summary's size stay bounded whatever the dump holds: at most
 ``max_peer_connections`` connections are summarized one by one (further ones are
-counted), each with a few counters per RTP stream (audio and video only), one quantile
+counted), each with a few sums per track (audio and video only), one quantile
 sketch per series, and state timelines cut at ``max_listed`` entries; every string
 that comes from the client is cut. What was cut is counted in ``omitted`` and the
 summary says ``truncated: true``. ``record_fields`` also keeps the whole summary under
@@ -24,6 +26,9 @@ from typing import Any
 import orjson
 
 from rtcstats_server.analysis.findings import findings_for
+from rtcstats_server.analysis.interpreter import StatsInterpreter
+from rtcstats_server.analysis.media import MediaSummary, rounded, sketch_dict
+from rtcstats_server.analysis.samples import StatsRead
 from rtcstats_server.analysis.sketch import QuantileSketch
 from rtcstats_server.analysis.useragent import parse_user_agent
 from rtcstats_server.config import QualityConfig
@@ -31,18 +36,16 @@ from rtcstats_server.dumps.reader import ERROR_METHOD, DumpInfo, DumpReader, Eve
 from rtcstats_server.exceptions import DumpFormatError
 from rtcstats_server.metadata.record import bounded
 
-SUMMARY_VERSION = 1
+#: 2: media numbers from the stats interpreter (legacy stats, track-report freezes,
+#: transport RTT once per measurement); docs/metadata.md says what changed.
+SUMMARY_VERSION = 2
 
-#: More RTP streams than this per connection are not tracked (an SFU's hundreds).
-MAX_STREAMS_PER_PC = 256
 #: Longest id or name taken from the client into the summary (a pc id, an error name).
 MAX_ID_CHARS = 256
 #: Findings listed in a summary; each finding name is listed at least once.
 MAX_FINDINGS = 100
 #: The summary's largest JSON size; connections are dropped from its end past it.
 SUMMARY_MAX_BYTES = 512 << 10
-#: Media kinds summarized; reports of other kinds are client noise.
-_KINDS = frozenset({"audio", "video"})
 
 _API_CALLS = ("createOffer", "createAnswer", "setLocalDescription", "setRemoteDescription")
 _API_FAILURES = frozenset(f"{name}OnFailure" for name in (*_API_CALLS, "addIceCandidate"))
@@ -52,24 +55,9 @@ _CONNECTED = frozenset({"connected", "completed"})
 _DROPPED = frozenset({"disconnected", "failed"})
 
 
-def _num(value: object) -> float | None:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    return None
-
-
-def _round(value: float | None, digits: int = 2) -> float | None:
-    return None if value is None else round(value, digits)
-
-
 def _text(value: object, limit: int = MAX_ID_CHARS) -> str | None:
     """A client-given string, cut; anything else (a number, an object) is not kept."""
     return value[:limit] if isinstance(value, str) else None
-
-
-def _kind(report: dict[str, Any]) -> str | None:
-    kind = report.get("kind") or report.get("mediaType")
-    return kind if kind in _KINDS else None
 
 
 def error_name(value: object) -> str:
@@ -135,89 +123,6 @@ class StateTrack:
             self.is_up = False
 
 
-class RtpStream:
-    """Counters of one RTP stream (one report id) of a connection."""
-
-    __slots__ = (
-        "banked_lost",
-        "banked_packets",
-        "bytes_total",
-        "concealed",
-        "direction",
-        "frames_dropped",
-        "freeze_count",
-        "freeze_s",
-        "kind",
-        "last_bytes",
-        "last_ts",
-        "lost",
-        "ms_total",
-        "packets",
-        "samples",
-    )
-
-    def __init__(self, direction: str, kind: str) -> None:
-        self.direction = direction
-        self.kind = kind
-        self.last_bytes: float | None = None
-        self.last_ts: float | None = None
-        self.bytes_total = 0.0
-        self.ms_total = 0.0
-        self.packets = 0.0  # received (recv) or sent (send), latest cumulative value
-        self.lost = 0.0  # latest cumulative packetsLost (recv: own; send: remote's report)
-        self.banked_packets = 0.0  # counts from before a counter reset
-        self.banked_lost = 0.0
-        self.freeze_count = 0.0
-        self.freeze_s = 0.0
-        self.frames_dropped = 0.0
-        self.concealed = 0.0
-        self.samples = 0.0
-
-    def bytes_at(self, value: float | None, when: float) -> None:
-        if value is None:
-            return
-        if self.last_bytes is not None and self.last_ts is not None:
-            if value >= self.last_bytes and when > self.last_ts:
-                self.bytes_total += value - self.last_bytes
-                self.ms_total += when - self.last_ts
-        self.last_bytes, self.last_ts = value, when
-
-    def packets_at(self, packets: float | None, lost: float | None) -> None:
-        if packets is not None:
-            if packets < self.packets:  # the counters restarted (stream re-created)
-                self.banked_packets += self.packets
-                self.banked_lost += self.lost
-            self.packets = packets
-        if lost is not None:
-            self.lost = max(lost, 0.0)
-
-    @property
-    def kbps(self) -> float | None:
-        # bytes * 8 / ms = kbit/s
-        return self.bytes_total * 8 / self.ms_total if self.ms_total > 0 else None
-
-
-class Series:
-    """RTT and jitter sketches of one direction and kind."""
-
-    __slots__ = ("jitter_ms", "rtt_ms")
-
-    def __init__(self) -> None:
-        self.rtt_ms = QuantileSketch()
-        self.jitter_ms = QuantileSketch()
-
-
-def _sketch_dict(sketch: QuantileSketch) -> dict[str, Any] | None:
-    if not sketch.count:
-        return None
-    return {
-        "mean": _round(sketch.mean),
-        "p95": _round(sketch.quantile(0.95)),
-        "max": _round(sketch.maximum),
-        "samples": sketch.count,
-    }
-
-
 class PeerConnectionSummary:
     def __init__(self, pc_id: str, limit: int) -> None:
         self.pc_id = pc_id
@@ -229,148 +134,41 @@ class PeerConnectionSummary:
         self.dtls = StateTrack()
         self.ice_restarts = 0
         self.local_ufrag: str | None = None
-        self.streams: dict[str, RtpStream] = {}
-        self.series: dict[tuple[str, str], Series] = {}
-        self.rtt_seen: dict[str, float] = {}
+        self.media = MediaSummary()
         self.selected: dict[str, Any] | None = None
-        self.selected_pair_id: str | None = None
         self.pair_changes = 0
         self.transport_rtt_ms = QuantileSketch()
         self.stats_samples = 0
+        self.tracks_omitted = 0
         self.dtls_state: str | None = None
-
-    def series_for(self, direction: str, kind: str) -> Series:
-        key = (direction, kind)
-        found = self.series.get(key)
-        if found is None:
-            found = self.series[key] = Series()
-        return found
-
-    def stream(self, report_id: str, direction: str, kind: str) -> RtpStream | None:
-        found = self.streams.get(report_id)
-        if found is None:
-            if len(self.streams) >= MAX_STREAMS_PER_PC:
-                return None
-            found = self.streams[report_id] = RtpStream(direction, kind)
-        return found
 
     # -- getStats ------------------------------------------------------------------------
 
-    def stats(self, event: Event) -> None:
+    def stats(self, read: StatsRead | None) -> None:
         self.stats_samples += 1
-        reports = event.stats
-        outbound_kind: dict[str, str] = {}
-        for report_id, report in reports.items():
-            kind = _kind(report)
-            if report.get("type") == "outbound-rtp" and kind is not None:
-                outbound_kind[report_id] = kind
-        for report_id, report in reports.items():
-            rtype = report.get("type")
-            when = _num(report.get("timestamp")) or event.timestamp
-            kind = _kind(report)
-            if rtype == "inbound-rtp" and kind is not None:
-                self._inbound(report_id, report, kind, when)
-            elif rtype == "outbound-rtp" and kind is not None:
-                stream = self.stream(report_id, "send", kind)
-                if stream is not None:
-                    stream.bytes_at(_num(report.get("bytesSent")), when)
-                    stream.packets_at(_num(report.get("packetsSent")), None)
-            elif rtype == "remote-inbound-rtp":
-                local = report.get("localId")
-                kind = kind or outbound_kind.get(str(local))
-                if kind is not None:
-                    self._remote_inbound(report_id, report, str(local or ""), kind)
-            elif rtype == "remote-outbound-rtp" and kind is not None:
-                self._rtt_sample(report_id, report, self.series_for("recv", kind))
-            elif rtype == "transport":
-                state = report.get("dtlsState")
-                if isinstance(state, str) and state != self.dtls_state:
-                    self.dtls_state = state
-                    self.dtls.add(when, state, self.limit)
-        self._selected_pair(reports)
-
-    def _inbound(self, report_id: str, report: dict[str, Any], kind: str, when: float) -> None:
-        stream = self.stream(report_id, "recv", kind)
-        if stream is None:
+        if read is None:
             return
-        stream.bytes_at(_num(report.get("bytesReceived")), when)
-        stream.packets_at(_num(report.get("packetsReceived")), _num(report.get("packetsLost")))
-        jitter = _num(report.get("jitter"))
-        if jitter is not None:
-            self.series_for("recv", kind).jitter_ms.add(jitter * 1000)
-        if kind == "video":
-            stream.freeze_count = _num(report.get("freezeCount")) or stream.freeze_count
-            stream.freeze_s = _num(report.get("totalFreezesDuration")) or stream.freeze_s
-            stream.frames_dropped = _num(report.get("framesDropped")) or stream.frames_dropped
-        elif kind == "audio":
-            stream.concealed = _num(report.get("concealedSamples")) or stream.concealed
-            stream.samples = _num(report.get("totalSamplesReceived")) or stream.samples
-
-    def _remote_inbound(
-        self, report_id: str, report: dict[str, Any], local: str, kind: str
-    ) -> None:
-        series = self.series_for("send", kind)
-        self._rtt_sample(report_id, report, series)
-        jitter = _num(report.get("jitter"))
-        if jitter is not None:
-            series.jitter_ms.add(jitter * 1000)
-        lost = _num(report.get("packetsLost"))
-        stream = self.streams.get(local) if local else None
-        if stream is not None and lost is not None:
-            stream.lost = max(lost, 0.0)
-
-    def _rtt_sample(self, report_id: str, report: dict[str, Any], series: Series) -> None:
-        """One sample per new measurement: the same RTT repeated by every getStats
-        between two RTCP reports would weigh slow report intervals more. An RTT that
-        did not change is not sent in a delta, but the report still holds it."""
-        rtt = _num(report.get("roundTripTime"))
-        if rtt is None:
+        self.tracks_omitted = read.tracks_omitted
+        self.media.add(read)
+        transport = read.transport
+        if transport is None:
             return
-        marker = _num(report.get("roundTripTimeMeasurements"))
-        if marker is None:
-            marker = _num(report.get("totalRoundTripTime"))
-        if marker is None:  # Firefox: a new RTCP report has a new timestamp
-            marker = _num(report.get("timestamp"))
-        if marker is not None:
-            if self.rtt_seen.get(report_id) == marker:
-                return
-            if report_id in self.rtt_seen or len(self.rtt_seen) < MAX_STREAMS_PER_PC:
-                self.rtt_seen[report_id] = marker
-        series.rtt_ms.add(rtt * 1000)
-
-    def _selected_pair(self, reports: dict[str, dict[str, Any]]) -> None:
-        pair_id: str | None = None
-        for report in reports.values():
-            if report.get("type") == "transport" and report.get("selectedCandidatePairId"):
-                pair_id = str(report["selectedCandidatePairId"])
-                break
-        if pair_id is None:
-            for report_id, report in reports.items():
-                if report.get("type") == "candidate-pair" and report.get("selected") is True:
-                    pair_id = report_id
-                    break
-        pair = reports.get(pair_id) if pair_id is not None else None
-        if pair is None:
-            return
-        rtt = _num(pair.get("currentRoundTripTime"))
-        if rtt is not None:
-            self.transport_rtt_ms.add(rtt * 1000)
-        if pair_id == self.selected_pair_id:
-            return
-        if self.selected_pair_id is not None:
-            self.pair_changes += 1
-        self.selected_pair_id = pair_id
-        local = reports.get(str(pair.get("localCandidateId")), {})
-        remote = reports.get(str(pair.get("remoteCandidateId")), {})
-        self.selected = {
-            "local_type": _text(local.get("candidateType"), 16),
-            "remote_type": _text(remote.get("candidateType"), 16),
-            "protocol": _text(local.get("protocol"), 16),
-            "relay_protocol": _text(local.get("relayProtocol"), 16)
-            if local.get("candidateType") == "relay"
-            else None,
-            "network_type": _text(local.get("networkType"), 16),
-        }
+        state = transport.dtls_state
+        if state is not None and state != self.dtls_state:
+            self.dtls_state = state
+            self.dtls.add(transport.t, state, self.limit)
+        if transport.rtt_ms is not None:
+            self.transport_rtt_ms.add(transport.rtt_ms)
+        pair = transport.pair
+        if transport.new_pair and pair is not None:
+            self.pair_changes += transport.switched
+            self.selected = {
+                "local_type": _text(pair.local_type, 16),
+                "remote_type": _text(pair.remote_type, 16),
+                "protocol": _text(pair.protocol, 16),
+                "relay_protocol": _text(pair.relay_protocol, 16),
+                "network_type": _text(pair.network_type, 16),
+            }
 
     # -- other events ------------------------------------------------------------------
 
@@ -403,19 +201,12 @@ class PeerConnectionSummary:
         connect_ms = None
         if track.connected_at is not None and self.created_at is not None:
             connect_ms = max(track.connected_at - self.created_at, 0.0)
-        media: dict[str, dict[str, Any]] = {}
-        groups: dict[tuple[str, str], list[RtpStream]] = {}
-        for stream in self.streams.values():
-            groups.setdefault((stream.direction, stream.kind), []).append(stream)
-        for key in sorted(set(groups) | set(self.series)):
-            direction, kind = key
-            media[f"{direction}_{kind}"] = self._media(direction, kind, groups.get(key, []))
         return {
             "pc_id": self.pc_id[:MAX_ID_CHARS],
             "created_at": self.created_at,
             "closed_at": self.closed_at,
             "connected_at": track.connected_at,
-            "connect_time_ms": _round(connect_ms, 1),
+            "connect_time_ms": rounded(connect_ms, 1),
             "connected": track.connected_at is not None,
             "ice_failed": self.ice.failed_at is not None,
             "ice_failed_at": self.ice.failed_at,
@@ -433,42 +224,18 @@ class PeerConnectionSummary:
             },
             "selected_candidate_pair": self.selected,
             "candidate_pair_changes": self.pair_changes,
-            "transport_rtt_ms": _sketch_dict(self.transport_rtt_ms),
+            "transport_rtt_ms": sketch_dict(self.transport_rtt_ms),
             "stats_samples": self.stats_samples,
-            "media": media,
+            "media": self.media.result(),
         }
-
-    def _media(self, direction: str, kind: str, streams: list[RtpStream]) -> dict[str, Any]:
-        packets = sum(s.packets + s.banked_packets for s in streams)
-        lost = sum(s.lost + s.banked_lost for s in streams)
-        if direction == "recv":
-            total = packets + lost
-        else:
-            total = packets  # lost as the remote end reported it, of what we sent
-        rates = [rate for s in streams if (rate := s.kbps) is not None]
-        series = self.series.get((direction, kind)) or Series()
-        out: dict[str, Any] = {
-            "streams": len(streams),
-            "packets": int(packets),
-            "packets_lost": int(lost),
-            "loss_pct": _round(100 * lost / total) if total > 0 else None,
-            "rtt_ms": _sketch_dict(series.rtt_ms),
-            "jitter_ms": _sketch_dict(series.jitter_ms),
-            "bitrate_kbps": _round(sum(rates), 1) if rates else None,
-        }
-        if direction == "recv" and kind == "video":
-            out["freeze_count"] = int(sum(s.freeze_count for s in streams))
-            out["freeze_duration_s"] = _round(sum(s.freeze_s for s in streams), 3)
-            out["frames_dropped"] = int(sum(s.frames_dropped for s in streams))
-        if direction == "recv" and kind == "audio":
-            samples = sum(s.samples for s in streams)
-            concealed = sum(s.concealed for s in streams)
-            out["concealment_pct"] = _round(100 * concealed / samples) if samples > 0 else None
-        return out
 
 
 class SessionSummarizer:
-    """Feed it events (``add``), then ask for the ``result``."""
+    """Feed it events (``add``), then ask for the ``result``.
+
+    A consumer of the stats interpreter: ``add`` runs its own interpreter; in a pass
+    that feeds several consumers from one interpreter (``interpreter.analyse``), the
+    pass calls ``consume`` instead."""
 
     def __init__(self, config: QualityConfig, info: DumpInfo | None = None) -> None:
         self.config = config
@@ -490,6 +257,11 @@ class SessionSummarizer:
         self.omitted: Counter[str] = Counter()
         #: Connections past ``max_peer_connections``: created, and state failures seen.
         self.untracked: Counter[str] = Counter()
+        self._interpreter: StatsInterpreter | None = None
+
+    @property
+    def max_connections(self) -> int:
+        return self.config.max_peer_connections
 
     def pc(self, pc_id: str) -> PeerConnectionSummary | None:
         found = self.pcs.get(pc_id)
@@ -500,6 +272,12 @@ class SessionSummarizer:
         return found
 
     def add(self, event: Event) -> None:
+        interpreter = self._interpreter
+        if interpreter is None:
+            interpreter = self._interpreter = StatsInterpreter(self.max_connections)
+        self.consume(event, interpreter.read(event))
+
+    def consume(self, event: Event, read: StatsRead | None) -> None:
         method = event.method
         if method == ERROR_METHOD:
             self.damaged_lines += 1
@@ -517,7 +295,7 @@ class SessionSummarizer:
             if summary is None:
                 self._untracked(event)
             elif event.is_stats:
-                summary.stats(event)
+                summary.stats(read)
             else:
                 summary.event(event)
                 if method == "create":
@@ -582,6 +360,7 @@ class SessionSummarizer:
             track.omitted for pc in self.pcs.values() for track in (pc.connection, pc.ice, pc.dtls)
         )
         omitted["damaged_lines"] += self.damaged_lines - len(self.errors)
+        omitted["tracks"] += sum(pc.tracks_omitted for pc in self.pcs.values())
         untracked = self.untracked["peer_connections"]
         omitted["peer_connections"] += untracked
         losses = [
@@ -611,7 +390,7 @@ class SessionSummarizer:
                 "damaged_lines": self.damaged_lines,
                 "first_event_at": self.first_at,
                 "last_event_at": self.last_at,
-                "duration_s": _round((self.last_at - self.first_at) / 1000, 3)
+                "duration_s": rounded((self.last_at - self.first_at) / 1000, 3)
                 if self.first_at is not None and self.last_at is not None
                 else None,
             },

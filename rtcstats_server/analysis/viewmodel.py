@@ -9,19 +9,23 @@ even downsampling that still shows spikes (min/max per bucket).
 
 Blocking (decompression, JSON): run everything here in a worker thread.
 
-``samples()`` is the one place that turns getStats reports into metric values; the
-chart buckets and the full-resolution download both read from it.
+Nothing here reads a getStats report: the series are the stats interpreter's samples
+(interpreter.py), the ones the quality summary totals, so a chart and the summary
+cannot disagree. ``series_values`` turns one interpreter read into series values; the
+chart buckets and the full-resolution download (``samples``) both use it.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from math import isfinite
 from typing import Any, Final
 
 import orjson
 
+from rtcstats_server.analysis.interpreter import StatsInterpreter, interpreted
+from rtcstats_server.analysis.samples import INTERVAL_METRICS, TRACK_METRICS, StatsRead
 from rtcstats_server.dumps.reader import (
     BACKEND_STATS_METHOD,
     ERROR_METHOD,
@@ -31,19 +35,28 @@ from rtcstats_server.dumps.reader import (
 )
 from rtcstats_server.exceptions import DumpFormatError
 
-MODEL_VERSION: Final = 2
+#: 3: series are the interpreter's (RTT once per measurement, loss from counters,
+#: legacy stats, per-sample packet counts).
+MODEL_VERSION: Final = 3
 
-#: Metric name → (chart title, unit); the order is the order of the charts.
+#: Metric name → (chart title, unit) of the charts, in their order; the download has
+#: every series, charted or not (``packets``: the counts behind ``loss_pct``).
 METRICS: Final[dict[str, tuple[str, str]]] = {
-    "bitrate_kbps": ("Bitrate", "kbps"),
-    "loss_pct": ("Packet loss", "%"),
-    "rtt_ms": ("Round-trip time", "ms"),
-    "jitter_ms": ("Jitter", "ms"),
-    "fps": ("Frames per second", "fps"),
-    "frame_height": ("Resolution (frame height)", "px"),
-    "audio_level": ("Audio level", "0..1"),
-    "concealment_pct": ("Audio concealment", "%"),
+    name: TRACK_METRICS[name]
+    for name in (
+        "bitrate_kbps",
+        "loss_pct",
+        "packets_lost",
+        "rtt_ms",
+        "jitter_ms",
+        "fps",
+        "frame_height",
+        "audio_level",
+        "concealment_pct",
+    )
 }
+_TRACK_SERIES: Final = tuple(TRACK_METRICS)
+_TRANSPORT_LABEL: Final = "transport (selected candidate pair)"
 
 #: Timeline entries kept per peer connection; past it only failures and state changes.
 MAX_TIMELINE: Final = 3000
@@ -57,38 +70,12 @@ MAX_DETAIL_CHARS: Final = 200_000
 DETAIL_BUDGET_CHARS: Final = 6_000_000
 #: Series per view model; past it new tracks are not charted (they still download).
 MAX_SERIES: Final = 600
-#: Tracks remembered per peer connection for rate computation (an SFU's hundreds).
-MAX_ENTITIES_PER_PC: Final = 256
 _TEXT_CHARS: Final = 180
 #: Reading stops this long after a window's end (clocks of merged segments may step back).
 _WINDOW_READ_PAST_MS: Final = 300_000.0
 
 _STATE_SUFFIX: Final = "statechange"
 _FAILED_STATES: Final = frozenset({"failed"})
-_CHARTED_TYPES: Final = frozenset(
-    {
-        "inbound-rtp",
-        "outbound-rtp",
-        "remote-inbound-rtp",
-        "media-source",
-        "candidate-pair",
-        "transport",
-        "ssrc",
-    }
-)
-
-
-def _num(value: object) -> float | None:
-    """Numbers, and the numeric strings of Chrome's legacy (goog) stats."""
-    if type(value) is float or type(value) is int:
-        return float(value)
-    if type(value) is str and value:
-        try:
-            number = float(value)
-        except ValueError:
-            return None
-        return number if math.isfinite(number) else None
-    return None
 
 
 # -- samples ------------------------------------------------------------------------
@@ -96,284 +83,58 @@ def _num(value: object) -> float | None:
 
 @dataclass(slots=True)
 class Sample:
+    """One value of one series: what the download lists, one line each."""
+
     t: float
     pc_id: str | None
     entity: str
     metric: str
     value: float
+    #: The interval the value holds over (rates, counts); None for instant values.
+    interval_ms: float | None = None
 
 
-@dataclass(slots=True)
-class _Previous:
-    at: float
-    counters: dict[str, float]
+#: One series value: (entity, label, metric, value, interval in ms or None).
+SeriesValue = tuple[str, str, str, float, float | None]
 
 
-@dataclass(slots=True)
-class _PcSampler:
-    """Turns one connection's successive reports into metric values (rates need the
-    previous counters of the same report)."""
-
-    pc_id: str | None
-    previous: dict[str, _Previous] = field(default_factory=dict)
-    labels: dict[str, str] = field(default_factory=dict)
-
-    def _rate(
-        self, key: str, at: float, counters: dict[str, float | None]
-    ) -> tuple[float, dict[str, float]] | None:
-        """Seconds since the last report of ``key`` and the counter deltas."""
-        now = {name: value for name, value in counters.items() if value is not None}
-        before = self.previous.get(key)
-        if before is None and len(self.previous) >= MAX_ENTITIES_PER_PC:
-            return None
-        self.previous[key] = _Previous(at, now)
-        if before is None:
-            return None
-        seconds = (at - before.at) / 1000
-        if seconds <= 0:
-            return None
-        deltas = {
-            name: value - before.counters[name]
-            for name, value in now.items()
-            if name in before.counters and value >= before.counters[name]
-        }
-        return seconds, deltas
-
-    def reports(self, t: float, reports: dict[str, Any]) -> Iterator[tuple[str, str, float]]:
-        """(entity, metric, value) for one getStats result."""
-        selected: str | None = None
-        for report in reports.values():
-            if type(report) is dict and report.get("type") == "transport":
-                pair = report.get("selectedCandidatePairId")
-                if type(pair) is str:
-                    selected = pair
-        for report_id, report in reports.items():
-            if type(report) is not dict:
-                continue
-            kind = report.get("type")
-            if kind not in _CHARTED_TYPES:
-                continue
-            at = _num(report.get("timestamp")) or t
-            if kind == "inbound-rtp":
-                yield from self._inbound(report_id, report, at)
-            elif kind == "outbound-rtp":
-                yield from self._outbound(report_id, report, at)
-            elif kind == "remote-inbound-rtp":
-                yield from self._remote_inbound(report_id, report)
-            elif kind == "media-source":
-                level = _num(report.get("audioLevel"))
-                if level is not None and report.get("kind") == "audio":
-                    source = self._entity(f"src:{report_id}", "send audio source")
-                    yield source, "audio_level", level
-            elif kind == "candidate-pair":
-                if self._is_selected(report_id, report, selected):
-                    yield from self._pair(report_id, report, at)
-            elif kind == "ssrc":
-                yield from self._legacy_ssrc(report_id, report, at)
-
-    def _entity(self, key: str, label: str) -> str:
-        if key not in self.labels:
-            self.labels[key] = label
-        return key
-
-    @staticmethod
-    def _media_kind(report: dict[str, Any]) -> str:
-        kind = report.get("kind") or report.get("mediaType")
-        return kind if isinstance(kind, str) else "media"
-
-    def _stream_key(self, direction: str, report_id: str, report: dict[str, Any]) -> str:
-        ssrc = report.get("ssrc")
-        kind = self._media_kind(report)
-        name = str(ssrc) if ssrc is not None else report_id
-        rid = report.get("rid")
-        label = f"{direction} {kind} {name}" + (f" rid {rid}" if isinstance(rid, str) else "")
-        return self._entity(f"{direction}:{kind}:{name}", label)
-
-    def _inbound(
-        self, report_id: str, report: dict[str, Any], at: float
-    ) -> Iterator[tuple[str, str, float]]:
-        key = self._stream_key("recv", report_id, report)
-        jitter = _num(report.get("jitter"))
-        if jitter is not None:
-            yield key, "jitter_ms", jitter * 1000
-        level = _num(report.get("audioLevel"))
-        if level is not None:
-            yield key, "audio_level", level
-        height = _num(report.get("frameHeight"))
-        if height is not None:
-            yield key, "frame_height", height
-        fps = _num(report.get("framesPerSecond"))
-        rate = self._rate(
-            key,
-            at,
-            {
-                "bytes": _num(report.get("bytesReceived")),
-                "packets": _num(report.get("packetsReceived")),
-                "lost": _num(report.get("packetsLost")),
-                "frames": _num(report.get("framesDecoded")),
-                "concealed": _num(report.get("concealedSamples")),
-                "samples": _num(report.get("totalSamplesReceived")),
-            },
-        )
-        if fps is not None:
-            yield key, "fps", fps
-        if rate is None:
-            return
-        seconds, delta = rate
-        if "bytes" in delta:
-            yield key, "bitrate_kbps", delta["bytes"] * 8 / 1000 / seconds
-        if "packets" in delta and "lost" in delta and delta["packets"] + delta["lost"] > 0:
-            yield key, "loss_pct", 100 * delta["lost"] / (delta["packets"] + delta["lost"])
-        if fps is None and "frames" in delta:
-            yield key, "fps", delta["frames"] / seconds
-        if delta.get("samples"):
-            yield key, "concealment_pct", 100 * delta.get("concealed", 0) / delta["samples"]
-
-    def _outbound(
-        self, report_id: str, report: dict[str, Any], at: float
-    ) -> Iterator[tuple[str, str, float]]:
-        key = self._stream_key("send", report_id, report)
-        height = _num(report.get("frameHeight"))
-        if height is not None:
-            yield key, "frame_height", height
-        fps = _num(report.get("framesPerSecond"))
-        if fps is not None:
-            yield key, "fps", fps
-        rate = self._rate(
-            key,
-            at,
-            {"bytes": _num(report.get("bytesSent")), "frames": _num(report.get("framesEncoded"))},
-        )
-        if rate is None:
-            return
-        seconds, delta = rate
-        if "bytes" in delta:
-            yield key, "bitrate_kbps", delta["bytes"] * 8 / 1000 / seconds
-        if fps is None and "frames" in delta:
-            yield key, "fps", delta["frames"] / seconds
-
-    def _remote_inbound(
-        self, report_id: str, report: dict[str, Any]
-    ) -> Iterator[tuple[str, str, float]]:
-        """What the far end says about what we send: attributed to our sending stream."""
-        key = self._stream_key("send", report_id, report)
-        rtt = _num(report.get("roundTripTime"))
-        if rtt is not None:
-            yield key, "rtt_ms", rtt * 1000
-        jitter = _num(report.get("jitter"))
-        if jitter is not None:
-            yield key, "jitter_ms", jitter * 1000
-        fraction = _num(report.get("fractionLost"))
-        if fraction is not None:
-            yield key, "loss_pct", fraction * 100
-
-    @staticmethod
-    def _is_selected(report_id: str, report: dict[str, Any], selected: str | None) -> bool:
-        if selected is not None:
-            return report_id == selected
-        if report.get("selected") is True:  # Firefox
-            return True
-        return report.get("nominated") is True and report.get("state") == "succeeded"
-
-    def _pair(
-        self, report_id: str, report: dict[str, Any], at: float
-    ) -> Iterator[tuple[str, str, float]]:
-        key = self._entity("transport", "transport (selected candidate pair)")
-        rtt = _num(report.get("currentRoundTripTime"))
-        if rtt is not None:
-            yield key, "rtt_ms", rtt * 1000
-        # Keyed by pair: a switch of the selected pair restarts the byte counters.
-        rate = self._rate(
-            f"pair:{report_id}",
-            at,
-            {"sent": _num(report.get("bytesSent")), "received": _num(report.get("bytesReceived"))},
-        )
-        if rate is None:
-            return
-        seconds, delta = rate
-        if "sent" in delta:
-            sent = self._entity("transport:send", "transport sent")
-            yield sent, "bitrate_kbps", delta["sent"] * 8 / 1000 / seconds
-        if "received" in delta:
-            received = self._entity("transport:recv", "transport received")
-            yield received, "bitrate_kbps", delta["received"] * 8 / 1000 / seconds
-
-    def _legacy_ssrc(
-        self, report_id: str, report: dict[str, Any], at: float
-    ) -> Iterator[tuple[str, str, float]]:
-        """Chrome's pre-standard ``ssrc`` reports (goog* names, numbers as strings)."""
-        sending = report_id.endswith("_send") or "bytesSent" in report
-        direction = "send" if sending else "recv"
-        key = self._stream_key(direction, report_id, report)
-        rtt = _num(report.get("googRtt"))
-        if rtt is not None and rtt >= 0:
-            yield key, "rtt_ms", rtt
-        jitter = _num(report.get("googJitterReceived"))
-        if jitter is not None and jitter >= 0:
-            yield key, "jitter_ms", jitter
-        level = _num(report.get("audioInputLevel" if sending else "audioOutputLevel"))
-        if level is not None:
-            yield key, "audio_level", level / 32767
-        suffix = "Sent" if sending else "Received"
-        fps = _num(report.get(f"googFrameRate{suffix}"))
-        if fps is not None:
-            yield key, "fps", fps
-        height = _num(report.get(f"googFrameHeight{suffix}"))
-        if height is not None:
-            yield key, "frame_height", height
-        rate = self._rate(
-            key,
-            at,
-            {
-                "bytes": _num(report.get("bytesSent" if sending else "bytesReceived")),
-                "packets": _num(report.get("packetsReceived")),
-                "lost": _num(report.get("packetsLost")),
-            },
-        )
-        if rate is None:
-            return
-        seconds, delta = rate
-        if "bytes" in delta:
-            yield key, "bitrate_kbps", delta["bytes"] * 8 / 1000 / seconds
-        if not sending and "packets" in delta and "lost" in delta:
-            total = delta["packets"] + delta["lost"]
-            if total > 0:
-                yield key, "loss_pct", 100 * delta["lost"] / total
-
-
-class SampleSource:
-    """Metric samples of every connection, with each series' readable label."""
-
-    def __init__(self) -> None:
-        self.samplers: dict[str | None, _PcSampler] = {}
-
-    def label(self, pc_id: str | None, entity: str) -> str:
-        sampler = self.samplers.get(pc_id)
-        return sampler.labels.get(entity, entity) if sampler else entity
-
-    def of(self, event: Event) -> Iterator[Sample]:
-        sampler = self.samplers.get(event.pc_id)
-        if sampler is None:
-            sampler = self.samplers[event.pc_id] = _PcSampler(event.pc_id)
-        t = event.timestamp
-        for entity, metric, value in sampler.reports(t, event.stats):
-            if math.isfinite(value):
-                yield Sample(t, event.pc_id, entity, metric, value)
+def series_values(read: StatsRead) -> Iterator[SeriesValue]:
+    """Every series value of one getStats read: per track each value it has, per
+    transport the selected pair's RTT and byte rates. ``interval`` is the time a rate
+    or count holds over (None for instant values and unknown intervals)."""
+    for sample in read.tracks:
+        track = sample.track
+        entity, label = track.key, track.label
+        interval = sample.interval_s * 1000 if sample.interval_s is not None else None
+        for metric in _TRACK_SERIES:
+            value = getattr(sample, metric)
+            if value is not None and isfinite(value):
+                yield entity, label, metric, value, interval if metric in INTERVAL_METRICS else None
+    transport = read.transport
+    if transport is not None:
+        if transport.rtt_ms is not None:
+            yield "transport", _TRANSPORT_LABEL, "rtt_ms", transport.rtt_ms, None
+        interval = transport.interval_s * 1000 if transport.interval_s is not None else None
+        if transport.sent_kbps is not None:
+            yield "transport:send", "transport sent", "bitrate_kbps", transport.sent_kbps, interval
+        if transport.received_kbps is not None:
+            received = transport.received_kbps
+            yield "transport:recv", "transport received", "bitrate_kbps", received, interval
 
 
 def samples(
     events: Iterable[Event], start: float | None = None, end: float | None = None
 ) -> Iterator[tuple[Sample, str]]:
-    """Every sample (with its series label) of the events, optionally in [start, end]."""
-    source = SampleSource()
-    for event in events:
-        if event.method != STATS_METHOD:
+    """Every sample (with its series label) of the events, optionally in [start, end]:
+    the charts' values at full resolution, for the download."""
+    for _, read in interpreted(events, MAX_CONNECTIONS):
+        if read is None or (end is not None and read.t > end):
             continue
-        if end is not None and event.timestamp > end:
+        if start is not None and read.t < start:
             continue
-        for sample in source.of(event):
-            if start is None or sample.t >= start:
-                yield sample, source.label(sample.pc_id, sample.entity)
+        t, pc_id = read.t, read.pc_id
+        for entity, label, metric, value, interval in series_values(read):
+            yield Sample(t, pc_id, entity, metric, value, interval), label
 
 
 # -- downsampling -------------------------------------------------------------------
@@ -381,8 +142,8 @@ def samples(
 
 class Buckets:
     """One series at bounded size: buckets of ``width`` ms from ``origin``; when more
-    than ``cap`` buckets hold samples, neighbours merge pairwise (width doubled). A
-    series of at most ``cap`` samples thus keeps every one of them."""
+    than ``cap`` buckets hold samples, neighbours merge (width doubled, as many times
+    as it takes to fit). A series of at most ``cap`` samples keeps every one of them."""
 
     __slots__ = ("buckets", "cap", "origin", "width")
 
@@ -398,7 +159,7 @@ class Buckets:
         bucket = self.buckets.get(index)
         if bucket is None:
             self.buckets[index] = [value, value, value, 1.0, t]
-            while len(self.buckets) > self.cap:
+            if len(self.buckets) > self.cap:
                 self._merge()
             return
         if value < bucket[0]:
@@ -410,19 +171,28 @@ class Buckets:
         bucket[4] += t
 
     def _merge(self) -> None:
+        # The smallest doubling that fits, found on the indexes alone: samples sparser
+        # than the width would otherwise take several full merges that change nothing.
+        factor = 2
+        indexes = list(self.buckets)
+        while len({index // factor for index in indexes}) > self.cap:
+            factor *= 2
         merged: dict[int, list[float]] = {}
         for index, bucket in self.buckets.items():
-            target = merged.get(index // 2)
+            key = index // factor
+            target = merged.get(key)
             if target is None:
-                merged[index // 2] = bucket
+                merged[key] = bucket
             else:
-                target[0] = min(target[0], bucket[0])
-                target[1] = max(target[1], bucket[1])
+                if bucket[0] < target[0]:
+                    target[0] = bucket[0]
+                if bucket[1] > target[1]:
+                    target[1] = bucket[1]
                 target[2] += bucket[2]
                 target[3] += bucket[3]
                 target[4] += bucket[4]
         self.buckets = merged
-        self.width *= 2
+        self.width *= factor
 
     def points(self) -> list[list[float]]:
         """``[t, min, max, mean]`` per bucket, t the mean time of its samples."""
@@ -494,15 +264,20 @@ class ViewModelBuilder:
     """Feed events in dump order; ``result()`` gives the JSON-ready view model.
 
     ``start``/``end`` (epoch ms) cut a window: only what happened inside it is kept,
-    while reports before it still seed the rates.
+    while reports before it still seed the rates. A consumer of the stats
+    interpreter, like the summary: ``add`` runs its own interpreter, a pass feeding
+    several consumers calls ``consume``.
     """
+
+    max_connections = MAX_CONNECTIONS
 
     def __init__(self, buckets: int, start: float | None = None, end: float | None = None) -> None:
         self.cap = 2 * buckets
         self.start = start
         self.end = end
-        self.source = SampleSource()
+        self._interpreter: StatsInterpreter | None = None
         self.series: dict[tuple[str | None, str, str], Buckets] = {}
+        self.labels: dict[tuple[str | None, str], str] = {}
         self.groups: dict[str | None, _Group] = {}
         self.events = 0
         self.stats_events = 0
@@ -525,6 +300,12 @@ class ViewModelBuilder:
         return (self.start is None or t >= self.start) and (self.end is None or t <= self.end)
 
     def add(self, event: Event) -> None:
+        interpreter = self._interpreter
+        if interpreter is None:
+            interpreter = self._interpreter = StatsInterpreter(self.max_connections)
+        self.consume(event, interpreter.read(event))
+
+    def consume(self, event: Event, read: StatsRead | None) -> None:
         index = self.events
         self.events += 1
         t = event.timestamp
@@ -553,28 +334,32 @@ class ViewModelBuilder:
             if self.end is not None and t > self.end:
                 return
             group.stats += 1
-            for sample in self.source.of(event):
-                if self._inside(sample.t):
-                    self._sample(sample)
+            if read is not None and (self.start is None or t >= self.start):
+                self._samples(read)
             return
         if inside:
             self._timeline(group, event, index)
 
-    def _sample(self, sample: Sample) -> None:
-        t = sample.t
-        if self.series_first is None or t < self.series_first:
-            self.series_first = t
-        if self.series_last is None or t > self.series_last:
-            self.series_last = t
-        key = (sample.pc_id, sample.entity, sample.metric)
-        series = self.series.get(key)
-        if series is None:
-            if len(self.series) >= MAX_SERIES:
-                self.series_dropped += 1
-                return
-            origin = self.start if self.start is not None else sample.t
-            series = self.series[key] = Buckets(origin, self.width, self.cap)
-        series.add(sample.t, sample.value)
+    def _samples(self, read: StatsRead) -> None:
+        t, pc_id = read.t, read.pc_id
+        charted = False
+        for entity, label, metric, value, _ in series_values(read):
+            key = (pc_id, entity, metric)
+            series = self.series.get(key)
+            if series is None:
+                if len(self.series) >= MAX_SERIES:
+                    self.series_dropped += 1
+                    continue
+                origin = self.start if self.start is not None else t
+                series = self.series[key] = Buckets(origin, self.width, self.cap)
+                self.labels.setdefault((pc_id, entity), label)
+            series.add(t, value)
+            charted = True
+        if charted:
+            if self.series_first is None or t < self.series_first:
+                self.series_first = t
+            if self.series_last is None or t > self.series_last:
+                self.series_last = t
 
     def _timeline(self, group: _Group, event: Event, index: int) -> None:
         kind = event_kind(event)
@@ -608,7 +393,7 @@ class ViewModelBuilder:
                 series.append(
                     {
                         "entity": entity,
-                        "label": self.source.label(pc_id, entity),
+                        "label": self.labels.get((pc_id, entity), entity),
                         "metric": metric,
                         "samples": buckets.samples,
                         "width_ms": buckets.width,

@@ -10,6 +10,7 @@ from typing import Any
 import bson
 import orjson
 
+from rtcstats_server.analysis.interpreter import MAX_TRACKS
 from rtcstats_server.analysis.summary import (
     MAX_FINDINGS,
     MAX_ID_CHARS,
@@ -102,3 +103,18 @@ def test_numbers_no_store_can_hold_are_dropped() -> None:
     media = fields["quality"]["peer_connections"][0]["media"]
     assert media["recv_video"]["packets"] is None
     assert media["send_audio"]["packets"] is None
+
+
+def test_tracks_past_the_cap_are_counted() -> None:
+    """An SFU connection with more tracks than the interpreter follows (MAX_TRACKS):
+    the first ones are summarized, the rest counted, the summary says truncated."""
+    reports = {
+        f"in{n}": {"type": "inbound-rtp", "kind": "audio", "ssrc": n, "packetsReceived": 10}
+        for n in range(MAX_TRACKS + 44)
+    }
+    events = [["create", "PC_0", {}, T0], ["getstats", "PC_0", reports, T0 + 1]]
+    summary = summarize_chunks(dump(events), QualityConfig())
+    (pc,) = summary["peer_connections"]
+    assert pc["media"]["recv_audio"]["streams"] == MAX_TRACKS
+    assert pc["media"]["recv_audio"]["packets"] == 10 * MAX_TRACKS
+    assert summary["omitted"] == {"tracks": 44} and summary["truncated"] is True

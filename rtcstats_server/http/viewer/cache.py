@@ -279,6 +279,7 @@ class ViewData:
                         "series": label,
                         "metric": sample.metric,
                         "value": sample.value,
+                        "interval_ms": sample.interval_ms,
                     }
                 )
                 block.append(line)
