@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from rtcstats_server.analysis.summary import summarize_file  # noqa: E402
 from rtcstats_server.config import QualityConfig  # noqa: E402
-from rtcstats_server.dumps.frames import compress_frame  # noqa: E402
+from rtcstats_server.dumps.codecs import compress_frame  # noqa: E402
 from rtcstats_server.dumps.reader import open_dump  # noqa: E402
 
 FIXTURES = ROOT.parent / "shared" / "fixtures"

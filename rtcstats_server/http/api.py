@@ -16,7 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from rtcstats_server.analysis.compact import compact_summary
 from rtcstats_server.analysis.findings import SEVERITIES
-from rtcstats_server.dumps.frames import FrameStreamDecoder
+from rtcstats_server.dumps.codecs import Decompressor
 from rtcstats_server.exceptions import NotFound, ProtocolViolation, StoreUnavailable
 from rtcstats_server.forwarders.selection import CLIENT_DIALECTS
 from rtcstats_server.http.errors import client_went_away, error, json_response
@@ -157,7 +157,7 @@ async def get_dump(request: web.Request) -> web.StreamResponse:
         }
     )
     await response.prepare(request)
-    decoder = None if raw else FrameStreamDecoder()
+    decoder = None if raw else Decompressor("zstd")
     chunk = first
     try:
         while chunk is not None:
