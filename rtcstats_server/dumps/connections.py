@@ -8,14 +8,18 @@ connections once held 9.8 GB. So every state is weighed (an estimate in bytes, f
 what it holds) and the total kept within ``budget``: past it, the states used least
 recently are dropped. A connection whose state was dropped and that shows up again
 gets a note (the reader turns it into a ``dumpError`` event before its event), and
-its later results lack what came before; a connection that alone outgrows the budget
-is started afresh the same way. Real connections are far below it (a 100-report SFU
-connection weighs about 300 KB); the notes are for dumps made to hurt.
+its later results lack what came before; a connection that alone outgrows the budget,
+or holds more than ``MAX_REPORTS`` reports (each rtcstats-js result rebuilds every
+held report, so that count is what one event costs), is started afresh the same way.
+Real connections are far below both (a 100-report SFU connection weighs about
+300 KB); the notes are for dumps made to hurt.
 """
 
 from __future__ import annotations
 
-from typing import Any, Final
+from collections import OrderedDict
+from collections.abc import Iterator
+from typing import Any, Final, Generic, Protocol, TypeVar
 
 from rtcstats_server.dumps.descriptions import DescriptionState
 from rtcstats_server.dumps.getstats import LegacyStats, Reports, RtcstatsJsStats
@@ -28,6 +32,10 @@ CELL_BYTES: Final = 100
 REPORT_BYTES: Final = 200
 CONNECTION_BYTES: Final = 1000
 SDP_CHAR_BYTES: Final = 2
+#: Reports one connection may hold: far more than any real one (a 100-track SFU
+#: connection holds about 500), and what bounds the CPU of one getStats event in the
+#: schemes where every held report is rebuilt with the result's time (rtcstats-js).
+MAX_REPORTS: Final = 2000
 #: How many dropped connections are remembered (to mark their return), and the
 #: longest id remembered: the memory of what was dropped is bounded too.
 REMEMBERED: Final = 10_000
@@ -46,6 +54,10 @@ class _State:
         self.descriptions: DescriptionState | None = None
         self.weight = CONNECTION_BYTES
 
+    @property
+    def reports(self) -> int:
+        return len(self.stats.reports) if self.stats is not None else 0
+
     def weigh(self) -> int:
         weight = CONNECTION_BYTES
         if self.stats is not None:
@@ -56,19 +68,77 @@ class _State:
         return weight
 
 
+class Weighed(Protocol):
+    """A state that knows what it weighs (estimated bytes) since its last ``weigh``."""
+
+    weight: int
+
+    def weigh(self) -> int: ...
+
+
+S = TypeVar("S", bound=Weighed)
+
+
+class LruStates(Generic[S]):
+    """States by peer connection within ``budget`` (their weights together), the least
+    recently used first in line to be dropped. Readers keep their decoders here, the
+    fileFormat 3 encoder its encoders."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.held = 0
+        #: States dropped so far.
+        self.dropped = 0
+        # An OrderedDict: the least recently used leave from the front in O(1) (a dict
+        # emptied from the front rescans its deleted slots on every ``next(iter())``).
+        self._states: OrderedDict[str | None, S] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def get(self, pc_id: str | None) -> S | None:
+        state = self._states.get(pc_id)
+        if state is not None:
+            self._states.move_to_end(pc_id)  # the most recently used, last
+        return state
+
+    def add(self, pc_id: str | None, state: S) -> S:
+        self._states[pc_id] = state
+        self.held += state.weight
+        return state
+
+    def settle(self, pc_id: str | None, state: S) -> list[tuple[str | None, S]]:
+        """Weigh ``pc_id``'s state again after a change; drop the least recently used
+        others while the budget is exceeded. The connections dropped, with their state."""
+        before = state.weight
+        self.held += state.weigh() - before
+        dropped: list[tuple[str | None, S]] = []
+        while self.held > self.budget and len(self._states) > 1:  # pc_id is the last
+            victim, old = self._states.popitem(last=False)
+            self.held -= old.weight
+            self.dropped += 1
+            dropped.append((victim, old))
+        return dropped
+
+    def drop(self, pc_id: str | None) -> None:
+        state = self._states.pop(pc_id, None)
+        if state is not None:
+            self.held -= state.weight
+            self.dropped += 1
+
+    def values(self) -> Iterator[tuple[str | None, S]]:
+        yield from self._states.items()
+
+
 class PeerStates:
-    """The per-connection state of one reader, least recently used first."""
+    """The per-connection state of one reader (decoders), and the notes it owes."""
 
     def __init__(self, scheme: Scheme, budget: int) -> None:
         self.scheme = scheme
-        self.budget = budget
-        self.held = 0
-        #: Connections whose state was dropped since the reader began.
-        self.dropped = 0
+        self.states: LruStates[_State] = LruStates(budget)
         #: What the reader must report before the event it is decoding.
         self.notes: list[str] = []
-        self._states: dict[str | None, _State] = {}
-        self._forgotten: dict[str | None, None] = {}
+        self._forgotten: OrderedDict[str | None, None] = OrderedDict()
 
     def stats(self, pc_id: str | None, delta: object) -> Reports:
         """The full reports of a getStats delta of ``pc_id``."""
@@ -94,37 +164,23 @@ class PeerStates:
             self._settle(pc_id, state)
 
     def _state(self, pc_id: str | None) -> _State:
-        state = self._states.pop(pc_id, None)
-        if state is None:
-            state = _State()
-            self.held += state.weight
-            if self._forgotten and pc_id in self._forgotten:
-                del self._forgotten[pc_id]
-                self._note(pc_id, "its state was dropped to keep within the reader's budget")
-        self._states[pc_id] = state  # the most recently used, last
-        return state
+        state = self.states.get(pc_id)
+        if state is not None:
+            return state
+        if self._forgotten and pc_id in self._forgotten:
+            del self._forgotten[pc_id]
+            self._note(pc_id, "its state was dropped for others")
+        return self.states.add(pc_id, _State())
 
     def _settle(self, pc_id: str | None, state: _State) -> None:
-        before = state.weight
-        self.held += state.weigh() - before
-        if self.held <= self.budget:
-            return
-        for victim in list(self._states):
-            if self.held <= self.budget or victim == pc_id:
-                break
-            self._drop(victim)
-        if self.held > self.budget:  # this connection alone holds more than the budget
-            self._drop(pc_id, remember=False)
-            self._note(pc_id, "it alone held more state than the reader's budget")
-
-    def _drop(self, pc_id: str | None, remember: bool = True) -> None:
-        state = self._states.pop(pc_id)
-        self.held -= state.weight
-        self.dropped += 1
-        if remember and (pc_id is None or len(pc_id) <= REMEMBERED_ID_CHARS):
-            self._forgotten[pc_id] = None
-            if len(self._forgotten) > REMEMBERED:
-                del self._forgotten[next(iter(self._forgotten))]
+        for victim, _ in self.states.settle(pc_id, state):
+            if victim is None or len(victim) <= REMEMBERED_ID_CHARS:
+                self._forgotten[victim] = None
+                if len(self._forgotten) > REMEMBERED:
+                    self._forgotten.popitem(last=False)
+        if self.states.held > self.states.budget or state.reports > MAX_REPORTS:
+            self.states.drop(pc_id)
+            self._note(pc_id, "it held more state than one connection may")
 
     def _note(self, pc_id: str | None, why: str) -> None:
         name = (
@@ -133,6 +189,7 @@ class PeerStates:
             else pc_id[:QUOTED_ID_CHARS] + "…"
         )
         self.notes.append(
-            f"peer connection {name!r}: {why} ({self.budget >> 20} MiB), so its later "
-            "results lack what came before"
+            f"peer connection {name!r}: {why}, so its later results lack what came before "
+            f"(a reader keeps {self.states.budget >> 20} MiB of state at most, "
+            f"{MAX_REPORTS} reports a connection)"
         )

@@ -42,6 +42,12 @@ import orjson
 
 from rtcstats_server.dumps.codecs import CHUNK, Decompressor, file_chunks, sniff
 from rtcstats_server.dumps.codes import METHOD_CODES, STAT_PROPERTY_CODES, STAT_TYPE_CODES
+from rtcstats_server.dumps.connections import (
+    CELL_BYTES,
+    CONNECTION_BYTES,
+    REPORT_BYTES,
+    LruStates,
+)
 from rtcstats_server.dumps.events import (
     BACKEND_STATS_METHOD,
     ERROR_METHOD,
@@ -66,6 +72,9 @@ from rtcstats_server.exceptions import DumpFormatError
 EVENTS_PROTOCOL: Final = "3.1_STANDARD"
 #: Close code of the line we add when a dump has none (a normal end).
 CLOSE_CODE: Final = 1000
+#: Stats ids one encoder maps before it starts its numbering over (a real connection
+#: names a few hundred in its life; a client renaming them forever would grow it).
+MAX_IDS: Final = 20_000
 
 
 # -- to our layout ------------------------------------------------------------------------
@@ -194,21 +203,36 @@ def _number(value: float) -> int | float:
 
 
 class StatsEncoder:
-    """The rtcstats-js getStats compression for one peer connection, lossless."""
+    """The rtcstats-js getStats compression for one peer connection, lossless.
 
-    __slots__ = ("ids", "lossy", "previous")
+    Short ids are numbered from ``start``: an encoder that follows one whose state was
+    dropped (``to_rtcstats`` keeps them within a budget) numbers past every id the
+    dropped one gave, so a reader's reports of that connection are never mixed up.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("cells", "ids", "lossy", "next_id", "previous", "weight")
+
+    def __init__(self, start: int = 0) -> None:
         #: Original stats id → the short id it is sent as.
         self.ids: dict[str, str] = {}
+        self.next_id = start
         #: The last result, already in short ids (what the reader holds after decoding).
         self.previous: Reports = {}
         self.lossy = 0
+        self.cells = 0
+        self.weight = CONNECTION_BYTES
+
+    def weigh(self) -> int:
+        """Estimated bytes held (connections.py)."""
+        reports = len(self.previous) + len(self.ids)
+        self.weight = CONNECTION_BYTES + CELL_BYTES * self.cells + REPORT_BYTES * reports
+        return self.weight
 
     def _short(self, stats_id: str) -> str:
         short = self.ids.get(stats_id)
         if short is None:
-            short = self.ids[stats_id] = str(len(self.ids))
+            short = self.ids[stats_id] = str(self.next_id)
+            self.next_id += 1
         return short
 
     def _renamed(self, report: Report) -> Report:
@@ -218,7 +242,15 @@ class StatsEncoder:
         }
 
     def encode(self, reports: Reports) -> dict[str, Any]:
+        gone: list[str] = []
+        if len(self.ids) > MAX_IDS:
+            # Ids a client keeps renaming: start their numbering over, past the old one,
+            # with everything held removed, so the map stays bounded.
+            gone = list(self.previous)
+            self.ids.clear()
+            self.previous = {}
         current: Reports = {self._short(sid): self._renamed(r) for sid, r in reports.items()}
+        self.cells = sum(len(report) for report in current.values())
         stamps = [
             r["timestamp"]
             for r in current.values()
@@ -250,7 +282,7 @@ class StatsEncoder:
                 changed["timestamp"] = stamp
             if changed or base is None:
                 delta[short] = self._coded(changed)
-        for short in self.previous.keys() - current.keys():
+        for short in [*gone, *(self.previous.keys() - current.keys())]:
             delta[short] = None
         if top is not None:
             delta[STAT_PROPERTY_CODES["timestamp"]] = top
@@ -275,12 +307,16 @@ class Conversion:
     stats_events: int = 0
     skipped: int = 0
     lossy_reports: int = 0
+    #: Encoders dropped to keep within the reader's state budget.
+    dropped_encoders: int = 0
     source_protocol: str | None = None
     id_maps: dict[str | None, dict[str, str]] = field(default_factory=dict)
 
 
-def _coded_lines(reader: DumpReader, result: Conversion) -> Iterator[bytes]:
-    encoders: dict[str | None, StatsEncoder] = {}
+def _coded_lines(reader: DumpReader, result: Conversion, id_maps: bool) -> Iterator[bytes]:
+    # Encoders hold what the reader's decoders hold, within the same budget.
+    encoders: LruStates[StatsEncoder] = LruStates(reader.limits.max_state_bytes)
+    numbered = 0  # past every short id a dropped encoder gave
     last: float | None = None
     for event in reader:
         if event.method in (ERROR_METHOD, BACKEND_STATS_METHOD):
@@ -288,23 +324,32 @@ def _coded_lines(reader: DumpReader, result: Conversion) -> Iterator[bytes]:
             continue
         value = event.value
         if event.is_stats:
-            encoder = encoders.get(event.pc_id)
-            if encoder is None:
-                encoder = encoders[event.pc_id] = StatsEncoder()
+            encoder = encoders.get(event.pc_id) or encoders.add(event.pc_id, StatsEncoder(numbered))
             value = encoder.encode(event.stats)
+            for pc_id, dropped in encoders.settle(event.pc_id, encoder):
+                numbered = max(numbered, dropped.next_id)
+                result.dropped_encoders += 1
+                _finished(pc_id, dropped, result, id_maps)
             result.stats_events += 1
         when = event.timestamp if last is None else event.timestamp - last
         method = METHOD_CODES.get(event.method, event.method)
         yield orjson.dumps([method, event.pc_id, value, *event.extra, _number(when)])
         last = event.timestamp
         result.events += 1
-    for pc_id, encoder in encoders.items():
-        result.lossy_reports += encoder.lossy
-        result.id_maps[pc_id] = encoder.ids
+    for pc_id, encoder in encoders.values():
+        _finished(pc_id, encoder, result, id_maps)
 
 
-def to_rtcstats(reader: DumpReader, out: IO[bytes]) -> Conversion:
-    """Write the fileFormat 3 form of what ``reader`` reads to ``out``, uncompressed."""
+def _finished(pc_id: str | None, encoder: StatsEncoder, result: Conversion, id_maps: bool) -> None:
+    result.lossy_reports += encoder.lossy
+    if id_maps:
+        result.id_maps.setdefault(pc_id, {}).update(encoder.ids)
+
+
+def to_rtcstats(reader: DumpReader, out: IO[bytes], *, id_maps: bool = False) -> Conversion:
+    """Write the fileFormat 3 form of what ``reader`` reads to ``out``, uncompressed.
+    ``id_maps``: keep every connection's original → short id map in the result (for
+    checks; it grows with the dump)."""
     info = reader.info
     if info.scheme == "rtcstats-js":
         raise DumpFormatError("the dump is already in the rtcstats-js dialect: send it as is")
@@ -316,7 +361,7 @@ def to_rtcstats(reader: DumpReader, out: IO[bytes]) -> Conversion:
     out.write(("\n".join(header_lines(meta)) + "\n").encode())
     buffer: list[bytes] = []
     size = 0
-    for line in _coded_lines(reader, result):
+    for line in _coded_lines(reader, result, id_maps):
         buffer.append(line)
         size += len(line) + 1
         if size >= CHUNK:

@@ -34,7 +34,7 @@ def back_to_original_ids(reports: dict[str, Any], ids: dict[str, str]) -> dict[s
 
 def assert_round_trip(source: Path) -> tuple[int, int, bytes]:
     out = io.BytesIO()
-    result = to_rtcstats(open_dump(source), out)
+    result = to_rtcstats(open_dump(source), out, id_maps=True)
     converted = out.getvalue()
     reader = DumpReader([converted], strict=True)
     assert reader.info.scheme == "rtcstats-js"
