@@ -47,6 +47,7 @@ from rtcstats_server.dumps.codecs import dump_lines, file_chunks
 from rtcstats_server.dumps.envelopes import (
     IDENTITY,
     SENT_TYPES,
+    SN,
     STATS_ENTRY,
     entry_seq,
     wrap,
@@ -403,7 +404,7 @@ class Replay:
             async for message in ws:
                 try:
                     reply = orjson.loads(message)
-                    value = int(reply["body"]["value"]) if reply.get("type") == "sn" else None
+                    value = int(reply["body"]["value"]) if reply.get("type") == SN else None
                 except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
                     continue
                 if value is not None and value > acked:
@@ -416,7 +417,7 @@ class Replay:
             if self.script.waits_for_sn:
                 # The real client sends nothing before the server's first ``sn``.
                 first = orjson.loads(await asyncio.wait_for(ws.recv(), self.options.open_timeout_s))
-                if not isinstance(first, dict) or first.get("type") != "sn":
+                if not isinstance(first, dict) or first.get("type") != SN:
                     raise ReplayError(f"expected the server's sn, got {first!r}")
             reader = asyncio.create_task(read())
             try:

@@ -24,7 +24,14 @@ from rtcstats_server.dialects.base import (
     identity_fields,
     parse_json,
 )
-from rtcstats_server.dumps.envelopes import STATS_ENTRY, entry_seq, open_envelope
+from rtcstats_server.dumps.envelopes import (
+    CLOSE,
+    KEEPALIVE,
+    SN,
+    STATS_ENTRY,
+    entry_seq,
+    open_envelope,
+)
 from rtcstats_server.dumps.layout import JITSI_CLIENTS, close_line
 from rtcstats_server.exceptions import HandshakeRefused, ProtocolViolation
 from rtcstats_server.metadata.record import fits_int64
@@ -48,7 +55,7 @@ def _now_ms() -> float:
 
 
 def _sn(value: int, state: str) -> Reply:
-    return Reply(orjson.dumps({"type": "sn", "body": {"value": value, "state": state}}).decode())
+    return Reply(orjson.dumps({"type": SN, "body": {"value": value, "state": state}}).decode())
 
 
 class JitsiDecoder:
@@ -89,11 +96,11 @@ class JitsiDecoder:
     def feed(self, text: str) -> list[Result]:
         envelope = parse_json(text)
         kind = envelope.get("type") if type(envelope) is dict else None
-        if kind == "keepalive":
+        if kind == KEEPALIVE:
             return []
-        if kind == "close":
+        if kind == CLOSE:
             return [EndOfSession()]
-        if kind == "sn":
+        if kind == SN:
             raise ProtocolViolation("control_from_client", "sn is sent by the server only")
         line = open_envelope(envelope, _now_ms)  # refuses what is not an envelope
         if line is None:

@@ -19,10 +19,14 @@ from rtcstats_server.exceptions import ProtocolViolation
 
 STATS_ENTRY: Final = "stats-entry"
 IDENTITY: Final = "identity"
-#: Every envelope type: what clients send, and ``sn``, the server's acknowledgement.
-TYPES: Final = frozenset({IDENTITY, STATS_ENTRY, "keepalive", "close", "sn"})
-#: What a client sends while it streams (``close`` ends; ``sn`` comes from the server).
-SENT_TYPES: Final = frozenset({IDENTITY, STATS_ENTRY, "keepalive"})
+KEEPALIVE: Final = "keepalive"
+CLOSE: Final = "close"
+#: The server's acknowledgement (``{"type": "sn", "body": {"value", "state"}}``).
+SN: Final = "sn"
+#: Every envelope type.
+TYPES: Final = frozenset({IDENTITY, STATS_ENTRY, KEEPALIVE, CLOSE, SN})
+#: What a client sends while it streams (``close`` ends it).
+SENT_TYPES: Final = frozenset({IDENTITY, STATS_ENTRY, KEEPALIVE})
 
 
 def is_envelope(value: object) -> bool:

@@ -33,6 +33,7 @@ beginning matches no layout raises ``DumpFormatError`` when opened.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -257,15 +258,11 @@ class DumpReader:
         return None
 
     def _read_header(self, compression: Compression) -> DumpInfo:
-        try:
+        with _unreadable("not a dump we can read"):
             limit = self.limits.max_line_bytes
             if _is_document(self._chunks.head(limit), limit):
                 return self._read_document(compression)
             first = self._next_line()
-        except DumpTooLarge:
-            raise
-        except DumpFormatError as exc:
-            raise DumpFormatError(f"not a dump we can read: {exc}") from None
         if first is None:
             raise DumpFormatError("the dump is empty")
         number, text = first
@@ -291,12 +288,8 @@ class DumpReader:
         raise DumpFormatError("not a dump we can read: the first line matches no known layout")
 
     def _rtcstats_header(self, compression: Compression) -> DumpInfo:
-        try:
+        with _unreadable("dump metadata unreadable"):
             second = self._next_line()
-        except DumpTooLarge:
-            raise
-        except DumpFormatError as exc:
-            raise DumpFormatError(f"dump metadata unreadable: {exc}") from None
         if second is None:
             raise DumpFormatError("the dump ends before its metadata line")
         try:
@@ -481,6 +474,18 @@ class DumpReader:
     def error(self) -> str | None:
         """The first damage found, if any."""
         return self.errors[0] if self.errors else None
+
+
+@contextmanager
+def _unreadable(what: str) -> Iterator[None]:
+    """Damage met while opening a dump, said as what could not be read (a cap passed
+    is not damage: it stays ``DumpTooLarge``)."""
+    try:
+        yield
+    except DumpTooLarge:
+        raise
+    except DumpFormatError as exc:
+        raise DumpFormatError(f"{what}: {exc}") from None
 
 
 def _described(
