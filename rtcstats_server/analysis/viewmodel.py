@@ -354,6 +354,8 @@ class SampleSource:
     def of(self, event: Event) -> Iterator[Sample]:
         sampler = self.samplers.get(event.pc_id)
         if sampler is None:
+            if len(self.samplers) >= MAX_CONNECTIONS:
+                return  # as in the view model: connections past the cap are not charted
             sampler = self.samplers[event.pc_id] = _PcSampler(event.pc_id)
         t = event.timestamp
         for entity, metric, value in sampler.reports(t, event.stats):

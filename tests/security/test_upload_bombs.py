@@ -269,8 +269,10 @@ async def test_an_upload_over_990k_peer_connections_stays_in_bounded_memory(
         async with http.get(url) as response:
             return response.status, len(await response.read())
 
+    page, signature = answer["embedUrl"].split("?")
     for name, url in (
         ("its viewer page", answer["embedUrl"]),
+        ("its samples download", f"{page}/samples.jsonl?{signature}"),
         ("its fileFormat 3 download", session + "/dump?format=rtcstats"),
     ):
         figures, (status, size) = await measured(process, lambda url=url: fetch(url))
