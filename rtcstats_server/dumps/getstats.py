@@ -31,7 +31,9 @@ Report = dict[str, Any]
 Reports = dict[str, Report]
 
 
-def _number_or_none(value: object) -> float | int | None:
+def moment(value: object) -> float | int | None:
+    """A time as clients write it (epoch ms, or an ISO 8601 string), a JSON number
+    kept as it was (an int stays an int, so re-encoding writes it the same)."""
     if isinstance(value, int | float) and not isinstance(value, bool):
         return value
     if isinstance(value, str):
@@ -45,10 +47,12 @@ def _number_or_none(value: object) -> float | int | None:
 class RtcstatsJsStats:
     """Decoder of the rtcstats-js scheme for one peer connection."""
 
-    __slots__ = ("reports",)
+    __slots__ = ("cells", "reports")
 
     def __init__(self) -> None:
         self.reports: Reports = {}
+        #: Properties held in ``reports`` (what their memory grows with).
+        self.cells = 0
 
     def apply(self, delta: object) -> Reports:
         if not isinstance(delta, dict):
@@ -72,6 +76,7 @@ class RtcstatsJsStats:
                 report[name] = value
             changed[stats_id] = report
         out: Reports = {}
+        cells = 0
         for stats_id, base in self.reports.items():
             if stats_id in removed:
                 continue
@@ -87,28 +92,35 @@ class RtcstatsJsStats:
             if top is not None and (update is None or "timestamp" not in update):
                 merged["timestamp"] = top
             out[stats_id] = merged
+            cells += len(merged)
         for stats_id, report in changed.items():
             if top is not None and "timestamp" not in report:
                 report["timestamp"] = top
             out[stats_id] = report
+            cells += len(report)
         self.reports = out
+        self.cells = cells
         return out
 
 
 class LegacyStats:
     """Decoder of the jitsi (``absent_removed``) and 2015 (not) schemes for one PC."""
 
-    __slots__ = ("absent_removed", "reports")
+    __slots__ = ("absent_removed", "cells", "reports")
 
     def __init__(self, absent_removed: bool = True) -> None:
         self.absent_removed = absent_removed
         self.reports: Reports = {}
+        #: Properties held in ``reports`` (what their memory grows with).
+        self.cells = 0
 
     def apply(self, delta: object) -> Reports:
         if not isinstance(delta, dict):
             raise DumpFormatError("getstats value is not an object")
-        top = _number_or_none(delta.get("timestamp"))
-        out: Reports = {} if self.absent_removed else dict(self.reports)
+        top = moment(delta.get("timestamp"))
+        kept = not self.absent_removed
+        out: Reports = dict(self.reports) if kept else {}
+        cells = self.cells if kept else 0
         for stats_id, raw in delta.items():
             if not isinstance(raw, dict):
                 if stats_id == "timestamp":
@@ -119,13 +131,18 @@ class LegacyStats:
             own = raw.get("timestamp")
             # 0: "the newest", i.e. the top-level time. Missing: unchanged (jitsi) or
             # dropped by the 2015 client, which then means the top-level time too.
-            if own == 0 or (own is None and (base is None or not self.absent_removed)):
+            if own == 0 or (own is None and (base is None or kept)):
                 if top is not None:
                     merged["timestamp"] = top
+            if kept:
+                cells -= len(out.get(stats_id, ()))
             out[stats_id] = merged
-        if not self.absent_removed and top is not None:
+            cells += len(merged)
+        if kept and top is not None:
             for stats_id, report in out.items():
                 if stats_id not in delta and report.get("timestamp") != top:
+                    cells += "timestamp" not in report
                     out[stats_id] = {**report, "timestamp": top}
         self.reports = out
+        self.cells = cells
         return out
