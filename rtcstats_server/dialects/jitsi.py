@@ -117,6 +117,3 @@ class JitsiDecoder:
             line = orjson.dumps(["identity", None, data, round(time.time() * 1000)]).decode()
             return [DumpLine(line), Identity(identity_fields(data))]
         raise ProtocolViolation("wrong_shape", "identity data must be an array or an object")
-
-    def close_line(self, code: int) -> str:
-        return orjson.dumps(["close", None, code, round(time.time() * 1000)]).decode()

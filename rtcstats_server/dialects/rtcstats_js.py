@@ -2,15 +2,11 @@
 
 Messages are JSON arrays ``[method, pcId, value, ...extra, delta]`` stored as sent;
 getStats stays delta-compressed in the dump (the reader expands it). The first
-message carries an absolute time, later ones milliseconds since the previous one,
-so the close line we add carries the delta since the last message too.
+message carries an absolute time, later ones milliseconds since the previous one
+(``relative_time``: the close line the session adds carries such a delta too).
 """
 
 from __future__ import annotations
-
-import time
-
-import orjson
 
 from rtcstats_server.dialects.base import (
     DumpLine,
@@ -31,13 +27,13 @@ class ArrayDecoder:
     file_format: int | None = None
     sends_acks = False
     resumable = False
+    is_reconnect = False
     relative_time = False
 
     def __init__(self, handshake: Handshake) -> None:
         self.handshake = handshake
         self.subprotocol = handshake.subprotocol
         self.client_session_id: str | None = None
-        self.last_message_ms = 0.0
 
     def opening(self, last_seq: int) -> list[Result]:
         return []
@@ -51,16 +47,10 @@ class ArrayDecoder:
             raise ProtocolViolation(
                 "wrong_shape", f"{self.subprotocol} messages are arrays [method, pcId, value, ...]"
             )
-        self.last_message_ms = time.time() * 1000
         line = DumpLine(as_line(text, parsed))
         if parsed[0] == "identity":
             return [line, Identity(identity_fields(parsed[2]))]
         return [line]
-
-    def close_line(self, code: int) -> str:
-        now = time.time() * 1000
-        when = round(now - self.last_message_ms) if self.relative_time else round(now)
-        return orjson.dumps(["close", None, code, when]).decode()
 
 
 class RtcstatsJsDecoder(ArrayDecoder):

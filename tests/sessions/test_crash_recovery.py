@@ -162,7 +162,7 @@ async def test_sigterm_drains_and_exits_zero(server: ServerProcess) -> None:
 def test_recovered_rtcstats_dump_closes_with_a_delta(tmp_path: Path) -> None:
     """rtcstats-js dumps carry relative times: the recovery close line must too."""
     from rtcstats_server.dumps.frames import compress_frame
-    from rtcstats_server.sessions.live import repair_live_dump
+    from rtcstats_server.sessions.recovery import repair_live_dump
 
     start = 1_795_483_241_574
     events = [
