@@ -169,54 +169,48 @@ class IngestHandler:
         traffic = self.metrics.traffic[metric_label(handshake.subprotocol)]
         traffic.connections += 1
         traffic.open += 1
-        connection = Connection()
+        connection = _Socket(self, ws, decoder)
         session, last_seq = await self.manager.connect(client, handshake, connection, token)
         ended_by_client = False
-        requests: asyncio.Task[None] | None = None
         try:
             for reply in decoder.opening(last_seq):
                 if type(reply) is Reply:
                     await ws.send_str(reply.text)
-            requests = asyncio.create_task(self._serve(ws, connection, decoder))
             ended_by_client = await self._pump(ws, connection, session, decoder)
         except (ConnectionError, asyncio.CancelledError):
             pass
         finally:
             traffic.open -= 1
-            if requests is not None:
-                requests.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await requests
-            connection.ended()
+            await connection.settled()
             # aiohttp reads a close frame without a code as 0; RFC 6455 calls that 1005.
             code = 1005 if ws.close_code == 0 else ws.close_code
             final = ended_by_client or code in FINAL_CLOSE_CODES
             await self.manager.disconnected(session, connection, code, final)
         return ws
 
-    async def _serve(
-        self, ws: web.WebSocketResponse, connection: Connection, decoder: Decoder
-    ) -> None:
-        """Do what the session layer asks of this connection: acknowledge durable seqs
-        (sweeper flushes), close it (the session ends, or a resume replaced it)."""
-        try:
-            while not ws.closed:
-                await connection.next_request()
-                request = connection.close_request
-                if request is not None:
-                    if request.catch_up:
+    async def serve(self, connection: _Socket) -> None:
+        """Do what the session layer asked of a connection, then return: acknowledge
+        durable seqs (the sweeper's flushes), close it (its session ends, or a resume
+        replaced it)."""
+        ws = connection.ws
+        while not connection.closed:
+            request = connection.close_request
+            if request is not None:
+                try:
+                    if request.catch_up and not ws.closed:
                         await self._let_reader_catch_up(connection)
                     if not ws.closed:
                         if request.counted:
-                            self.metrics.closed_by_server.labels(
-                                close_code_label(request.code)
-                            ).inc()
+                            code = close_code_label(request.code)
+                            self.metrics.closed_by_server.labels(code).inc()
                         with contextlib.suppress(ConnectionError, RuntimeError):
                             await ws.close(code=request.code, message=request.reason.encode())
-                    return
-                await _acknowledge(ws, connection, decoder)
-        finally:
-            connection.ended()
+                finally:
+                    connection.ended()  # closed now, by us or before (aiohttp, the client)
+                return
+            if ws.closed or connection.durable_seq <= connection.told_seq:
+                return
+            await _acknowledge(ws, connection, connection.decoder)
 
     async def _let_reader_catch_up(self, connection: Connection) -> None:
         """Before the server closes a socket, let the reader store what it has read.
@@ -329,6 +323,36 @@ class IngestHandler:
                         drain=False,
                     )
                 return ended_by_client
+
+
+class _Socket(Connection):
+    """A connection as the handler holds it: the session layer's requests are served
+    by a short task of the handler's, made only when there is something to do (an
+    idle socket costs no task)."""
+
+    __slots__ = ("decoder", "handler", "task", "ws")
+
+    def __init__(self, handler: IngestHandler, ws: web.WebSocketResponse, decoder: Decoder) -> None:
+        super().__init__()
+        self.handler = handler
+        self.ws = ws
+        self.decoder = decoder
+        self.task: asyncio.Task[None] | None = None
+
+    def changed(self) -> None:
+        if self.task is None or self.task.done():
+            self.task = asyncio.get_running_loop().create_task(self.handler.serve(self))
+
+    async def settled(self) -> None:
+        """The socket is gone: a close asked for is let finish (its close frame exchange
+        is bounded by the websocket's timeout), anything else is moot."""
+        task, self.task = self.task, None  # no cycle (task, frame, self) left to collect
+        if task is not None and not task.done():
+            if self.close_request is None:
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.ended()
 
 
 async def _acknowledge(ws: web.WebSocketResponse, connection: Connection, decoder: Decoder) -> None:

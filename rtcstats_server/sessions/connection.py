@@ -4,7 +4,11 @@ The ingest handler (``ingest/handler.py``) owns the websocket and its dialect
 decoder: it is the only code that writes to the socket or calls the decoder. The
 session layer talks to a connection through this small object only, in one
 direction: "this seq is durable, acknowledge it" and "close with this code". The
-handler waits on it and acts, and says when the socket is closed.
+handler's subclass acts on each request (``changed``) and says when the socket is
+closed (``ended``).
+
+Kept small on purpose: one exists per open socket, and an idle socket must cost
+little (no task, no event until someone waits for the close).
 """
 
 from __future__ import annotations
@@ -29,47 +33,50 @@ class CloseRequest:
 
 
 class Connection:
-    __slots__ = ("_closed", "_wake", "close_request", "durable_seq", "receiving", "told_seq")
+    __slots__ = ("_closed", "_waiter", "close_request", "durable_seq", "receiving", "told_seq")
 
-    def __init__(self, told_seq: int = 0) -> None:
+    def __init__(self) -> None:
         #: The highest seq durable in the dump, for the client to trim its buffer to.
-        self.durable_seq = told_seq
+        self.durable_seq = 0
         #: The highest seq the handler has acknowledged to the client (handler-owned).
-        self.told_seq = told_seq
+        self.told_seq = 0
         self.close_request: CloseRequest | None = None
         #: The handler waits in ``receive`` (nothing queued): a drain may close now.
         self.receiving = False
-        self._wake = asyncio.Event()
-        self._closed = asyncio.Event()
+        self._closed = False
+        self._waiter: asyncio.Future[None] | None = None
 
     # -- asked by the session layer ---------------------------------------------------
 
     def acknowledge(self, seq: int) -> None:
         if seq > self.durable_seq:
             self.durable_seq = seq
-            self._wake.set()
+            self.changed()
 
     def close(self, request: CloseRequest) -> None:
         """Ask for the socket to be closed; the first request is the one carried out."""
-        if self.close_request is None and not self._closed.is_set():
+        if self.close_request is None and not self._closed:
             self.close_request = request
-            self._wake.set()
+            self.changed()
 
     async def wait_closed(self) -> None:
-        await self._closed.wait()
+        if self._closed:
+            return
+        if self._waiter is None:
+            self._waiter = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._waiter)
 
     # -- the handler's side -----------------------------------------------------------
 
     @property
     def closed(self) -> bool:
-        return self._closed.is_set()
+        return self._closed
 
-    async def next_request(self) -> None:
-        """Return once something was asked since the last call."""
-        await self._wake.wait()
-        self._wake.clear()
+    def changed(self) -> None:
+        """Something was asked. The handler's subclass acts on it."""
 
     def ended(self) -> None:
         """The socket is closed (by either side); nothing asked of it will be done."""
-        self._closed.set()
-        self._wake.set()
+        self._closed = True
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)

@@ -20,7 +20,7 @@ from typing import Any
 
 from rtcstats_server.dialects.base import IDENTITY_FIELDS, Handshake
 from rtcstats_server.exceptions import IllegalTransition
-from rtcstats_server.metadata.record import SessionState, utcnow
+from rtcstats_server.metadata.record import UPLOAD_FIELDS, SessionState, utcnow
 from rtcstats_server.sessions.state import Session, State
 
 #: Who the client is and where it came from: written while the session streams.
@@ -44,13 +44,7 @@ FACT_FIELDS = (
     "connections",
     "last_seq",
     "dump_raw_bytes",
-    # sessions uploaded to /v1.0/upload
-    "source",
-    "client_protocol",
-    "upload_layout",
-    "upload_file_name",
-    "upload_bytes",
-    "uploaded_at",
+    *UPLOAD_FIELDS,
 )
 
 #: Facts a source may add when it has them (a verified token says ``authenticated``).
