@@ -193,6 +193,13 @@ class IngestHandler:
         durable seqs (the sweeper's flushes), close it (its session ends, or a resume
         replaced it)."""
         ws = connection.ws
+        try:
+            await self._serve(ws, connection)
+        finally:
+            connection.task = None  # done: an idle socket keeps no task object
+
+    async def _serve(self, ws: web.WebSocketResponse, connection: _Socket) -> None:
+        """Until nothing is left to do: a close ends it, acks are sent as they come."""
         while not connection.closed:
             request = connection.close_request
             if request is not None:
