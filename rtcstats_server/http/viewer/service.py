@@ -8,7 +8,6 @@ every stored session's ``viewer_url`` to the record the finish writes.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -20,8 +19,6 @@ from rtcstats_server.http.viewer.signing import SignedUrl, Signer, make_signer
 from rtcstats_server.metadata.base import SessionStore
 from rtcstats_server.metrics import Metrics
 from rtcstats_server.storage.base import DumpStore
-
-log = logging.getLogger(__name__)
 
 CACHE_DIR = "viewer-cache"
 
