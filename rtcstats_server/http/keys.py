@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from rtcstats_server.analysis.worker import Analysis
 from rtcstats_server.config import Config
 from rtcstats_server.forwarders.worker import Forwarding
 from rtcstats_server.http.viewer.service import Viewer
@@ -22,6 +23,8 @@ MANAGER = web.AppKey("manager", SessionManager)
 SPOOL = web.AppKey("spool", Spool)
 #: Present only when a forwarder is configured.
 FORWARDING = web.AppKey("forwarding", Forwarding)
+#: Present only when ``quality.enabled`` (the analysis of stored sessions).
+ANALYSIS = web.AppKey("analysis", Analysis)
 #: Present only when the viewer is enabled.
 VIEWER = web.AppKey("viewer", Viewer)
 #: Present only when ``upload.enabled`` (the rtcstats.com-compatible /v1.0 API).
