@@ -34,7 +34,7 @@ from typing import Any
 
 from rtcstats_server.config import Config
 from rtcstats_server.dialects.base import ClientToken, DumpLine, Handshake
-from rtcstats_server.dumps.layout import close_line
+from rtcstats_server.dumps.layout import close_line, header_lines
 from rtcstats_server.dumps.writer import DumpWriter
 from rtcstats_server.exceptions import HandshakeRefused, RtcstatsError
 from rtcstats_server.logs import LOG_FIELDS
