@@ -36,6 +36,11 @@ _CANDIDATE_METHODS: Final = frozenset(
     {"onicecandidate", "addIceCandidate"}
     | {code for code, name in METHODS.items() if name in ("onicecandidate", "addIceCandidate")}
 )
+#: How a candidate event's line starts, as clients write it (no space after ``[``):
+#: ingest parses only these lines (``str.startswith`` of a tuple: a C loop).
+CANDIDATE_PREFIXES: Final = tuple(
+    f"[{json}," for json in sorted(orjson.dumps(m).decode() for m in _CANDIDATE_METHODS)
+)
 #: Longest line looked at (candidate events are a few hundred bytes).
 _MAX_LINE: Final = 8192
 

@@ -22,6 +22,8 @@ class Decoder(Protocol):
     sends_acks: bool
     resumable: bool
     file_format: int | None
+    #: Lines carry the time since the previous one (rtcstats-js), not an absolute time.
+    relative_time: bool
 
     def opening(self, last_seq: int) -> list[Result]: ...
 

@@ -342,6 +342,7 @@ class SessionManager:
             "sessionId": session_id,
             "statsSessionId": decoder.client_session_id,
             "collector": "rtcstats-collector",
+            "location": handshake.location,  # looked up before masking (geo_annotation.py)
         }
         writer.append(MAGIC)
         writer.append(metadata_line(meta))
