@@ -28,6 +28,7 @@ from rtcstats_server.analysis.jsvalues import (
 )
 from rtcstats_server.analysis.reports import Report
 from rtcstats_server.analysis.samples import StatsRead
+from rtcstats_server.analysis.tracks import linked_report
 from rtcstats_server.dumps.events import Event
 
 #: Tracks with a row per connection; further ones are counted in ``omitted``.
@@ -65,8 +66,7 @@ def selected_transport(reports: dict[str, Report], transports: list[str]) -> Rep
 def _pair_of(reports: dict[str, Report], transport: Report | None) -> Report | None:
     if transport is None:
         return None
-    pair = reports.get(transport["selectedCandidatePairId"])
-    return pair if type(pair) is dict and truthy(pair) else None
+    return linked_report(reports, transport, "selectedCandidatePairId")
 
 
 class _Sequence:
@@ -380,7 +380,7 @@ class ConnectionFeatures:
     ) -> None:
         self.last_selected = (t, transport)
         selected = self.selected
-        pair_id = transport["selectedCandidatePairId"]
+        pair_id = str(transport["selectedCandidatePairId"])
         if pair_id in selected or len(selected) < MAX_SELECTED_PAIRS:
             selected[pair_id] = pair
         if self.first_bytes is None:
@@ -392,10 +392,10 @@ class ConnectionFeatures:
             self._first_pair(reports, pair)
 
     def _first_pair(self, reports: dict[str, Report], pair: Report) -> None:
-        local = reports.get(pair.get("localCandidateId"))  # type: ignore[arg-type]
-        remote = reports.get(pair.get("remoteCandidateId"))  # type: ignore[arg-type]
+        local = linked_report(reports, pair, "localCandidateId")
+        remote = linked_report(reports, pair, "remoteCandidateId")
         values = self.values
-        if type(local) is dict:
+        if local is not None:
             values.update(
                 first_candidate_pair_local_address=text(local.get("address")),
                 first_candidate_pair_local_network_type=text(local.get("networkType")),
@@ -408,7 +408,7 @@ class ConnectionFeatures:
             priority = local.get("priority")
             if is_number(priority):
                 values["first_candidate_pair_local_priority"] = priority
-        if type(remote) is dict:
+        if remote is not None:
             values.update(
                 first_candidate_pair_remote_address=text(remote.get("address")),
                 first_candidate_pair_remote_type=text(remote.get("candidateType")),

@@ -31,6 +31,7 @@ from rtcstats_server.analysis.geo_annotation import (
     read_annotation,
 )
 from rtcstats_server.analysis.reports import Report
+from rtcstats_server.analysis.tracks import linked_report
 from rtcstats_server.dumps.events import Event
 
 #: Candidate events remembered per connection before its first getStats.
@@ -142,8 +143,7 @@ class ConnectionLocations:
                 ("rtcstats_location", "localCandidateId", self.local),
                 ("rtcstats_peer_location", "remoteCandidateId", self.remote),
             ):
-                named = reports.get(pair.get(key))  # type: ignore[arg-type]
-                found = _match(seen, named if type(named) is dict else None)
+                found = _match(seen, linked_report(reports, pair, key))
                 if found is not None:
                     self.features.update(location_features(prefix, found))
         self.local.clear()

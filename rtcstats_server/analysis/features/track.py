@@ -25,6 +25,7 @@ from rtcstats_server.analysis.jsvalues import divide, is_number, pluck, truthy
 from rtcstats_server.analysis.reports import Report, number
 from rtcstats_server.analysis.samples import Track, TrackSample
 from rtcstats_server.analysis.scores import audio_score, video_score
+from rtcstats_server.analysis.tracks import linked_report
 
 #: The peer's direction names for ours.
 DIRECTIONS: Final = {"send": "outbound", "recv": "inbound"}
@@ -149,8 +150,8 @@ class EventTracks:
             if kind == "inbound-rtp":
                 identifier = report.get("trackIdentifier")
             elif kind == "outbound-rtp":
-                source = reports.get(report.get("mediaSourceId"))  # type: ignore[arg-type]
-                identifier = source.get("trackIdentifier") if type(source) is dict else None
+                source = linked_report(reports, report, "mediaSourceId")
+                identifier = source.get("trackIdentifier") if source is not None else None
             else:
                 continue
             stats_id = sample.track.stats_id
@@ -257,10 +258,9 @@ class TrackFeatures:
             self.fps_samples += 1
 
     def _codec(self, report: Report, reports: dict[str, Report]) -> None:
-        codec_id = report.get("codecId")
-        if truthy(codec_id):
-            codec = reports.get(codec_id)  # type: ignore[arg-type]
-            if truthy(codec) and type(codec) is dict:
+        if truthy(report.get("codecId")):
+            codec = linked_report(reports, report, "codecId")
+            if codec is not None:
                 fmtp = codec.get("sdpFmtpLine")
                 self.codec = (text(codec.get("mimeType")), text(fmtp) if truthy(fmtp) else "")
         elif self.track.legacy and self.track.codec is not None:
@@ -279,12 +279,16 @@ class TrackFeatures:
         if pair in self.pairs or len(self.pairs) < MAX_SIZES:
             self.pairs[pair] = self.pairs.get(pair, 0) + 1
 
-    def _size(self, report: Report, name: str) -> Any:
+    def _size(self, report: Report, name: str) -> int | float | None:
+        """A frame width or height: a number (legacy stats: a number string, under
+        its goog name); anything else is not a size."""
         value = report.get(name)
         if value is None and self.track.legacy:
-            value = number(report.get(_LEGACY_NAMES[name][self.track.direction == "recv"]))
-            value = int(value) if value is not None and value.is_integer() else value
-        return value
+            value = report.get(_LEGACY_NAMES[name][self.track.direction == "recv"])
+        if type(value) is str:
+            value = number(value)
+            return int(value) if value is not None and value.is_integer() else value
+        return value if is_number(value) else None
 
     def _flushes(self, flushes: Any, t: float) -> None:
         """Times at which ``jitterBufferFlushes`` grew (the first value is a base)."""
@@ -392,8 +396,8 @@ class TrackFeatures:
         )
         out["power_efficient_encoder"] = pluck(last, "powerEfficientEncoder")
         out["packets_sent_with_ect1"] = pluck(last, "packetsSentWithEct1")
-        remote = self.last_reports.get(last.get("remoteId"))  # type: ignore[arg-type]
-        if truthy(remote) and type(remote) is dict:
+        remote = linked_report(self.last_reports, last, "remoteId")
+        if remote is not None:
             out["packets_received_with_ect1"] = pluck(remote, "packetsReceivedWithEct1")
             out["packets_received_with_ce"] = pluck(remote, "packetsReceivedWithCe")
             out["packets_with_bleached_ect1_marking"] = pluck(
