@@ -4,7 +4,8 @@
 session is analysed). ``GET /v1/features.jsonl?since=&until=&level=`` streams one JSON
 object per line and per entity (``client``: one per session; ``connection``: one per
 peer connection; ``track``: one per track), each with its ``session_id`` (and its
-``connection_id``, ``stats_id``) and ``started_at`` beside the features, so the file
+``connection_id``, ``stats_id``), ``started_at``, ``browser`` and ``os`` beside the
+features, so the file
 reads straight into DuckDB (``read_json_auto``) or pandas (``read_json(lines=True)``).
 Sessions come newest first, read from the store a page at a time: memory stays at one
 page of records however many sessions match, and rows go out as each page is read.
@@ -34,6 +35,8 @@ LEVELS: Final = ("client", "connection", "track")
 #: Records read from the store at a time (each at most 1 MiB, its features 256 KiB).
 PAGE: Final = 25
 _PARAMETERS: Final = frozenset({"since", "until", "level"})
+#: Record fields every row carries besides its ids, to group by without a join.
+ROW_RECORD_FIELDS: Final = ("browser", "os")
 
 
 async def get_features(request: web.Request) -> web.Response:
@@ -52,6 +55,9 @@ def rows(record: dict[str, Any], level: str) -> Iterator[dict[str, Any]]:
     if not isinstance(features, dict):
         return
     head = {"session_id": record["id"], "started_at": _iso(record.get("started_at"))}
+    for name in ROW_RECORD_FIELDS:
+        if record.get(name) is not None:
+            head[name] = record[name]
     if level == "client":
         client = features.get("client")
         if isinstance(client, dict):
