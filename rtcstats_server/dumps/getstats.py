@@ -72,7 +72,7 @@ class RtcstatsJsStats:
                 continue
             if type(raw) is not dict:
                 raise DumpFormatError(f"getStats report {stats_id!r} is not an object")
-            report = {names.get(key, key): value for key, value in raw.items()}
+            report: Report = {names.get(key) or key: value for key, value in raw.items()}
             kind = report.get("type")
             if type(kind) is int:
                 report["type"] = STAT_TYPES.get(kind, kind)
@@ -95,12 +95,12 @@ class RtcstatsJsStats:
                 out[stats_id] = merged
             else:
                 out[stats_id] = {**base, **stamp} if stamp is not None else base
-        for stats_id, report in changed.items():
-            if report is None:
+        for stats_id, added in changed.items():
+            if added is None:
                 continue
-            if stamp is not None and "timestamp" not in report:
-                report["timestamp"] = top
-            out[stats_id] = report
+            if stamp is not None and "timestamp" not in added:
+                added["timestamp"] = top
+            out[stats_id] = added
         self.reports = out
         return out
 
