@@ -840,8 +840,7 @@ def _connection() -> Iterator[Feature]:
             "name (a srflx candidate gives the client's own location).",
         )
     turn = (
-        "the first relay candidate gathered that has a location (the TURN server's "
-        "relayed address)"
+        "the first relay candidate gathered that has a location (the TURN server's relayed address)"
     )
     for part in ("continent", "country", "city"):
         yield _ours(
