@@ -11,7 +11,7 @@ exports only, so each input is first given the form it reads:
 * a captured rtcstats-js websocket stream (``*.ws.jsonl``): wrapped in the header the
   peer's server writes (metadata from the ``*.meta.json`` beside it) and its close line;
 * anything else our reader reads (jitsi 3.1 dumps and envelopes, 2.0 streams, the 2016
-  import format): converted to fileFormat 3 by ``rtcstats_server.dumps.convert``, the
+  import format): converted to fileFormat 3 by ``rtcstats_server.dumps.encode``, the
   conversion the forwarder uses.
 
 Then, per feature (in our names, from ``rtcstats_server.analysis.feature_list``):
@@ -51,7 +51,7 @@ from rtcstats_server.analysis.feature_list import (  # noqa: E402
     peer_names,
     snake_case,
 )
-from rtcstats_server.dumps.convert import convert_file  # noqa: E402
+from rtcstats_server.dumps.encode import to_rtcstats  # noqa: E402
 from rtcstats_server.dumps.layout import MAGIC, metadata_line  # noqa: E402
 from rtcstats_server.dumps.reader import open_dump  # noqa: E402
 
@@ -127,9 +127,14 @@ def peer_input(source: Path, workdir: Path) -> tuple[Path, str]:
     if info.scheme == "rtcstats-js" and info.layout == "client-stream":
         _wrapped_capture(source, target)
         return target, "captured rtcstats-js stream, wrapped in the peer's dump header"
-    conversion = convert_file(source, target)
+    converting = open_dump(source)
+    try:
+        with target.open("wb") as out:
+            conversion = to_rtcstats(converting, out)
+    finally:
+        converting.close()
     origin = conversion.source_protocol or info.layout
-    return target, f"converted to fileFormat 3 by dumps/convert.py (from {origin})"
+    return target, f"converted to fileFormat 3 by dumps/encode.py (from {origin})"
 
 
 # -- the peer ---------------------------------------------------------------------------

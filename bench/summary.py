@@ -36,8 +36,8 @@ from rtcstats_server.analysis.interpreter import analyse  # noqa: E402
 from rtcstats_server.analysis.summary import SessionSummarizer, summarize_file  # noqa: E402
 from rtcstats_server.analysis.viewmodel import ViewModelBuilder, build_view_model  # noqa: E402
 from rtcstats_server.config import QualityConfig  # noqa: E402
-from rtcstats_server.dumps.frames import compress_frame  # noqa: E402
-from rtcstats_server.dumps.reader import file_chunks, open_dump  # noqa: E402
+from rtcstats_server.dumps.codecs import compress_frame, file_chunks  # noqa: E402
+from rtcstats_server.dumps.reader import open_dump  # noqa: E402
 
 FIXTURES = ROOT.parent / "shared" / "fixtures"
 FRAME_BYTES = 1 << 20

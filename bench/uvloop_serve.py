@@ -19,7 +19,7 @@ import uvloop
 # The tree this file is in, not whichever one an editable install points at.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rtcstats_server.cli import main
+from rtcstats_server.cli.main import main
 
 if __name__ == "__main__":
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())

@@ -27,8 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import gzip
-import io
 import os
 import secrets
 import socket
@@ -41,13 +39,28 @@ from typing import IO, Any, Final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import orjson
-import zstandard
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 from websockets.typing import Subprotocol
 
-from rtcstats_server.dialects.jitsi import CLIENT_SUBPROTOCOLS, PUSHER_SUBPROTOCOL
-from rtcstats_server.dumps.reader import DumpReader, Span, file_chunks
+from rtcstats_server.dumps.codecs import dump_lines, file_chunks
+from rtcstats_server.dumps.envelopes import (
+    IDENTITY,
+    SENT_TYPES,
+    SN,
+    STATS_ENTRY,
+    entry_seq,
+    wrap,
+)
+from rtcstats_server.dumps.layout import (
+    JITSI_CLIENTS,
+    Scheme,
+    default_protocol,
+    is_jitsi_protocol,
+    is_session_close,
+    pusher_protocol,
+)
+from rtcstats_server.dumps.reader import LINE_LAYOUTS, DumpReader, Span
 from rtcstats_server.exceptions import DumpFormatError, RtcstatsError
 from rtcstats_server.ingest.closing import session_in_reason
 from rtcstats_server.version import installed_version
@@ -55,12 +68,6 @@ from rtcstats_server.version import installed_version
 #: Close codes the replay ends its connections with.
 CONFERENCE_LEFT: Final = 3001
 NORMAL_CLOSURE: Final = 1000
-#: Envelope types a client sends; ``sn`` and ``close`` are not replayed.
-_SENT_TYPES: Final = frozenset({"identity", "stats-entry", "keepalive"})
-_PUSHER_APPS: Final = frozenset({"JVB", "JICOFO", "JIBRI", "JIGASI"})
-_ZSTD_MAGIC: Final = b"\x28\xb5\x2f\xfd"
-_GZIP_MAGIC: Final = b"\x1f\x8b"
-_CHUNK: Final = 256 * 1024
 #: The upgrade's User-Agent when the dump names none (backend pushers have none).
 DEFAULT_USER_AGENT: Final = f"rtcstats-server-replay/{installed_version()}"
 
@@ -97,7 +104,7 @@ class Script:
 
     @property
     def waits_for_sn(self) -> bool:
-        return self.subprotocol in CLIENT_SUBPROTOCOLS
+        return self.subprotocol in JITSI_CLIENTS
 
     @property
     def close_code(self) -> int:
@@ -117,30 +124,23 @@ class Script:
             yield orjson.dumps(envelope).decode()
 
 
-def is_jitsi_protocol(subprotocol: str) -> bool:
-    return subprotocol in CLIENT_SUBPROTOCOLS or bool(PUSHER_SUBPROTOCOL.match(subprotocol))
-
-
 # -- reading a dump into a script ----------------------------------------------------------
 
 
-def _text_lines(path: Path) -> tuple[list[str], str | None]:
-    """Every non-blank line, decompressed; damage ends the list and is returned."""
-    with path.open("rb") as raw:
-        head = raw.read(4)
-        raw.seek(0)
-        binary: IO[bytes] | gzip.GzipFile | zstandard.ZstdDecompressionReader = raw
-        if head.startswith(_ZSTD_MAGIC):
-            binary = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
-        elif head.startswith(_GZIP_MAGIC):
-            binary = gzip.GzipFile(fileobj=raw)
-        lines: list[str] = []
-        try:
-            for line in io.TextIOWrapper(binary, encoding="utf-8", newline="\n"):
-                if line.strip():
-                    lines.append(line.rstrip("\r\n"))
-        except (zstandard.ZstdError, OSError, EOFError, UnicodeDecodeError) as exc:
-            return lines, f"damaged after line {len(lines)}: {exc}"
+def _text_lines(reader: DumpReader, path: Path) -> tuple[list[str], str | None]:
+    """The lines to send, decompressed: an envelope file's every line, other dumps'
+    event lines (after their header); damage ends the list and is returned."""
+    if reader.info.layout == "jitsi-envelopes":
+        source = dump_lines(file_chunks(path))  # the envelopes themselves are sent
+    else:
+        source = reader.lines()
+    lines: list[str] = []
+    try:
+        for line in source:
+            if line.strip():
+                lines.append(line.rstrip(b"\r").decode())
+    except (DumpFormatError, UnicodeDecodeError) as exc:
+        return lines, f"damaged after line {len(lines)}: {exc}"
     return lines, None
 
 
@@ -156,52 +156,34 @@ def _sidecar(path: Path) -> dict[str, Any]:
     return {}
 
 
-def _is_session_close(text: str) -> bool:
-    """Our (and rtcstats.com's) final ``["close", null, <code>, ...]`` line."""
-    if not text.startswith('["close"'):
-        return False
-    entry = orjson.loads(text)
-    return len(entry) >= 3 and entry[1] is None and type(entry[2]) is int
-
-
-def _seq_of(entry: Any) -> int:
-    if type(entry) is list and len(entry) >= 5 and type(entry[4]) is int:
-        return int(entry[4])
-    return 0
-
-
 def _envelopes_from_lines(lines: list[str]) -> tuple[list[tuple[str, Any]], int]:
-    """Stored 3.1 dump lines back into what the client sent: identity arrays travel as
-    objects in ``data``, every other line as the JSON string it was."""
+    """Stored 3.1 dump lines back into what the client sent."""
     envelopes: list[tuple[str, Any]] = []
     last_seq = 0
     for text in lines:
         entry = orjson.loads(text)
-        last_seq = max(last_seq, _seq_of(entry))
-        if type(entry) is list and entry and entry[0] == "identity":
-            envelopes.append(("identity", entry))
-        else:
-            envelopes.append(("stats-entry", text))
+        last_seq = max(last_seq, entry_seq(entry) or 0)
+        envelopes.append(wrap(text, entry))
     return envelopes, last_seq
 
 
 def _envelopes_from_stream(lines: list[str]) -> tuple[list[tuple[str, Any]], int, str | None]:
-    """A captured or pushed envelope stream; also the pusher's app, when it names one."""
+    """A captured or pushed envelope stream; also the pusher's protocol, when it names
+    one in an identity."""
     envelopes: list[tuple[str, Any]] = []
     last_seq = 0
     pusher: str | None = None
     for text in lines:
         envelope = orjson.loads(text)
-        if type(envelope) is not dict or envelope.get("type") not in _SENT_TYPES:
+        if type(envelope) is not dict or envelope.get("type") not in SENT_TYPES:
             continue
         kind, data = envelope["type"], envelope.get("data")
-        if kind == "stats-entry" and type(data) is str:
-            last_seq = max(last_seq, _seq_of(orjson.loads(data)))
-        elif kind == "identity":
-            last_seq = max(last_seq, _seq_of(data))
+        if kind == STATS_ENTRY and type(data) is str:
+            last_seq = max(last_seq, entry_seq(orjson.loads(data)) or 0)
+        elif kind == IDENTITY:
+            last_seq = max(last_seq, entry_seq(data) or 0)
             if type(data) is dict:
-                app = str(data.get("applicationName", "")).upper()
-                pusher = app if app in _PUSHER_APPS else pusher
+                pusher = pusher_protocol(data.get("applicationName")) or pusher
         envelopes.append((kind, data))
     return envelopes, last_seq, pusher
 
@@ -212,14 +194,19 @@ def load_script(path: Path) -> Script:
     Blocking: run it in a thread from async code.
     """
     try:
-        with path.open("rb") as handle:
-            info = DumpReader(iter(lambda: handle.read(_CHUNK), b"")).info
+        reader = DumpReader(file_chunks(path))
     except DumpFormatError as exc:
         raise ReplayError(f"{path}: {exc}") from None
     except OSError as exc:
         raise ReplayError(f"{path}: cannot read: {exc.strerror}") from None
+    info = reader.info
+    if info.layout not in LINE_LAYOUTS:
+        reader.close()
+        raise ReplayError(
+            f"{path}: a {info.layout} export has no websocket form to replay (it was not streamed)"
+        )
     try:
-        lines, damage = _text_lines(path)
+        lines, damage = _text_lines(reader, path)
         script = _script(
             path, info.layout, info.scheme, info.client_protocol, info.metadata, lines, damage
         )
@@ -243,7 +230,7 @@ def _duration_s(path: Path) -> float | None:
 def _script(
     path: Path,
     layout: str,
-    scheme: str,
+    scheme: Scheme,
     protocol: str | None,
     metadata: dict[str, Any],
     lines: list[str],
@@ -251,10 +238,14 @@ def _script(
 ) -> Script:
     sidecar = _sidecar(path)
     if layout == "rtcstats-dump":
-        events = lines[2:]
-        if events and _is_session_close(events[-1]):
+        events = lines
+        if (
+            events
+            and events[-1].startswith('["close"')
+            and is_session_close(orjson.loads(events[-1]))
+        ):
             events.pop()
-        subprotocol = protocol or ("rtcstats#5.0" if scheme == "rtcstats-js" else "2.0")
+        subprotocol = protocol or default_protocol(scheme)
         url = str(metadata.get("url") or "/")
         if is_jitsi_protocol(subprotocol):
             envelopes, last_seq = _envelopes_from_lines(events)
@@ -263,7 +254,7 @@ def _script(
             )
         return Script(layout, subprotocol, url, arrays=events, damage=damage)
     if layout == "jitsi-disk":
-        envelopes, last_seq = _envelopes_from_lines(lines[1:])
+        envelopes, last_seq = _envelopes_from_lines(lines)
         url = str(metadata.get("path") or "/")
         return Script(
             layout,
@@ -275,21 +266,13 @@ def _script(
         )
     if layout == "jitsi-envelopes":
         envelopes, last_seq, pusher = _envelopes_from_stream(lines)
-        default = f"3.1_{pusher}" if pusher else "3.1_STANDARD"
-        subprotocol = str(sidecar.get("subprotocol") or default)
+        subprotocol = str(sidecar.get("subprotocol") or pusher or "3.1_STANDARD")
         url = str(sidecar.get("path") or "/")
         return Script(
             layout, subprotocol, url, envelopes=envelopes, last_seq=last_seq, damage=damage
         )
-    if layout == "client-stream":
-        default = "rtcstats#5.0" if scheme == "rtcstats-js" else "2.0"
-        subprotocol = str(sidecar.get("subprotocol") or default)
-        return Script(
-            layout, subprotocol, str(sidecar.get("path") or "/"), arrays=lines, damage=damage
-        )
-    raise ReplayError(
-        f"{path}: a {layout} export has no websocket form to replay (it was not streamed)"
-    )
+    subprotocol = str(sidecar.get("subprotocol") or default_protocol(scheme))
+    return Script(layout, subprotocol, str(sidecar.get("path") or "/"), arrays=lines, damage=damage)
 
 
 # -- sending -------------------------------------------------------------------------------
@@ -421,7 +404,7 @@ class Replay:
             async for message in ws:
                 try:
                     reply = orjson.loads(message)
-                    value = int(reply["body"]["value"]) if reply.get("type") == "sn" else None
+                    value = int(reply["body"]["value"]) if reply.get("type") == SN else None
                 except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
                     continue
                 if value is not None and value > acked:
@@ -434,7 +417,7 @@ class Replay:
             if self.script.waits_for_sn:
                 # The real client sends nothing before the server's first ``sn``.
                 first = orjson.loads(await asyncio.wait_for(ws.recv(), self.options.open_timeout_s))
-                if not isinstance(first, dict) or first.get("type") != "sn":
+                if not isinstance(first, dict) or first.get("type") != SN:
                     raise ReplayError(f"expected the server's sn, got {first!r}")
             reader = asyncio.create_task(read())
             try:

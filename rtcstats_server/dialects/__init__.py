@@ -6,13 +6,10 @@ from collections.abc import Callable
 from typing import Protocol
 
 from rtcstats_server.dialects.base import Handshake, Reply, Result
-from rtcstats_server.dialects.jitsi import (
-    CLIENT_SUBPROTOCOLS,
-    PUSHER_SUBPROTOCOL,
-    JitsiDecoder,
-)
+from rtcstats_server.dialects.jitsi import JitsiDecoder
 from rtcstats_server.dialects.legacy import LegacyDecoder
 from rtcstats_server.dialects.rtcstats_js import RtcstatsJsDecoder
+from rtcstats_server.dumps.layout import JITSI_CLIENTS, PUSHER_PROTOCOL
 from rtcstats_server.exceptions import HandshakeRefused
 
 
@@ -38,12 +35,12 @@ _BY_NAME: dict[str, Callable[[Handshake], Decoder]] = {
     "rtcstats#5.0": RtcstatsJsDecoder,
     "rtcstats#4.0": RtcstatsJsDecoder,
     "2.0": LegacyDecoder,
-    **{name: JitsiDecoder for name in CLIENT_SUBPROTOCOLS},
+    **{name: JitsiDecoder for name in JITSI_CLIENTS},
 }
 
 
 def known(subprotocol: str) -> bool:
-    return subprotocol in _BY_NAME or bool(PUSHER_SUBPROTOCOL.match(subprotocol))
+    return subprotocol in _BY_NAME or bool(PUSHER_PROTOCOL.match(subprotocol))
 
 
 def metric_label(subprotocol: str) -> str:
@@ -56,7 +53,7 @@ def metric_label(subprotocol: str) -> str:
     """
     if subprotocol in _BY_NAME:
         return subprotocol
-    pusher = PUSHER_SUBPROTOCOL.match(subprotocol)
+    pusher = PUSHER_PROTOCOL.match(subprotocol)
     return pusher.group(2) if pusher else "other"
 
 
@@ -81,7 +78,7 @@ def choose_subprotocol(offered: str) -> str:
 def open_decoder(handshake: Handshake) -> Decoder:
     cls = _BY_NAME.get(handshake.subprotocol)
     if cls is None:
-        if not PUSHER_SUBPROTOCOL.match(handshake.subprotocol):
+        if not PUSHER_PROTOCOL.match(handshake.subprotocol):
             raise HandshakeRefused(400, "unknown_subprotocol", "unsupported subprotocol")
         cls = JitsiDecoder
     return cls(handshake)

@@ -2,8 +2,9 @@
 
 Envelopes ``{statsSessionId, type, data}``. The client sends nothing until we send
 ``sn`` with state ``initial``; later ``sn`` messages let it trim its replay buffer,
-so we only send them for entries already durable in the dump. A stats-entry's
-``data`` is a JSON string that becomes the dump line without re-encoding.
+so we only send them for entries already durable in the dump. The dump line each
+envelope carries is ``dumps.envelopes``' to say (a stats-entry's ``data`` string,
+without re-encoding).
 """
 
 from __future__ import annotations
@@ -23,28 +24,38 @@ from rtcstats_server.dialects.base import (
     identity_fields,
     parse_json,
 )
+from rtcstats_server.dumps.envelopes import (
+    CLOSE,
+    KEEPALIVE,
+    SN,
+    STATS_ENTRY,
+    entry_seq,
+    open_envelope,
+)
+from rtcstats_server.dumps.layout import JITSI_CLIENTS, close_line
 from rtcstats_server.exceptions import HandshakeRefused, ProtocolViolation
 from rtcstats_server.metadata.record import fits_int64
 
 STATS_SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
-CLIENT_SUBPROTOCOLS = frozenset({"3.1_STANDARD", "3.1_LEGACY"})
-PUSHER_SUBPROTOCOL = re.compile(r"^[0-9]+(\.[0-9]+)?_(JVB|JICOFO|JIBRI|JIGASI)$")
 
 #: Close codes after which the jitsi client does not reconnect.
 FINAL_CLOSE_CODES = frozenset({3001, 3002})
 
 
-def _seq(value: object) -> int | None:
-    """The seq of an entry (its last element), refused when no store could hold it."""
-    if type(value) is not int:
-        return None
-    if not fits_int64(value):
+def _seq(entry: object) -> int | None:
+    """The seq of an entry, refused when no store could hold it."""
+    seq = entry_seq(entry)
+    if seq is not None and not fits_int64(seq):
         raise ProtocolViolation("seq_out_of_range", "seq must fit in a signed 64-bit integer")
-    return value
+    return seq
+
+
+def _now_ms() -> float:
+    return time.time() * 1000
 
 
 def _sn(value: int, state: str) -> Reply:
-    return Reply(orjson.dumps({"type": "sn", "body": {"value": value, "state": state}}).decode())
+    return Reply(orjson.dumps({"type": SN, "body": {"value": value, "state": state}}).decode())
 
 
 class JitsiDecoder:
@@ -54,7 +65,7 @@ class JitsiDecoder:
     def __init__(self, handshake: Handshake) -> None:
         self.handshake = handshake
         self.subprotocol = handshake.subprotocol
-        self.sends_acks = self.subprotocol in CLIENT_SUBPROTOCOLS
+        self.sends_acks = self.subprotocol in JITSI_CLIENTS
         self.resumable = self.sends_acks
         session_id = handshake.query.get("statsSessionId")
         if session_id is None and self.sends_acks:
@@ -84,39 +95,25 @@ class JitsiDecoder:
 
     def feed(self, text: str) -> list[Result]:
         envelope = parse_json(text)
-        if type(envelope) is not dict:
-            raise ProtocolViolation("wrong_shape", "3.1 messages are JSON objects")
-        kind = envelope.get("type")
-        if kind == "stats-entry":
-            data = envelope.get("data")
-            if type(data) is not str:
-                raise ProtocolViolation("wrong_shape", "stats-entry data must be a JSON string")
-            self._check_session(envelope)
-            entry = parse_json(data)
-            if "\n" in data or "\r" in data:
-                data = orjson.dumps(entry).decode()
-            seq = _seq(entry[-1]) if type(entry) is list and len(entry) >= 5 else None
-            return [DumpLine(data, seq)]
-        if kind == "keepalive":
+        kind = envelope.get("type") if type(envelope) is dict else None
+        if kind == KEEPALIVE:
             return []
-        if kind == "identity":
-            self._check_session(envelope)
-            return self._identity(envelope.get("data"))
-        if kind == "close":
+        if kind == CLOSE:
             return [EndOfSession()]
-        if kind == "sn":
+        if kind == SN:
             raise ProtocolViolation("control_from_client", "sn is sent by the server only")
-        raise ProtocolViolation("unknown_type", "type must be identity|stats-entry|keepalive|close")
-
-    def _identity(self, data: object) -> list[Result]:
-        if type(data) is list and len(data) >= 3:
-            seq = _seq(data[4]) if len(data) >= 5 else None
-            return [DumpLine(orjson.dumps(data).decode(), seq), Identity(identity_fields(data[2]))]
-        if type(data) is dict:
-            # Pushers send the bare object: store it in the dump's array form.
-            line = orjson.dumps(["identity", None, data, round(time.time() * 1000)]).decode()
-            return [DumpLine(line), Identity(identity_fields(data))]
-        raise ProtocolViolation("wrong_shape", "identity data must be an array or an object")
+        line = open_envelope(envelope, _now_ms)  # refuses what is not an envelope
+        if line is None:
+            raise ProtocolViolation(
+                "unknown_type", "type must be identity|stats-entry|keepalive|close"
+            )
+        self._check_session(envelope)
+        data = envelope["data"]
+        if kind == STATS_ENTRY:
+            return [DumpLine(line, _seq(parse_json(data)))]
+        if type(data) is list:  # an identity, as an array or (pushers) an object
+            return [DumpLine(line, _seq(data)), Identity(identity_fields(data[2]))]
+        return [DumpLine(line), Identity(identity_fields(data))]
 
     def close_line(self, code: int) -> str:
-        return orjson.dumps(["close", None, code, round(time.time() * 1000)]).decode()
+        return close_line(code, _now_ms(), relative=False, last_ms=None)

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import time
 
-import orjson
-
 from rtcstats_server.dialects.base import (
     DumpLine,
     Handshake,
@@ -22,6 +20,7 @@ from rtcstats_server.dialects.base import (
     identity_fields,
     parse_json,
 )
+from rtcstats_server.dumps.layout import close_line
 from rtcstats_server.exceptions import ProtocolViolation
 
 
@@ -58,9 +57,8 @@ class ArrayDecoder:
         return [line]
 
     def close_line(self, code: int) -> str:
-        now = time.time() * 1000
-        when = round(now - self.last_message_ms) if self.relative_time else round(now)
-        return orjson.dumps(["close", None, code, when]).decode()
+        last = self.last_message_ms or None
+        return close_line(code, time.time() * 1000, relative=self.relative_time, last_ms=last)
 
 
 class RtcstatsJsDecoder(ArrayDecoder):

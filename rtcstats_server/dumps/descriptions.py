@@ -10,7 +10,11 @@ their results (matched by the request id the client sends beside each call).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
+
+#: Calls awaiting their result kept per peer connection: a client answers each call
+#: before long, so more than this are calls whose result never came (or a flood).
+MAX_PENDING: Final = 32
 
 
 def _sections(sdp: str) -> list[str]:
@@ -46,6 +50,12 @@ def expand(base: dict[str, Any] | None, description: Any) -> Any:
     return {**description, "sdp": "\r\n".join(out).strip() + "\r\n"}
 
 
+def _trim(held: dict[str, Any]) -> None:
+    """Forget the oldest entry past ``MAX_PENDING`` (keys come from the client)."""
+    if len(held) > MAX_PENDING:
+        del held[next(iter(held))]
+
+
 class DescriptionState:
     """What one peer connection's local and remote descriptions are, as far as known."""
 
@@ -57,6 +67,17 @@ class DescriptionState:
         self.created: dict[str, dict[str, Any]] = {}
         self.pending: dict[str, tuple[str, Any]] = {}
 
+    def held_chars(self) -> int:
+        """The SDP text this state holds (what its memory grows with)."""
+        held = [self.local, self.remote, *self.created.values()]
+        held += [full for _, full in self.pending.values()]
+        sdps = (d.get("sdp") for d in held if isinstance(d, dict))
+        return sum(len(sdp) for sdp in sdps if isinstance(sdp, str))
+
+    def _expect(self, key: str, side: str, full: Any) -> None:
+        self.pending[key] = (side, full)
+        _trim(self.pending)
+
     def apply(self, method: str, value: Any, request: object) -> Any:
         """The expanded value of one event; updates the state it implies."""
         key = request if isinstance(request, str) else ""
@@ -64,19 +85,20 @@ class DescriptionState:
             full = expand(self.local, value)
             if self.local is None and isinstance(full, dict):
                 self.created[str(full.get("type"))] = full
+                _trim(self.created)
             return full
         if method == "setLocalDescription":
             if isinstance(value, dict):
                 base = self.local or self.created.get(str(value.get("type")))
                 self.created.clear()
                 full = expand(base, value)
-                self.pending[key] = ("local", full)
+                self._expect(key, "local", full)
                 return full
-            self.pending[key] = ("local-implicit", None)
+            self._expect(key, "local-implicit", None)
             return value
         if method == "setRemoteDescription":
             full = expand(self.remote, value)
-            self.pending[key] = ("remote", full)
+            self._expect(key, "remote", full)
             return full
         if method in ("setLocalDescriptionOnSuccess", "setRemoteDescriptionOnSuccess"):
             side, full = self.pending.pop(key, ("", None))

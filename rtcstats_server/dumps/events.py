@@ -7,10 +7,9 @@ Its own module so that the line reader (reader.py) and the whole-document reader
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Final
 
-from rtcstats_server.dumps.getstats import Reports
+from rtcstats_server.dumps.getstats import Reports, moment
 
 #: The method of every getStats event, whatever the dialect called it.
 STATS_METHOD: Final = "getStats"
@@ -21,6 +20,10 @@ BACKEND_STATS_METHOD: Final = "backendStats"
 
 #: A longer line is damage, not data (the collector refuses 1 MiB messages).
 MAX_LINE_BYTES: Final = 64 << 20
+
+#: Per-peer-connection state a reader keeps at most (estimated; see connections.py):
+#: with what its callers hold, one read stays well inside 256 MiB.
+MAX_STATE_BYTES: Final = 64 << 20
 
 #: ``DumpTooLarge.cap`` values, each the ``errorCode`` an upload past it gets.
 LINE_TOO_LONG: Final = "line_too_long"
@@ -34,13 +37,17 @@ class ReadLimits:
 
     A line (or, in a JSON export, one token or one entry) is never held past
     ``max_line_bytes``; ``max_expanded_bytes`` caps the decompressed bytes and, for an
-    export, the events rebuilt from it; ``max_events`` the events. Stored dumps are read
-    with the defaults (ingest bounded what they hold); uploads with ``uploads.*``.
+    export, the events rebuilt from it; ``max_events`` the events. ``max_state_bytes``
+    is not refused past: the states of the least recently used peer connections are
+    dropped instead (connections.py). Stored dumps are read with the defaults (ingest
+    bounded what they hold); uploads with ``uploads.*``.
     """
 
     max_line_bytes: int = MAX_LINE_BYTES
     max_expanded_bytes: int | None = None
     max_events: int | None = None
+    #: Estimated bytes of per-peer-connection state (connections.py) the reader keeps.
+    max_state_bytes: int = MAX_STATE_BYTES
 
 
 @dataclass(slots=True)
@@ -83,11 +90,5 @@ def as_number(value: object) -> float | None:
 
 def epoch_ms(value: object) -> float | None:
     """A time as clients write it (epoch ms, or an ISO 8601 string) in epoch ms."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000
-        except ValueError:
-            return None
-    return None
+    when = moment(value)
+    return None if when is None else float(when)

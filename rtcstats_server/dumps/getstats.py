@@ -31,7 +31,9 @@ Report = dict[str, Any]
 Reports = dict[str, Report]
 
 
-def _number_or_none(value: object) -> float | int | None:
+def moment(value: object) -> float | int | None:
+    """A time as clients write it (epoch ms, or an ISO 8601 string), a JSON number
+    kept as it was (an int stays an int, so re-encoding writes it the same)."""
     if isinstance(value, int | float) and not isinstance(value, bool):
         return value
     if isinstance(value, str):
@@ -53,10 +55,12 @@ class RtcstatsJsStats:
     returned, so sharing is safe).
     """
 
-    __slots__ = ("reports",)
+    __slots__ = ("cells", "reports")
 
     def __init__(self) -> None:
         self.reports: Reports = {}
+        #: Properties held in ``reports`` (what their memory grows with).
+        self.cells = 0
 
     def apply(self, delta: object) -> Reports:
         if type(delta) is not dict:
@@ -79,6 +83,7 @@ class RtcstatsJsStats:
             changed[stats_id] = report
         stamp = {"timestamp": top} if top is not None else None
         out: Reports = {}
+        cells = 0
         for stats_id, base in self.reports.items():
             if stats_id in changed:
                 update = changed.pop(stats_id)
@@ -93,32 +98,40 @@ class RtcstatsJsStats:
                 if stamp is not None and "timestamp" not in update:
                     merged["timestamp"] = top
                 out[stats_id] = merged
+                cells += len(merged)
             else:
-                out[stats_id] = {**base, **stamp} if stamp is not None else base
+                kept = out[stats_id] = {**base, **stamp} if stamp is not None else base
+                cells += len(kept)
         for stats_id, added in changed.items():
             if added is None:
                 continue
             if stamp is not None and "timestamp" not in added:
                 added["timestamp"] = top
             out[stats_id] = added
+            cells += len(added)
         self.reports = out
+        self.cells = cells
         return out
 
 
 class LegacyStats:
     """Decoder of the jitsi (``absent_removed``) and 2015 (not) schemes for one PC."""
 
-    __slots__ = ("absent_removed", "reports")
+    __slots__ = ("absent_removed", "cells", "reports")
 
     def __init__(self, absent_removed: bool = True) -> None:
         self.absent_removed = absent_removed
         self.reports: Reports = {}
+        #: Properties held in ``reports`` (what their memory grows with).
+        self.cells = 0
 
     def apply(self, delta: object) -> Reports:
         if not isinstance(delta, dict):
             raise DumpFormatError("getstats value is not an object")
-        top = _number_or_none(delta.get("timestamp"))
-        out: Reports = {} if self.absent_removed else dict(self.reports)
+        top = moment(delta.get("timestamp"))
+        kept = not self.absent_removed
+        out: Reports = dict(self.reports) if kept else {}
+        cells = self.cells if kept else 0
         for stats_id, raw in delta.items():
             if not isinstance(raw, dict):
                 if stats_id == "timestamp":
@@ -129,13 +142,18 @@ class LegacyStats:
             own = raw.get("timestamp")
             # 0: "the newest", i.e. the top-level time. Missing: unchanged (jitsi) or
             # dropped by the 2015 client, which then means the top-level time too.
-            if own == 0 or (own is None and (base is None or not self.absent_removed)):
+            if own == 0 or (own is None and (base is None or kept)):
                 if top is not None:
                     merged["timestamp"] = top
+            if kept:
+                cells -= len(out.get(stats_id, ()))
             out[stats_id] = merged
-        if not self.absent_removed and top is not None:
+            cells += len(merged)
+        if kept and top is not None:
             for stats_id, report in out.items():
                 if stats_id not in delta and report.get("timestamp") != top:
+                    cells += "timestamp" not in report
                     out[stats_id] = {**report, "timestamp": top}
         self.reports = out
+        self.cells = cells
         return out

@@ -32,23 +32,29 @@ beginning matches no layout raises ``DumpFormatError`` when opened.
 
 from __future__ import annotations
 
-import sys
-import zlib
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
 
 import orjson
 
+from rtcstats_server.dumps.codecs import (
+    Compression,
+    decompressed,
+    dump_lines,
+    file_chunks,
+    sniff,
+    split_lines,
+)
 from rtcstats_server.dumps.codes import method_name
-from rtcstats_server.dumps.descriptions import DescriptionState
+from rtcstats_server.dumps.connections import PeerStates
 from rtcstats_server.dumps.documents import Document, read_document
+from rtcstats_server.dumps.envelopes import IDENTITY, is_envelope, open_envelope
 from rtcstats_server.dumps.events import (
     BACKEND_STATS_METHOD,
     ERROR_METHOD,
-    EXPANDED_TOO_LARGE,
-    LINE_TOO_LONG,
     MAX_LINE_BYTES,
     STATS_METHOD,
     TOO_MANY_EVENTS,
@@ -57,14 +63,8 @@ from rtcstats_server.dumps.events import (
     as_number,
     epoch_ms,
 )
-from rtcstats_server.dumps.getstats import LegacyStats, RtcstatsJsStats
-from rtcstats_server.dumps.layout import MAGIC
-from rtcstats_server.exceptions import DumpFormatError, DumpTooLarge
-
-if sys.version_info >= (3, 14):
-    from compression import zstd
-else:
-    from backports import zstd
+from rtcstats_server.dumps.layout import FILE_FORMAT, MAGIC, Scheme, pusher_protocol, scheme_of
+from rtcstats_server.exceptions import DumpFormatError, DumpTooLarge, ProtocolViolation
 
 __all__ = [
     "BACKEND_STATS_METHOD",
@@ -75,6 +75,7 @@ __all__ = [
     "DumpReader",
     "Event",
     "ReadLimits",
+    "Span",
     "dump_lines",
     "epoch_ms",
     "file_chunks",
@@ -82,12 +83,10 @@ __all__ = [
     "read_events",
 ]
 
-_CHUNK: Final = 256 * 1024
 #: What stored dumps are read with (ingest bounded them when they were written).
 DEFAULT_LIMITS: Final = ReadLimits()
-_ZSTD_MAGIC: Final = b"\x28\xb5\x2f\xfd"
-_GZIP_MAGIC: Final = b"\x1f\x8b"
-_ENVELOPE_TYPES: Final = frozenset({"identity", "stats-entry", "keepalive", "close", "sn"})
+#: Damage messages kept in ``errors`` (each is also an event, however many there are).
+MAX_ERRORS: Final = 1000
 _DESCRIPTION_METHODS: Final = frozenset(
     {
         "createOfferOnSuccess",
@@ -109,13 +108,17 @@ Layout = Literal[
     "legacy-import",
     "webrtc-internals",
 ]
-Scheme = Literal["rtcstats-js", "jitsi", "2015"]
-Compression = Literal["zstd", "gzip", "none"]
+#: Layouts whose events are lines (the others are whole JSON documents).
+LINE_LAYOUTS: Final = frozenset({"rtcstats-dump", "jitsi-disk", "jitsi-envelopes", "client-stream"})
 
 
 @dataclass(slots=True)
 class DumpInfo:
-    """What the dump says about itself before its events."""
+    """What the dump says about itself before its events.
+
+    A file of 3.1 envelopes names no protocol: it is ``3.1_STANDARD`` until the first
+    identity envelope read names a backend pusher (then ``3.1_JVB``, ...).
+    """
 
     layout: Layout
     scheme: Scheme
@@ -163,110 +166,6 @@ class Span:
         if self.first is None or self.last is None:
             return None
         return round((self.last - self.first) / 1000, 3)
-
-
-# -- bytes → decompressed bytes --------------------------------------------------------
-
-
-def _zstd_chunks(chunks: Iterator[bytes]) -> Iterator[bytes]:
-    """Concatenated frames, decompressed as they arrive, at most ``_CHUNK`` bytes at a
-    time (one zstd block of a few bytes can stand for 128 KiB, so a small input can
-    hold gigabytes); a torn last frame is an error."""
-    dobj = zstd.ZstdDecompressor()
-    in_frame = False
-    pending = b""
-    while True:
-        if dobj.needs_input:
-            if not pending:
-                pending = next(chunks, b"")
-                if not pending:
-                    break
-            data, pending = pending, b""
-            in_frame = True
-        else:
-            data = b""  # output still held back from the last input
-        try:
-            out = dobj.decompress(data, _CHUNK)
-        except zstd.ZstdError as exc:
-            raise DumpFormatError(f"zstd data is corrupt: {exc}") from None
-        if out:
-            yield out
-        if dobj.eof:
-            pending = dobj.unused_data + pending
-            dobj = zstd.ZstdDecompressor()
-            in_frame = False
-    if in_frame:
-        raise DumpFormatError("zstd data ends inside a frame (truncated dump)")
-
-
-def _gzip_chunks(chunks: Iterator[bytes]) -> Iterator[bytes]:
-    """Concatenated gzip members, at most ``_CHUNK`` bytes at a time (see above)."""
-    dobj = zlib.decompressobj(zlib.MAX_WBITS | 16)
-    in_member = False
-    for chunk in chunks:
-        data = chunk
-        while data:
-            in_member = True
-            try:
-                out = dobj.decompress(data, _CHUNK)
-            except zlib.error as exc:
-                raise DumpFormatError(f"gzip data is corrupt: {exc}") from None
-            if out:
-                yield out
-            if dobj.eof:
-                data = dobj.unused_data
-                dobj = zlib.decompressobj(zlib.MAX_WBITS | 16)
-                in_member = False
-            else:
-                data = dobj.unconsumed_tail
-    if in_member:
-        raise DumpFormatError("gzip data ends inside a member (truncated dump)")
-
-
-def _capped(chunks: Iterator[bytes], limit: int | None) -> Iterator[bytes]:
-    """The chunks, until more than ``limit`` bytes came (None: no cap)."""
-    total = 0
-    for chunk in chunks:
-        total += len(chunk)
-        if limit is not None and total > limit:
-            raise DumpTooLarge(
-                EXPANDED_TOO_LARGE, f"the dump is larger than {limit} bytes decompressed"
-            )
-        yield chunk
-
-
-def _lines(chunks: Iterable[bytes], limit: int) -> Iterator[bytes]:
-    """Lines without their newline; a line longer than ``limit`` is refused as soon as
-    that many bytes of it came, so at most ``limit`` plus one chunk is ever held."""
-    pending: list[bytes] = []
-    pending_size = 0
-    for chunk in chunks:
-        start = 0
-        while True:
-            end = chunk.find(b"\n", start)
-            if end < 0:
-                break
-            if pending_size + end - start > limit:
-                raise _too_long(limit)
-            if pending:
-                pending.append(chunk[start:end])
-                yield b"".join(pending)
-                pending.clear()
-                pending_size = 0
-            else:
-                yield chunk[start:end]
-            start = end + 1
-        if start < len(chunk):
-            pending.append(chunk[start:])
-            pending_size += len(chunk) - start
-            if pending_size > limit:
-                raise _too_long(limit)
-    if pending:
-        yield b"".join(pending)
-
-
-def _too_long(limit: int) -> DumpTooLarge:
-    return DumpTooLarge(LINE_TOO_LONG, f"a line is longer than {limit} bytes")
 
 
 class _Pushback:
@@ -318,7 +217,8 @@ class DumpReader:
     A JSON export is read whole when the reader is made (documents.py): iterate the
     reader, or ``close`` it, to delete what it staged. ``decode=False``: getStats and
     rtcstats-js descriptions keep the values as sent, and nothing is kept per peer
-    connection (for callers that only count or time events).
+    connection (for callers that only count or time events). ``lines()`` instead of
+    iterating gives the event lines as stored, for callers that copy a dump.
     """
 
     def __init__(
@@ -332,40 +232,37 @@ class DumpReader:
         self.strict = strict
         self.limits = limits
         self.decode = decode
+        #: Damage found so far (the first ``MAX_ERRORS``).
         self.errors: list[str] = []
-        self.lines = 0
+        self.lines_read = 0
         self.events = 0
-        self._stats: dict[str | None, RtcstatsJsStats | LegacyStats] = {}
-        self._descriptions: dict[str | None, DescriptionState] = {}
         self._last_ts: float | None = None
         self._iterated = False
         self._held: list[tuple[int, bytes]] = []
         self._document: Document | None = None
-        compression, raw = _sniffed(chunks)
-        self._chunks = _Pushback(_decompressed(raw, compression, limits))
-        self._line_source = _lines(self._chunks, limits.max_line_bytes)
+        self._identity_seen = False
+        compression, raw = sniff(chunks)
+        self._chunks = _Pushback(decompressed(raw, compression, limits.max_expanded_bytes))
+        self._line_source = split_lines(self._chunks, limits.max_line_bytes)
         self.info = self._read_header(compression)
+        self.peers = PeerStates(self.info.scheme, limits.max_state_bytes)
 
     # -- opening -----------------------------------------------------------------------
 
     def _next_line(self) -> tuple[int, bytes] | None:
         """The next non-blank line and its number; damage below is recorded by callers."""
         for line in self._line_source:
-            self.lines += 1
+            self.lines_read += 1
             if line.strip():
-                return self.lines, line
+                return self.lines_read, line
         return None
 
     def _read_header(self, compression: Compression) -> DumpInfo:
-        try:
+        with _unreadable("not a dump we can read"):
             limit = self.limits.max_line_bytes
             if _is_document(self._chunks.head(limit), limit):
                 return self._read_document(compression)
             first = self._next_line()
-        except DumpTooLarge:
-            raise
-        except DumpFormatError as exc:
-            raise DumpFormatError(f"not a dump we can read: {exc}") from None
         if first is None:
             raise DumpFormatError("the dump is empty")
         number, text = first
@@ -379,41 +276,20 @@ class DumpReader:
             parsed = None
         if isinstance(parsed, list) and parsed and parsed[0] == "connectionInfo":
             meta = parsed[2] if len(parsed) > 2 and isinstance(parsed[2], dict) else {}
-            protocol = meta.get("clientProtocol")
-            return DumpInfo(
-                "jitsi-disk",
-                self._scheme_for(protocol, "jitsi"),
-                compression,
-                protocol if isinstance(protocol, str) else None,
-                meta,
-            )
-        if isinstance(parsed, dict) and str(parsed.get("type")) in _ENVELOPE_TYPES:
-            self._held.append((number, stripped))
+            return _described("jitsi-disk", meta, "jitsi", compression)
+        if is_envelope(parsed):
+            self._held.append((number, text))
             return DumpInfo("jitsi-envelopes", "jitsi", compression, "3.1_STANDARD")
         if isinstance(parsed, list) and len(parsed) >= 3:
-            self._held.append((number, stripped))
+            self._held.append((number, text))
             coded = type(parsed[0]) is int or parsed[0] == "g"
             scheme: Scheme = "rtcstats-js" if coded else "2015"
             return DumpInfo("client-stream", scheme, compression, None)
         raise DumpFormatError("not a dump we can read: the first line matches no known layout")
 
-    @staticmethod
-    def _scheme_for(protocol: object, default: Scheme) -> Scheme:
-        if isinstance(protocol, str):
-            if protocol.startswith("rtcstats#"):
-                return "rtcstats-js"
-            if protocol == "2.0":
-                return "2015"
-            return "jitsi"
-        return default
-
     def _rtcstats_header(self, compression: Compression) -> DumpInfo:
-        try:
+        with _unreadable("dump metadata unreadable"):
             second = self._next_line()
-        except DumpTooLarge:
-            raise
-        except DumpFormatError as exc:
-            raise DumpFormatError(f"dump metadata unreadable: {exc}") from None
         if second is None:
             raise DumpFormatError("the dump ends before its metadata line")
         try:
@@ -422,31 +298,80 @@ class DumpReader:
             raise DumpFormatError("the dump's metadata line is not JSON") from None
         if not isinstance(meta, dict):
             raise DumpFormatError("the dump's metadata line is not an object")
-        protocol = meta.get("clientProtocol")
-        default: Scheme = "rtcstats-js" if meta.get("fileFormat") == 3 else "jitsi"
-        return DumpInfo(
-            "rtcstats-dump",
-            self._scheme_for(protocol, default),
-            compression,
-            protocol if isinstance(protocol, str) else None,
-            meta,
-        )
+        default: Scheme = "rtcstats-js" if meta.get("fileFormat") == FILE_FORMAT else "jitsi"
+        return _described("rtcstats-dump", meta, default, compression)
 
     def _read_document(self, compression: Compression) -> DumpInfo:
         self._document = read_document(self._chunks, self.limits)
         return DumpInfo(self._document.layout, "jitsi", compression, None, self._document.metadata)
 
+    # -- lines ---------------------------------------------------------------------------
+
+    def _begin(self) -> None:
+        if self._iterated:
+            raise RuntimeError("a DumpReader can be read once")
+        self._iterated = True
+
+    def _count(self) -> None:
+        self.events += 1
+        limit = self.limits.max_events
+        if limit is not None and self.events > limit:
+            raise DumpTooLarge(TOO_MANY_EVENTS, f"the dump holds more than {limit} events")
+
+    def _source_lines(self) -> Iterator[tuple[int, bytes]]:
+        """The non-blank lines after the header, with their numbers; damage (a torn
+        tail, a corrupt frame) raises ``DumpFormatError`` after the lines before it."""
+        held, self._held = self._held, []
+        yield from held
+        while (item := self._next_line()) is not None:
+            yield item
+
+    def _carried(self, envelope: Any) -> str | None:
+        """The line an envelope carries; the first identity may name a pusher."""
+        if not self._identity_seen and type(envelope) is dict:
+            if envelope.get("type") == IDENTITY:
+                self._identity_seen = True
+                data = envelope.get("data")
+                if type(data) is dict:
+                    protocol = pusher_protocol(data.get("applicationName"))
+                    self.info.client_protocol = protocol or self.info.client_protocol
+        return open_envelope(envelope)
+
+    def lines(self) -> Iterator[bytes]:
+        """The event lines as stored, for callers that copy a dump: byte for byte
+        (without a trailing ``\\r``), after the header; of an envelope file, the line
+        each envelope carries (a line that is no JSON object stays as it is, so its
+        damage shows when it is read). Counted against ``max_events``; compressed
+        damage raises ``DumpFormatError``. Only for line layouts (``LINE_LAYOUTS``)."""
+        self._begin()
+        if self.info.layout not in LINE_LAYOUTS:
+            raise DumpFormatError(f"a {self.info.layout} export has no lines to copy")
+        envelopes = self.info.layout == "jitsi-envelopes"
+        for number, line in self._source_lines():
+            line = line.rstrip(b"\r")
+            if envelopes:
+                try:
+                    envelope = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    envelope = None
+                if type(envelope) is dict:
+                    try:
+                        carried = self._carried(envelope)
+                    except ProtocolViolation as exc:
+                        self._record(f"line {number}: {exc.detail}")
+                        continue
+                    if carried is None:
+                        continue
+                    line = carried.encode()
+            self._count()
+            yield line
+
     # -- events --------------------------------------------------------------------------
 
     def __iter__(self) -> Iterator[Event]:
-        if self._iterated:
-            raise RuntimeError("a DumpReader can be iterated once")
-        self._iterated = True
-        limit = self.limits.max_events
+        self._begin()
         for event in self._events():
-            self.events += 1
-            if limit is not None and self.events > limit:
-                raise DumpTooLarge(TOO_MANY_EVENTS, f"the dump holds more than {limit} events")
+            self._count()
             yield event
 
     def close(self) -> None:
@@ -460,20 +385,17 @@ class DumpReader:
                 yield from self._document.events()
             return
         envelopes = self.info.layout == "jitsi-envelopes"
-        held, self._held = self._held, []
-        pending = iter(held)
+        lines = self._source_lines()
         while True:
-            item = next(pending, None)
+            try:
+                item = next(lines, None)
+            except DumpTooLarge:
+                raise
+            except DumpFormatError as exc:
+                yield self._damage(str(exc), self.lines_read)
+                return
             if item is None:
-                try:
-                    item = self._next_line()
-                except DumpTooLarge:
-                    raise
-                except DumpFormatError as exc:
-                    yield self._damage(str(exc), self.lines)
-                    return
-                if item is None:
-                    return
+                return
             number, text = item
             try:
                 entry = orjson.loads(text)
@@ -482,19 +404,29 @@ class DumpReader:
                 continue
             try:
                 if envelopes:
-                    entry = _unwrap(entry)
-                    if entry is None:
+                    carried = self._carried(entry)
+                    if carried is None:
                         continue
+                    entry = orjson.loads(carried)
                 event = self._event(entry, number)
-            except DumpFormatError as exc:
-                yield self._damage(f"line {number}: {exc}", number)
+            except (DumpFormatError, ProtocolViolation, orjson.JSONDecodeError) as exc:
+                detail = exc.detail if isinstance(exc, ProtocolViolation) else str(exc)
+                yield self._damage(f"line {number}: {detail}", number)
                 continue
+            if self.peers.notes:
+                notes, self.peers.notes = self.peers.notes, []
+                for note in notes:
+                    yield self._damage(f"line {number}: {note}", number)
             yield event
 
-    def _damage(self, message: str, number: int) -> Event:
-        self.errors.append(message)
+    def _record(self, message: str) -> None:
         if self.strict:
             raise DumpFormatError(message)
+        if len(self.errors) < MAX_ERRORS:
+            self.errors.append(message)
+
+    def _damage(self, message: str, number: int) -> Event:
+        self._record(message)
         when = self._last_ts if self._last_ts is not None else 0.0
         return Event(when, ERROR_METHOD, None, message, line=number)
 
@@ -533,24 +465,10 @@ class DumpReader:
         if method == "getstats" or method == STATS_METHOD:
             method = STATS_METHOD
             if self.decode:
-                value = self._decoder(pc_id).apply(value)
+                value = self.peers.stats(pc_id, value)
         elif scheme == "rtcstats-js" and method in _DESCRIPTION_METHODS and self.decode:
-            state = self._descriptions.get(pc_id)
-            if state is None:
-                state = self._descriptions[pc_id] = DescriptionState()
-            value = state.apply(method, value, extra[0] if extra else None)
+            value = self.peers.description(pc_id, method, value, extra[0] if extra else None)
         return Event(when, method, pc_id, value, extra, seq, number)
-
-    def _decoder(self, pc_id: str | None) -> RtcstatsJsStats | LegacyStats:
-        decoder = self._stats.get(pc_id)
-        if decoder is None:
-            scheme = self.info.scheme
-            if scheme == "rtcstats-js":
-                decoder = RtcstatsJsStats()
-            else:
-                decoder = LegacyStats(absent_removed=scheme == "jitsi")
-            self._stats[pc_id] = decoder
-        return decoder
 
     @property
     def error(self) -> str | None:
@@ -558,61 +476,34 @@ class DumpReader:
         return self.errors[0] if self.errors else None
 
 
-def _unwrap(envelope: Any) -> Any:
-    """The dump line inside a 3.1 envelope; None for control messages."""
-    if type(envelope) is not dict:
-        raise DumpFormatError("3.1 envelopes are JSON objects")
-    kind = envelope.get("type")
-    data = envelope.get("data")
-    if kind == "stats-entry":
-        if type(data) is not str:
-            raise DumpFormatError("stats-entry data must be a JSON string")
-        try:
-            return orjson.loads(data)
-        except orjson.JSONDecodeError:
-            raise DumpFormatError("stats-entry data is not JSON") from None
-    if kind == "identity":
-        if type(data) is dict:
-            return ["identity", None, data, data.get("timestamp")]
-        return data
-    return None
+@contextmanager
+def _unreadable(what: str) -> Iterator[None]:
+    """Damage met while opening a dump, said as what could not be read (a cap passed
+    is not damage: it stays ``DumpTooLarge``)."""
+    try:
+        yield
+    except DumpTooLarge:
+        raise
+    except DumpFormatError as exc:
+        raise DumpFormatError(f"{what}: {exc}") from None
+
+
+def _described(
+    layout: Layout, meta: dict[str, Any], default: Scheme, compression: Compression
+) -> DumpInfo:
+    """The info of a dump whose metadata comes before its events: its scheme is the
+    one of the ``clientProtocol`` it names (``default`` when it names none)."""
+    protocol = meta.get("clientProtocol")
+    return DumpInfo(
+        layout,
+        scheme_of(protocol, default),
+        compression,
+        protocol if isinstance(protocol, str) else None,
+        meta,
+    )
 
 
 # -- entry points ------------------------------------------------------------------------
-
-
-def _sniffed(chunks: Iterable[bytes]) -> tuple[Compression, Iterator[bytes]]:
-    """The compression of a dump, by its first bytes, and all its chunks again."""
-    source = iter(chunks)
-    first: list[bytes] = []
-    head = b""
-    while len(head) < 4:
-        chunk = next(source, None)
-        if chunk is None:
-            break
-        first.append(chunk)
-        head += chunk
-
-    def replayed() -> Iterator[bytes]:
-        yield from first
-        first.clear()
-        yield from source
-
-    if head.startswith(_ZSTD_MAGIC):
-        return "zstd", replayed()
-    if head.startswith(_GZIP_MAGIC):
-        return "gzip", replayed()
-    return "none", replayed()
-
-
-def _decompressed(
-    chunks: Iterator[bytes], compression: Compression, limits: ReadLimits
-) -> Iterator[bytes]:
-    if compression == "zstd":
-        chunks = _zstd_chunks(chunks)
-    elif compression == "gzip":
-        chunks = _gzip_chunks(chunks)
-    return _capped(chunks, limits.max_expanded_bytes)
 
 
 def _is_document(head: bytes, limit: int) -> bool:
@@ -628,20 +519,7 @@ def _is_document(head: bytes, limit: int) -> bool:
         first = orjson.loads(line)
     except orjson.JSONDecodeError:
         return True
-    return not (isinstance(first, dict) and str(first.get("type")) in _ENVELOPE_TYPES)
-
-
-def dump_lines(chunks: Iterable[bytes], limits: ReadLimits = DEFAULT_LIMITS) -> Iterator[bytes]:
-    """The decompressed lines of any dump (any compression), without their newline, as
-    they are, under the caps of ``limits``: for callers that copy lines byte for byte."""
-    compression, raw = _sniffed(chunks)
-    return _lines(_decompressed(raw, compression, limits), limits.max_line_bytes)
-
-
-def file_chunks(path: Path, size: int = _CHUNK) -> Iterator[bytes]:
-    with path.open("rb") as handle:
-        while chunk := handle.read(size):
-            yield chunk
+    return not is_envelope(first)
 
 
 def open_dump(

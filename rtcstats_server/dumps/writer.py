@@ -1,6 +1,8 @@
-"""Streams one session's events into a file of independent zstd frames.
+"""The one writer of dump files: lines in, independent zstd frames appended to a file.
 
-Lines are buffered in memory and written as one frame per flush. Small flushes are
+Used by live sessions (``flush``, async) and by the encoders, crash repair and uploads
+(``write_frame``, blocking, from a worker thread). Lines are buffered in memory and
+written as one frame per flush. Live flushes that are small are
 compressed on the event loop (a few microseconds); large ones go to a worker
 thread so no session's burst stalls the others. Flushes of one writer never
 overlap, so frames stay in order. The file is opened for each frame and closed
@@ -15,13 +17,16 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
+from typing import Final
 
-from rtcstats_server.dumps.frames import compress_frame
+from rtcstats_server.dumps.codecs import compress_frame
 
 #: Buffers at least this large are compressed and written off the event loop. A thread
 #: hop costs about 80 µs of CPU, more than compressing 100 KiB inline (about 200 µs at
 #: level 3, a stall the loop can take), so only the 1 MiB size-triggered flushes move.
 OFFLOAD_BYTES = 256 * 1024
+#: Raw bytes per frame that blocking writers (encoders) let a buffer reach.
+FRAME_BYTES: Final = 1 << 20
 
 
 class DumpWriter:
@@ -50,12 +55,45 @@ class DumpWriter:
         """Buffer one line; it is encoded with the rest of its frame, once per flush.
 
         ``buffered_bytes`` counts characters (equal to bytes for the ASCII that JSON
-        clients send): it only decides when to flush; ``raw_bytes`` is exact.
+        clients send): it only decides when to flush; ``raw_bytes`` is exact. Bytes
+        that are not UTF-8 (copied from an upload) travel as surrogate escapes and are
+        written back as they were.
         """
         self._buffer.append(line)
         self.buffered_bytes += len(line) + 1
 
-    def _write_frame(self, data: bytes) -> int:
+    def write_line(self, line: str) -> None:
+        """Buffer one line; past ``FRAME_BYTES`` buffered, write them as a frame (blocking)."""
+        self.append(line)
+        if self.buffered_bytes >= FRAME_BYTES:
+            self.write_frame()
+
+    def _take(self) -> tuple[list[str], int, bytes]:
+        lines, self._buffer = self._buffer, []
+        pending, self.buffered_bytes = self.buffered_bytes, 0
+        return lines, pending, ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
+
+    def _give_back(self, lines: list[str], pending: int) -> None:
+        self._buffer[:0] = lines
+        self.buffered_bytes += pending
+
+    def write_frame(self) -> None:
+        """Write everything appended so far as one frame, blocking (worker threads)."""
+        if not self._buffer:
+            return
+        lines, pending, data = self._take()
+        try:
+            written = self._append_frame(data)
+        except OSError:
+            self._give_back(lines, pending)
+            raise
+        self._wrote(data, written)
+
+    def _wrote(self, data: bytes, written: int) -> None:
+        self.raw_bytes += len(data)
+        self.compressed_bytes += written
+
+    def _append_frame(self, data: bytes) -> int:
         """Append one frame, or nothing: a failed write (a full disk) is cut back off,
         so the frames before it still decode and a later retry appends cleanly."""
         frame = compress_frame(data, self.level)
@@ -89,20 +127,17 @@ class DumpWriter:
         async with self._lock:
             if not self._buffer:
                 return
-            lines, self._buffer = self._buffer, []
-            pending, self.buffered_bytes = self.buffered_bytes, 0
-            data = ("\n".join(lines) + "\n").encode()
+            lines, pending, data = self._take()
+            offload = len(data) >= OFFLOAD_BYTES or self.fsync
             try:
-                if len(data) >= OFFLOAD_BYTES or self.fsync:
-                    written = await asyncio.to_thread(self._write_frame, data)
+                if offload:
+                    written = await asyncio.to_thread(self._append_frame, data)
                 else:
-                    written = self._write_frame(data)
+                    written = self._append_frame(data)
             except OSError:
-                self._buffer[:0] = lines
-                self.buffered_bytes += pending
+                self._give_back(lines, pending)
                 raise
-            self.raw_bytes += len(data)
-            self.compressed_bytes += written
+            self._wrote(data, written)
 
     async def close(self) -> None:
         await self.flush()

@@ -2,7 +2,7 @@
 
 The stored zstd bytes are first copied to a local spool file (the dump store may be
 a bucket), then, off the event loop, either decompressed as they are (clients that
-already speak fileFormat 3) or converted by ``dumps.convert``.
+already speak fileFormat 3) or converted (``dumps.encode``).
 """
 
 from __future__ import annotations
@@ -13,27 +13,17 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from rtcstats_server.dumps.convert import convert
-from rtcstats_server.dumps.frames import FrameStreamDecoder
-from rtcstats_server.dumps.reader import open_dump
+from rtcstats_server.dumps.encode import decompress_file, rtcstats_file
 from rtcstats_server.exceptions import NotFound
 from rtcstats_server.forwarders.base import PayloadFormat, Upload
 from rtcstats_server.storage.base import DumpStore
 
 
-def _decompress(source: Path, target: Path) -> None:
-    decoder = FrameStreamDecoder()
-    with source.open("rb") as src, target.open("wb") as out:
-        while chunk := src.read(256 * 1024):
-            out.write(decoder.feed(chunk))
-
-
 def _make(source: Path, target: Path, fmt: PayloadFormat) -> None:
-    if fmt == "stored" or open_dump(source).info.scheme == "rtcstats-js":
-        _decompress(source, target)
-        return
-    with target.open("wb") as out:
-        convert(open_dump(source), out)
+    if fmt == "stored":
+        decompress_file(source, target)
+    else:
+        rtcstats_file(source, target)
 
 
 async def prepare(

@@ -8,6 +8,9 @@ from __future__ import annotations
 import asyncio
 import math
 import re
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -16,11 +19,26 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from rtcstats_server.analysis.compact import compact_summary
 from rtcstats_server.analysis.findings import SEVERITIES
-from rtcstats_server.dumps.frames import FrameStreamDecoder
-from rtcstats_server.exceptions import NotFound, ProtocolViolation, StoreUnavailable
+from rtcstats_server.config import Config
+from rtcstats_server.dumps.codecs import CHUNK, Decompressor
+from rtcstats_server.exceptions import (
+    DumpFormatError,
+    NotFound,
+    ProtocolViolation,
+    StoreUnavailable,
+)
+from rtcstats_server.forwarders import payload
 from rtcstats_server.forwarders.selection import CLIENT_DIALECTS
 from rtcstats_server.http.errors import client_went_away, error, json_response
-from rtcstats_server.http.keys import DUMPS, FORWARDING, MANAGER, METRICS, RECORDS, SPOOL
+from rtcstats_server.http.keys import (
+    CONFIG,
+    DUMPS,
+    FORWARDING,
+    MANAGER,
+    METRICS,
+    RECORDS,
+    SPOOL,
+)
 from rtcstats_server.metadata.jobs import JobState
 from rtcstats_server.metadata.record import (
     EQUALITY_FILTERS,
@@ -141,25 +159,47 @@ async def get_session(request: web.Request) -> web.Response:
     return json_response(to_json_ready(await record_of(request)))
 
 
+#: ``?format=`` of a dump download → (Content-Type, file name suffix).
+DUMP_FORMATS: dict[str, tuple[str, str]] = {
+    "jsonl": ("application/x-ndjson", ".jsonl"),
+    "zstd": ("application/zstd", ".zst"),
+    "rtcstats": ("application/x-ndjson", ".jsonl"),
+}
+
+
+def downloads_dir(config: Config) -> Path:
+    """Where ``?format=rtcstats`` stages its conversions (emptied at start)."""
+    return config.server.data_dir / "downloads"
+
+
+async def downloads_ctx(app: web.Application) -> AsyncIterator[None]:
+    """aiohttp cleanup context: an empty ``downloads_dir`` (a crash may leave files)."""
+    folder = downloads_dir(app[CONFIG])
+
+    def prepare() -> None:
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True, exist_ok=True)
+
+    await asyncio.to_thread(prepare)
+    yield
+
+
 async def get_dump(request: web.Request) -> web.StreamResponse:
     record = await record_of(request)
     key = record.get("dump_key")
     if not key:
         raise NotFound(f"session {record['id']} has no stored dump (yet)")
-    raw = request.query.get("format") == "zstd"
-    if request.query.get("format", "jsonl") not in {"zstd", "jsonl"}:
-        raise ProtocolViolation("bad_filter", "format must be jsonl or zstd")
+    fmt = request.query.get("format", "jsonl")
+    if fmt not in DUMP_FORMATS:
+        raise ProtocolViolation("bad_filter", "format must be jsonl, zstd or rtcstats")
+    if fmt == "rtcstats":
+        return await _rtcstats_dump(request, record)
+    raw = fmt == "zstd"
     chunks = request.app[DUMPS].read(key)
     first = await anext(chunks, None)  # NotFound surfaces before the headers go out
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": "application/zstd" if raw else "application/x-ndjson",
-            "Content-Disposition": f'attachment; filename="{record["id"]}.rtcstats'
-            + ('.zst"' if raw else '.jsonl"'),
-        }
-    )
+    response = _download(record, fmt)
     await response.prepare(request)
-    decoder = None if raw else FrameStreamDecoder()
+    decoder = None if raw else Decompressor("zstd")
     chunk = first
     try:
         while chunk is not None:
@@ -172,6 +212,40 @@ async def get_dump(request: web.Request) -> web.StreamResponse:
     except ConnectionResetError as exc:
         # A cancelled download: no traceback; counted, and the access log has it.
         client_went_away(request.app[METRICS], request.remote, exc)
+    return response
+
+
+def _download(record: dict[str, Any], fmt: str) -> web.StreamResponse:
+    content_type, suffix = DUMP_FORMATS[fmt]
+    return web.StreamResponse(
+        headers={
+            "Content-Type": content_type,
+            "Content-Disposition": f'attachment; filename="{record["id"]}.rtcstats{suffix}"',
+        }
+    )
+
+
+async def _rtcstats_dump(request: web.Request, record: dict[str, Any]) -> web.StreamResponse:
+    """The session as rtcstats fileFormat 3, whatever its dialect (dumps/encode.py): made
+    as the forwarder makes its uploads, in a file, then sent."""
+    try:
+        made = await payload.prepare(
+            record, request.app[DUMPS], downloads_dir(request.app[CONFIG]), "file_format_3"
+        )
+    except DumpFormatError as exc:
+        return error(422, "conversion_failed", f"the stored dump cannot be converted: {exc}")
+    try:
+        response = _download(record, "rtcstats")
+        response.content_length = made.size
+        await response.prepare(request)
+        with await asyncio.to_thread(made.path.open, "rb") as handle:
+            while chunk := await asyncio.to_thread(handle.read, CHUNK):
+                await response.write(chunk)
+        await response.write_eof()
+    except ConnectionResetError as exc:
+        client_went_away(request.app[METRICS], request.remote, exc)
+    finally:
+        await payload.discard(made)
     return response
 
 

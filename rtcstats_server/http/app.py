@@ -116,6 +116,7 @@ def build_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(resources)
     app.cleanup_ctx.append(retention)
     app.cleanup_ctx.append(rtcstats_api.uploads_ctx)  # after resources: needs the manager
+    app.cleanup_ctx.append(api.downloads_ctx)
     ingest = _LazyIngest(config)
 
     @web.middleware

@@ -32,15 +32,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-import orjson
-
 from rtcstats_server.analysis.stored import quality_fields
 from rtcstats_server.config import Config
 from rtcstats_server.dialects import Decoder
 from rtcstats_server.dialects.base import ClientToken, DumpLine, Handshake
 from rtcstats_server.dialects.jitsi import FINAL_CLOSE_CODES
-from rtcstats_server.dumps.frames import compress_frame, iter_frames
-from rtcstats_server.dumps.layout import MAGIC, metadata_line
+from rtcstats_server.dumps.layout import header_lines
+from rtcstats_server.dumps.repair import repair_live_dump
 from rtcstats_server.dumps.writer import DumpWriter
 from rtcstats_server.exceptions import HandshakeRefused, NotFound, RtcstatsError, StoreUnavailable
 from rtcstats_server.logs import LOG_FIELDS
@@ -344,8 +342,8 @@ class SessionManager:
             "collector": "rtcstats-collector",
             "location": handshake.location,  # looked up before masking (geo_annotation.py)
         }
-        writer.append(MAGIC)
-        writer.append(metadata_line(meta))
+        for line in header_lines(meta):
+            writer.append(line)
         self.sessions[session_id] = session
         if decoder.client_session_id is not None:
             # A fresh connection reusing a live session's id gets a session of its own,
@@ -791,7 +789,7 @@ class SessionManager:
         stored: StoredDump | None = None
         if await asyncio.to_thread(path.exists):
             lines, raw, last_write = await asyncio.to_thread(
-                repair_live_dump, path, self.config.dumps.zstd_level
+                repair_live_dump, path, self.config.dumps.zstd_level, ABNORMAL_CLOSURE
             )
             stored = await self.dumps.put(key, path)
             ended = datetime.fromtimestamp(last_write, UTC)
@@ -837,60 +835,3 @@ async def stored_size(dumps: DumpStore, key: str) -> int | None:
 
 def _holder(token: ClientToken | None) -> tuple[tuple[str, str], ...] | None:
     return token.holder if token is not None else None
-
-
-def repair_live_dump(path: Path, level: int) -> tuple[int, int, float]:
-    """Cut a torn last frame and append a close line; return (lines, raw bytes, mtime).
-
-    The close line's time follows the dump's own convention: absolute epoch ms, or for
-    rtcstats-js dumps (relative times) the delta since the last event, which is found
-    by summing the events' deltas.
-    """
-    last_write = path.stat().st_mtime
-    data = path.read_bytes()
-    good = 0
-    lines = 0
-    raw = 0
-    relative: bool | None = None
-    clock = 0.0
-    for content, length in iter_frames([data]):
-        good += length
-        raw += len(content)
-        for line in content.splitlines():
-            lines += 1
-            if lines == 2:
-                relative = _metadata_protocol(line).startswith("rtcstats#")
-            elif lines > 2 and relative:
-                clock = _advance(clock, line)
-    when = round(last_write * 1000)
-    if relative:
-        when = max(0, when - round(clock)) if clock else 0
-    close = orjson.dumps(["close", None, ABNORMAL_CLOSURE, when]) + b"\n"
-    with path.open("r+b") as handle:
-        handle.truncate(good)
-        handle.seek(good)
-        handle.write(compress_frame(close, level))
-        handle.flush()
-        os.fsync(handle.fileno())
-    return lines + 1, raw + len(close), last_write
-
-
-def _metadata_protocol(line: bytes) -> str:
-    try:
-        meta = orjson.loads(line)
-    except orjson.JSONDecodeError:
-        return ""
-    protocol = meta.get("clientProtocol") if isinstance(meta, dict) else None
-    return protocol if isinstance(protocol, str) else ""
-
-
-def _advance(clock: float, line: bytes) -> float:
-    """The absolute time after an rtcstats-js event: its first one is absolute."""
-    try:
-        entry = orjson.loads(line)
-    except orjson.JSONDecodeError:
-        return clock
-    stamp = entry[-1] if isinstance(entry, list) and entry else None
-    if not isinstance(stamp, int | float) or isinstance(stamp, bool):
-        return clock
-    return float(stamp) if clock == 0 else clock + stamp

@@ -15,7 +15,7 @@ from rtcstats_server.analysis.summary import summarize_chunks, summarize_file
 from rtcstats_server.analysis.useragent import parse_user_agent
 from rtcstats_server.cli.main import main
 from rtcstats_server.config import QualityConfig
-from rtcstats_server.dumps.frames import compress_frame
+from rtcstats_server.dumps.codecs import compress_frame
 
 CONFIG = QualityConfig()
 

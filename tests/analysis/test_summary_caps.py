@@ -19,7 +19,7 @@ from rtcstats_server.analysis.summary import (
     summarize_chunks,
 )
 from rtcstats_server.config import QualityConfig
-from rtcstats_server.dumps.frames import compress_frame
+from rtcstats_server.dumps.codecs import compress_frame
 from rtcstats_server.metadata.record import MAX_RECORD_BYTES
 
 T0 = 1_700_000_000_000

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rtcstats_server.dumps.frames import compress_frame
+from rtcstats_server.dumps.codecs import compress_frame
 from rtcstats_server.dumps.getstats import LegacyStats, RtcstatsJsStats
 from rtcstats_server.dumps.reader import ERROR_METHOD, DumpReader, Event, open_dump
 from rtcstats_server.exceptions import DumpFormatError

@@ -1,6 +1,9 @@
 """Upload bombs against a collector process (issue 14, item 1): each is refused with the
 413 ``errorCode`` of its cap, the collector's RSS rises by at most 256 MiB while it is
 read and comes back to within 64 MiB of where it was, and honest uploads still work.
+An upload inside every cap that spreads its events over 990k peer connections is
+stored, summarised, viewed and converted within the same bounds (issue 14 item 1
+follow-up: the reader keeps per-connection state within a budget).
 
 The collector runs under ``prlimit --as`` (address space), so a regression fails
 here rather than the machine (an unlimited 8 KB bomb once took 20 GB). Every bomb is
@@ -128,6 +131,20 @@ def gzip_many_events() -> bytes:
     return head + packer.compress(b'["x",null,0,1]\n' * 1_100_000) + packer.flush()
 
 
+def many_connections() -> bytes:
+    """~2 MB of zstd: 990k jitsi getstats events on 990k peer connections (187 MB of
+    lines), inside every cap of ``uploads.*``: a dump to store, not to refuse."""
+    lines = [b'["connectionInfo",null,{"clientProtocol":"3.1_STANDARD"}]\n']
+    for index in range(990_000):
+        stats = {
+            f"IT{r}": {"type": "inbound-rtp", "timestamp": 0, "kind": "video", "packetsLost": r}
+            for r in range(2)
+        }
+        lines.append(orjson.dumps(["getstats", f"PC_{index}", stats, EXPORT_START + index]))
+        lines.append(b"\n")
+    return zstandard.compress(b"".join(lines), 3)
+
+
 #: name → (bomb, how it is sent, the errorCode it must get)
 BOMBS: dict[str, tuple[Callable[[], bytes], str, str]] = {
     "internals: millions of results": (internals_many_results, "raw", "too_many_events"),
@@ -230,4 +247,41 @@ async def test_upload_bombs_are_refused_in_bounded_memory(
     await honest_uploads(process, http, fixtures_dir)
     async with http.get(process.base_url + "/healthz") as response:
         assert response.status == 200
+    assert "Traceback" not in process.log()
+
+
+async def test_an_upload_over_990k_peer_connections_stays_in_bounded_memory(
+    server: tuple[CollectorProcess, aiohttp.ClientSession], fixtures_dir: Path
+) -> None:
+    process, http = server
+    await honest_uploads(process, http, fixtures_dir)
+    body = many_connections()
+    report = []
+    figures, (status, answer) = await measured(
+        process, lambda: uploads.post_raw(http, process.base_url, body)
+    )
+    report.append(figures.line("990k peer connections", len(body), "stored"))
+    assert status == 200 and answer["success"] is True, answer
+    assert figures.peak - figures.before <= PEAK_BUDGET, report[-1]
+    session = f"{process.base_url}/v1/sessions/{answer['rtcstatsId']}"
+
+    async def fetch(url: str) -> tuple[int, int]:
+        async with http.get(url) as response:
+            return response.status, len(await response.read())
+
+    page, signature = answer["embedUrl"].split("?")
+    for name, url in (
+        ("its viewer page", answer["embedUrl"]),
+        ("its samples download", f"{page}/samples.jsonl?{signature}"),
+        ("its fileFormat 3 download", session + "/dump?format=rtcstats"),
+    ):
+        figures, (status, size) = await measured(process, lambda url=url: fetch(url))
+        report.append(figures.line(name, None, f"{size >> 20} MiB"))
+        assert status == 200, name
+        assert figures.peak - figures.before <= PEAK_BUDGET, report[-1]
+    print("\n" + "\n".join(report))
+    async with http.get(session) as response:
+        record = await response.json()
+    assert record["messages"] == 990_000
+    assert record["summary_error"] is None and record["dump_raw_bytes"] > 150 * MiB
     assert "Traceback" not in process.log()

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rtcstats_server.analysis.stored import quality_fields
-from rtcstats_server.dumps.frames import compress_frame
+from rtcstats_server.dumps.codecs import compress_frame
 from rtcstats_server.http.keys import CONFIG, DUMPS, MANAGER, RECORDS
 from rtcstats_server.storage.base import dump_key
 from tests.services.collector import RunningCollector

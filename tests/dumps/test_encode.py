@@ -1,4 +1,4 @@
-"""Conversion to fileFormat 3, checked as a round trip through our own reader."""
+"""Encoding to fileFormat 3, checked as a round trip through our own reader."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from rtcstats_server.dumps.convert import StatsEncoder, convert
+from rtcstats_server.dumps.encode import StatsEncoder, to_rtcstats
 from rtcstats_server.dumps.reader import DumpReader, Event, open_dump
 from rtcstats_server.exceptions import DumpFormatError
 from tests.services.streams import JITSI_DUMPS
@@ -34,7 +34,7 @@ def back_to_original_ids(reports: dict[str, Any], ids: dict[str, str]) -> dict[s
 
 def assert_round_trip(source: Path) -> tuple[int, int, bytes]:
     out = io.BytesIO()
-    result = convert(open_dump(source), out)
+    result = to_rtcstats(open_dump(source), out, id_maps=True)
     converted = out.getvalue()
     reader = DumpReader([converted], strict=True)
     assert reader.info.scheme == "rtcstats-js"
@@ -72,7 +72,7 @@ def test_jitsi_dump_round_trips_through_file_format_3(fixtures_dir: Path, name: 
 
 def test_relative_times_and_codes(fixtures_dir: Path) -> None:
     out = io.BytesIO()
-    convert(open_dump(fixtures_dir / "real" / "jitsi-chrome-standard-pc-failed.jsonl"), out)
+    to_rtcstats(open_dump(fixtures_dir / "real" / "jitsi-chrome-standard-pc-failed.jsonl"), out)
     lines = out.getvalue().splitlines()
     first, second = orjson.loads(lines[2]), orjson.loads(lines[3])
     original = [
@@ -107,7 +107,7 @@ def test_encoder_marks_removed_reports_and_own_timestamps() -> None:
 
 def test_a_dump_already_in_file_format_3_is_not_converted(fixtures_dir: Path) -> None:
     with pytest.raises(DumpFormatError):
-        convert(
+        to_rtcstats(
             open_dump(fixtures_dir / "real" / "rtcstats-gumonly.rtcstatsdump.jsonl"), io.BytesIO()
         )
 

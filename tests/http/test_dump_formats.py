@@ -1,0 +1,102 @@
+"""``GET /v1/sessions/{id}/dump?format=rtcstats``: every dialect as rtcstats fileFormat 3,
+read back by our reader with the same events, and with the times the rtcstats tools
+compute (the first absolute, every next one a delta: a jitsi dump handed out as it is
+would put its events in 2071)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from rtcstats_server.dumps.events import BACKEND_STATS_METHOD, ERROR_METHOD
+from rtcstats_server.dumps.reader import DumpReader
+from tests.services import uploads
+from tests.services.collector import RunningCollector, run_collector, wait_until
+
+#: Fixture → the dialect of its events.
+FIXTURES = {
+    "real/jitsi-google-standard-stats-sfu.jsonl": "3.1_STANDARD",
+    "real/jitsi-jvb-sample.jsonl": "3.1_JVB",
+    "real/rtcstats-gumonly.webrtc-internals.json.gz": "3.1_STANDARD",
+    "captured/rtcstats-5.2.0-loopback-call.ws.jsonl": "2.0",
+    "captured/rtcstats-js-2.4.0-loopback-call.ws.jsonl": "rtcstats#5.0",
+}
+#: 2033-05-18: later than any fixture, earlier than any sum of two epoch times.
+LATE_MS = 2e12
+
+
+@pytest.fixture
+async def collector(tmp_path: Path) -> Any:
+    async with run_collector(tmp_path / "data") as running:
+        yield running
+
+
+async def download(collector: RunningCollector, session_id: str, fmt: str) -> bytes:
+    url = f"{collector.base_url}/v1/sessions/{session_id}/dump?format={fmt}"
+    async with collector.http.get(url) as response:
+        assert response.status == 200, await response.text()
+        assert response.headers["Content-Type"] == "application/x-ndjson"
+        return await response.read()
+
+
+def as_the_rtcstats_tools_time(dump: bytes) -> list[float]:
+    """Event times as fileFormat 3 readers compute them: each line's last element is
+    the time since the previous line (the first one's, since the epoch)."""
+    times: list[float] = []
+    for line in dump.splitlines()[2:]:
+        delta = orjson.loads(line)[-1]
+        times.append(delta if not times else times[-1] + delta)
+    return times
+
+
+def outline(dump: bytes) -> list[tuple[float, str, str | None, int]]:
+    return [
+        (e.timestamp, e.method, e.pc_id, len(e.stats))
+        for e in DumpReader([dump])
+        if e.method not in (ERROR_METHOD, BACKEND_STATS_METHOD)
+    ]
+
+
+@pytest.mark.parametrize("name", FIXTURES)
+async def test_every_dialect_downloads_as_file_format_3(
+    collector: RunningCollector, fixtures_dir: Path, name: str
+) -> None:
+    status, answer = await uploads.post_raw(
+        collector.http, collector.base_url, (fixtures_dir / name).read_bytes()
+    )
+    assert status == 200, answer
+    session_id = answer["rtcstatsId"]
+    record = await collector.get_json(f"/v1/sessions/{session_id}")
+    assert record["client_protocol"] == FIXTURES[name]
+    stored = await download(collector, session_id, "jsonl")
+    converted = await download(collector, session_id, "rtcstats")
+    downloads = collector.config.server.data_dir / "downloads"
+    await wait_until(lambda: not any(downloads.iterdir()), 5, "the conversion deleted once sent")
+
+    reader = DumpReader([converted], strict=True)
+    assert converted.startswith(b"RTCStatsDump\n")
+    assert reader.info.metadata["fileFormat"] == 3 and reader.info.scheme == "rtcstats-js"
+    expected = outline(stored)
+    assert expected and outline(converted) == expected
+    times = as_the_rtcstats_tools_time(converted)
+    assert times == [when for when, *_ in expected] and max(times) < LATE_MS
+    if FIXTURES[name].startswith("rtcstats#"):
+        assert converted == stored  # already fileFormat 3: sent as stored
+    else:
+        assert "clientProtocol" not in reader.info.metadata
+        assert reader.info.metadata["convertedFrom"] == FIXTURES[name]
+    if FIXTURES[name] == "3.1_STANDARD":
+        # The reason for the format: the stored jitsi lines read the same way land late.
+        assert max(as_the_rtcstats_tools_time(stored)) > LATE_MS
+
+
+async def test_unknown_formats_are_refused(collector: RunningCollector, fixtures_dir: Path) -> None:
+    body = (fixtures_dir / "real/jitsi-safari-standard-stats.jsonl").read_bytes()
+    _, answer = await uploads.post_raw(collector.http, collector.base_url, body)
+    url = f"{collector.base_url}/v1/sessions/{answer['rtcstatsId']}/dump?format=csv"
+    async with collector.http.get(url) as response:
+        assert response.status == 400
+        assert (await response.json())["error"] == "bad_filter"
