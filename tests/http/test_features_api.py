@@ -3,6 +3,7 @@ features, every session's as JSON lines (read back by DuckDB), pages of the stor
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -12,7 +13,9 @@ import orjson
 import pytest
 
 from rtcstats_server.http.features import PAGE
-from tests.services.collector import RunningCollector
+from tests.metadata.test_collectors_on_mongodb import mongo_settings
+from tests.services.collector import RunningCollector, run_collector
+from tests.services.ferretdb import FerretDB
 from tests.services.stored_dumps import store_dump_file
 
 CAPTURE = "captured/rtcstats-js-2.4.0-loopback-call.ws.jsonl"
@@ -102,3 +105,18 @@ async def test_rows_of_every_session_across_pages(
         f"from read_json_auto('{path}') group by connection_id order by connection_id"
     ).fetchall()
     assert table == [("PC_0", len(sessions), 2), ("PC_1", len(sessions), 28)]
+
+
+async def test_features_on_a_mongodb_store(
+    ferretdb: FerretDB, fixtures_dir: Path, tmp_path: Path
+) -> None:
+    """The same through the MongoDB store (FerretDB): the features document is stored
+    and read back whole, and the rows page over the store."""
+    settings = mongo_settings(ferretdb.uri, f"features_{uuid.uuid4().hex[:8]}")
+    async with run_collector(tmp_path / "data", settings) as collector:
+        sessions = [await store_dump_file(collector, fixtures_dir / CAPTURE) for _ in range(3)]
+        body = await collector.get_json(f"/v1/sessions/{sessions[0]}/features")
+        assert body["features"]["client"]["user_agent_data"]["platform"] == "Linux"
+        tracks = await jsonl(collector, "?level=track")
+        assert sorted({row["session_id"] for row in tracks}) == sorted(sessions)
+        assert len(tracks) == 12
