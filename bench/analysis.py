@@ -38,34 +38,18 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from summary import rtcstats_js_lines, write_zstd  # noqa: E402  (bench/summary.py)
 
 from rtcstats_server.analysis.features.extract import FeatureExtractor  # noqa: E402
 from rtcstats_server.analysis.interpreter import analyse  # noqa: E402
 from rtcstats_server.analysis.summary import SessionSummarizer  # noqa: E402
 from rtcstats_server.analysis.viewmodel import ViewModelBuilder  # noqa: E402
 from rtcstats_server.config import QualityConfig  # noqa: E402
-from rtcstats_server.dumps.frames import compress_frame  # noqa: E402
 from rtcstats_server.dumps.reader import open_dump  # noqa: E402
 
 FIXTURES = ROOT.parent / "shared" / "fixtures"
-FRAME_BYTES = 1 << 20
-
-
-def rtcstats_js_lines(target: int) -> Iterator[str]:
-    lines = (FIXTURES / "captured/rtcstats-js-2.4.0-loopback-call.ws.jsonl").read_text()
-    events = lines.splitlines()
-    stats = [line for line in events if line.startswith('["g"')]
-    yield "RTCStatsDump"
-    yield json.dumps({"fileFormat": 3, "clientProtocol": "rtcstats#5.0", "userAgent": "bench"})
-    size = 0
-    for line in events[:-2]:  # without the two close calls
-        size += len(line) + 1
-        yield line
-    while size < target:
-        for line in stats:
-            size += len(line) + 1
-            yield line
-    yield '["close",null,1000,10]'
 
 
 def _repeated(entries: list[list[Any]], stats: list[list[Any]], target: int) -> Iterator[str]:
@@ -118,25 +102,6 @@ DIALECTS: dict[str, Callable[[int], Iterator[str]]] = {
     "2.0": lambda target: jitsi_lines(target, "2.0"),
     "legacy goog": legacy_lines,
 }
-
-
-def write_zstd(path: Path, lines: Iterator[str]) -> int:
-    raw = 0
-    buffer: list[bytes] = []
-    buffered = 0
-    with path.open("wb") as out:
-        for line in lines:
-            data = line.encode() + b"\n"
-            buffer.append(data)
-            buffered += len(data)
-            if buffered >= FRAME_BYTES:
-                out.write(compress_frame(b"".join(buffer), 3))
-                raw += buffered
-                buffer, buffered = [], 0
-        if buffer:
-            out.write(compress_frame(b"".join(buffer), 3))
-            raw += buffered
-    return raw
 
 
 # -- in the child: one dump ---------------------------------------------------------------
