@@ -15,8 +15,7 @@ from typing import Any, Final
 import pytest
 
 from rtcstats_server.analysis.feature_list import Level
-from rtcstats_server.analysis.geo import GeoLocator, open_locator
-from rtcstats_server.config import GeoConfig
+from rtcstats_server.analysis.geo import GeoLocator
 from tests.analysis.features.crafted import (
     T0,
     candidate,
@@ -26,7 +25,7 @@ from tests.analysis.features.crafted import (
     stats,
     track,
 )
-from tests.services.maxmind import ASN_DB, CITY_DB, require_databases
+from tests.services.maxmind import opened_locator
 
 #: Expected to be absent (unknown, or not applying).
 ABSENT: Final = object()
@@ -524,11 +523,7 @@ CASES: Final = (
 
 @pytest.fixture(scope="module")
 def locator() -> Iterator[GeoLocator]:
-    require_databases()
-    opened = open_locator(GeoConfig(city_db=CITY_DB, asn_db=ASN_DB))
-    assert opened is not None
-    yield opened
-    opened.close()
+    yield from opened_locator()
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
