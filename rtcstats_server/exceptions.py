@@ -85,6 +85,16 @@ class DumpTooLarge(DumpFormatError):
         self.message = message
 
 
+class IllegalTransition(RtcstatsError):
+    """A session was asked to move to a state its current one does not lead to: a bug
+    in the caller (sessions/state.py lists the transitions), never a client's doing."""
+
+    def __init__(self, session_id: str, current: str, wanted: str) -> None:
+        super().__init__(f"session {session_id}: no transition from {current} to {wanted}")
+        self.current = current
+        self.wanted = wanted
+
+
 class StoreUnavailable(RtcstatsError):
     """A backend (metadata store, object storage) cannot be reached right now."""
 

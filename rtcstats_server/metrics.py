@@ -115,6 +115,20 @@ class Metrics:
             ["backend"],
             registry=r,
         )
+        # -- the analysis of stored sessions (quality summaries) --------------------------
+        self.analysis_queue = Gauge(
+            "rtcstats_analysis_queue_jobs",
+            "Analysis jobs in the shared queue by state: pending (the depth), uploading "
+            "(running), uploaded (done), failed.",
+            ["state"],
+            registry=r,
+        )
+        self.analyses = Counter(
+            "rtcstats_analyses",
+            "Session analyses run, by outcome: done, retried, failed, lease_lost.",
+            ["outcome"],
+            registry=r,
+        )
         # -- forwarding to an upstream (rtcstats.com) ------------------------------------
         self.forward_queue = Gauge(
             "rtcstats_forward_queue_jobs",

@@ -18,8 +18,10 @@ class Decoder(Protocol):
     client_session_id: str | None
     sends_acks: bool
     resumable: bool
+    #: The client asks to continue a session it streamed before (3.1 ``isReconnect``).
+    is_reconnect: bool
     file_format: int | None
-    #: Lines carry the time since the previous one (rtcstats-js), not an absolute time.
+    #: Times in the dump are ms since the previous event (rtcstats-js), not epoch ms.
     relative_time: bool
 
     def opening(self, last_seq: int) -> list[Result]: ...
@@ -27,8 +29,6 @@ class Decoder(Protocol):
     def ack(self, seq: int) -> Reply | None: ...
 
     def feed(self, text: str) -> list[Result]: ...
-
-    def close_line(self, code: int) -> str: ...
 
 
 _BY_NAME: dict[str, Callable[[Handshake], Decoder]] = {

@@ -32,7 +32,7 @@ from rtcstats_server.dumps.envelopes import (
     entry_seq,
     open_envelope,
 )
-from rtcstats_server.dumps.layout import JITSI_CLIENTS, close_line
+from rtcstats_server.dumps.layout import JITSI_CLIENTS
 from rtcstats_server.exceptions import HandshakeRefused, ProtocolViolation
 from rtcstats_server.metadata.record import fits_int64
 
@@ -114,6 +114,3 @@ class JitsiDecoder:
         if type(data) is list:  # an identity, as an array or (pushers) an object
             return [DumpLine(line, _seq(data)), Identity(identity_fields(data[2]))]
         return [DumpLine(line), Identity(identity_fields(data))]
-
-    def close_line(self, code: int) -> str:
-        return close_line(code, _now_ms(), relative=False, last_ms=None)

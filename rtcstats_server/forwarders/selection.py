@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -45,7 +46,7 @@ class Selection:
             r.search(conference) for r in self.regexes
         )
 
-    def rejects(self, record: dict[str, Any]) -> str | None:
+    def rejects(self, record: Mapping[str, Any]) -> str | None:
         """Why this session is not forwarded, or None when it is."""
         if record.get("dialect") not in CLIENT_DIALECTS:
             return f"dialect {record.get('dialect')!r} is not a browser client"

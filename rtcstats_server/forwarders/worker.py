@@ -11,8 +11,11 @@ or ``timeout`` / ``network``), ``forward_http_status``, ``forwarded_at``, and th
 forwarder's own result fields (``rtcstats_id``, ``rtcstats_url``, ``embed_url``,
 ``embed_url_absent``).
 
-Data flows one way: the session manager calls ``on_stored`` after a record is
-stored; nothing here calls back into sessions.
+Data flows one way: the finish (``sessions/finish.py``) asks each stored session's
+``contribute`` (the record then says ``forward_state: pending``) and, once the record
+is written, ``stored`` (the job is queued); nothing here calls back into sessions.
+Every later change goes through ``metadata.steps.record_step`` with this step's own
+fields, never a read of the record followed by a write of it.
 """
 
 from __future__ import annotations
@@ -20,11 +23,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,7 +43,10 @@ from rtcstats_server.forwarders import payload
 from rtcstats_server.forwarders.base import Forwarder, Upload, UploadResult
 from rtcstats_server.forwarders.selection import Selection
 from rtcstats_server.metadata.base import SessionStore
-from rtcstats_server.metadata.jobs import Job, JobQueue, JobState
+from rtcstats_server.metadata.factory import make_job_queue
+from rtcstats_server.metadata.jobs import Job, JobQueue, JobState, LeaseLost, backoff_s, under_lease
+from rtcstats_server.metadata.record import Step
+from rtcstats_server.metadata.steps import record_step
 from rtcstats_server.metrics import Metrics
 from rtcstats_server.storage.base import DumpStore
 
@@ -49,20 +54,6 @@ log = logging.getLogger(__name__)
 
 #: Statuses that mean every later upload fails the same way: raise the alert.
 AUTH_ALERTS = {401: "unauthorized", 402: "no_credits"}
-
-
-class _Lost(Exception):
-    """Our lease was taken over while we uploaded."""
-
-
-def backoff_s(attempts: int, base: float, ceiling: float, retry_after: float | None) -> float:
-    """Exponential in the attempts made, with jitter so that many processes that
-    failed together do not come back together."""
-    delay = min(ceiling, base * 2 ** max(attempts - 1, 0))
-    delay = random.uniform(delay / 2, delay)
-    if retry_after is not None:
-        delay = max(delay, min(retry_after, ceiling))
-    return delay
 
 
 def _error_code(exc: UpstreamError) -> str:
@@ -144,23 +135,28 @@ class Forwarding:
 
     # -- enqueueing ---------------------------------------------------------------------
 
-    async def on_stored(self, session_id: str) -> None:
-        """The session manager's hook: a finished session may become a job."""
+    def _takes(self, record: Mapping[str, Any]) -> bool:
+        reason = self.selection.rejects(record)
+        if reason is not None:
+            log.debug("session %s not forwarded to %s: %s", record["id"], self.name, reason)
+        return reason is None
+
+    async def contribute(self, record: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The finish's hook: a session this forwarder takes is recorded pending."""
+        if not self._open or not self._takes(record):
+            return {}
+        return {"forward_state": JobState.PENDING.value, "forward_attempts": 0}
+
+    async def stored(self, record: Mapping[str, Any]) -> None:
+        """The finish's hook, once the record is written: queue the job (idempotent;
+        raises when the queue cannot take it now, and the finish retries)."""
+        session_id = str(record["id"])
         if not self._open:
             log.warning("session %s stored after forwarding stopped: not enqueued", session_id)
             return
-        try:
-            record = await self.records.get(session_id)
-            if record is None:
-                return
-            reason = self.selection.rejects(record)
-            if reason is not None:
-                log.debug("session %s not forwarded to %s: %s", session_id, self.name, reason)
-                return
-            await self.enqueue(session_id)
-        except (RtcstatsError, OSError) as exc:
-            # Never fail a session's finish over forwarding; the operator can re-send.
-            log.error("session %s: could not enqueue for %s: %r", session_id, self.name, exc)
+        if self._takes(record):
+            if await self.queue.enqueue(session_id, self.name, self.clock()):
+                self._wake.set()
 
     async def enqueue(self, session_id: str, force: bool = False) -> bool:
         """Create (or with ``force``, re-arm) the job; False if one is already running."""
@@ -223,8 +219,15 @@ class Forwarding:
         )
         started = time.monotonic()
         try:
-            result = await self._upload_under_lease(job, record)
-        except _Lost:
+            result = await under_lease(
+                self.queue,
+                job,
+                self.owner,
+                self.settings.lease_s,
+                self.clock,
+                self._prepare_and_upload(record),
+            )
+        except LeaseLost:
             self.metrics.forward_uploads.labels(self.name, "lease_lost").inc()
             log.warning("session %s: lease lost mid-upload; another process has it", job.session_id)
             return
@@ -243,22 +246,6 @@ class Forwarding:
             return
         self.metrics.forward_seconds.labels(self.name).observe(time.monotonic() - started)
         await self._succeeded(job, result)
-
-    async def _upload_under_lease(self, job: Job, record: dict[str, Any]) -> UploadResult:
-        task = asyncio.create_task(self._prepare_and_upload(record))
-        period = self.settings.lease_s / 3
-        try:
-            while True:
-                done, _ = await asyncio.wait({task}, timeout=period)
-                if done:
-                    return task.result()
-                if not await self.queue.renew(job, self.owner, self.clock(), self.settings.lease_s):
-                    raise _Lost
-        finally:
-            if not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
 
     async def _prepare_and_upload(self, record: dict[str, Any]) -> UploadResult:
         upload: Upload | None = None
@@ -377,8 +364,7 @@ class Forwarding:
 
     async def _record(self, session_id: str, fields: dict[str, Any]) -> None:
         try:
-            if await self.records.get(session_id) is not None:
-                await self.records.upsert(session_id, fields)
+            await record_step(self.records, session_id, Step.FORWARDING, fields)
         except (RtcstatsError, OSError) as exc:
             # The queue is the truth; the record catches up with the next transition.
             log.error("session %s: record not updated with %s: %r", session_id, fields, exc)
@@ -408,15 +394,3 @@ def make_forwarding(
         config.server.data_dir / "forward",
         node_id,
     )
-
-
-def make_job_queue(config: Config) -> JobQueue:
-    """The queue lives where the session records live."""
-    backend = str(getattr(config.metadata, "backend", "embedded"))
-    if backend == "mongodb":
-        from rtcstats_server.metadata.jobs_mongodb import MongoJobQueue
-
-        return MongoJobQueue.from_config(config.metadata)
-    from rtcstats_server.metadata.jobs_sqlite import SqliteJobQueue
-
-    return SqliteJobQueue(config.embedded_path)

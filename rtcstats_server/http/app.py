@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from rtcstats_server.analysis.geo import open_locator
+from rtcstats_server.analysis.worker import Analysis
 from rtcstats_server.config import Config
 from rtcstats_server.exceptions import StartupError, StoreUnavailable
 from rtcstats_server.forwarders.worker import make_forwarding
@@ -25,6 +26,7 @@ from rtcstats_server.http.access import ApiAccess
 from rtcstats_server.http.access_log import AccessLog, access_logger
 from rtcstats_server.http.errors import Handler, HttpErrorLog, json_errors
 from rtcstats_server.http.keys import (
+    ANALYSIS,
     CONFIG,
     DUMPS,
     FORWARDING,
@@ -40,7 +42,7 @@ from rtcstats_server.http.viewer.service import make_viewer
 from rtcstats_server.ingest.access import ClientAccess
 from rtcstats_server.ingest.handler import IngestHandler
 from rtcstats_server.metadata.base import SessionStore
-from rtcstats_server.metadata.factory import make_session_store
+from rtcstats_server.metadata.factory import make_job_queue, make_session_store
 from rtcstats_server.metadata.spool import SpoolingSessionStore
 from rtcstats_server.metrics import Metrics
 from rtcstats_server.sessions.live import SessionManager
@@ -82,17 +84,32 @@ def build_app(config: Config) -> web.Application:
             opened.push_async_callback(app[SPOOL].stop)
             manager = SessionManager(config, app[DUMPS], app[RECORDS], metrics)
             app[MANAGER] = manager
+            hooks = manager.finisher.hooks  # what every stored session gets, in order
+            viewer = await make_viewer(config, app[RECORDS], app[DUMPS], metrics)
+            if viewer is not None:
+                app[VIEWER] = viewer
+                hooks.append(viewer)
+            if config.quality.enabled:
+                analysis = Analysis(
+                    config.quality,
+                    make_job_queue(config),
+                    app[RECORDS],
+                    app[DUMPS],
+                    metrics,
+                    manager.node_id,
+                    locator=app.get(GEO),
+                )
+                app[ANALYSIS] = analysis
+                await analysis.start()
+                opened.push_async_callback(analysis.stop)
+                hooks.append(analysis)
             forwarding = make_forwarding(config, app[RECORDS], app[DUMPS], metrics, manager.node_id)
             if forwarding is not None:
                 app[FORWARDING] = forwarding
                 await forwarding.start()
                 opened.push_async_callback(forwarding.stop)
-                manager.on_stored.append(forwarding.on_stored)
-            viewer = await make_viewer(config, app[RECORDS], app[DUMPS], metrics)
-            if viewer is not None:
-                app[VIEWER] = viewer
-                manager.on_stored.insert(0, viewer.on_stored)  # the link before forwarding
-            await manager.start()
+                hooks.append(forwarding)
+            await manager.start()  # crash recovery finishes through the hooks above
             opened.push_async_callback(manager.stop)  # no-op when on_shutdown drained
             yield
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from rtcstats_server.analysis.geo import GeoLocator
+from rtcstats_server.analysis.worker import Analysis
 from rtcstats_server.config import Config
 from rtcstats_server.forwarders.worker import Forwarding
 from rtcstats_server.http.viewer.service import Viewer
@@ -23,6 +24,8 @@ MANAGER = web.AppKey("manager", SessionManager)
 SPOOL = web.AppKey("spool", Spool)
 #: Present only when a forwarder is configured.
 FORWARDING = web.AppKey("forwarding", Forwarding)
+#: Present only when ``quality.enabled`` (the analysis of stored sessions).
+ANALYSIS = web.AppKey("analysis", Analysis)
 #: Present only when the viewer is enabled.
 VIEWER = web.AppKey("viewer", Viewer)
 #: Present only when a geo database is configured (``geo.city_db``, ``geo.asn_db``).

@@ -257,10 +257,10 @@ async def _raw(request: web.Request, uploads: Uploads, head: bytes) -> web.Respo
         if sink.size == 0:
             raise UploadRefused(400, "bad_request", "the body is empty: send a dump")
         name = request.query.get("fileName")
-        record = await uploads.store([sink.path], name[:1024] if name else None, sink.size)
+        session_id = await uploads.store([sink.path], name[:1024] if name else None, sink.size)
     finally:
         await sink.discard()
-    return _stored(request, str(record["id"]))
+    return _stored(request, session_id)
 
 
 def _stored(request: web.Request, session_id: str) -> web.Response:
@@ -609,7 +609,8 @@ async def uploads_ctx(app: web.Application) -> AsyncIterator[None]:
     if not config.uploads.enabled:
         yield
         return
-    service = Uploads(config, app[MANAGER], app[DUMPS], app[RECORDS], app[METRICS])
+    manager = app[MANAGER]
+    service = Uploads(config, manager.finisher, manager.node_id, app[METRICS])
     await service.open()
     app[UPLOADS] = service
     yield

@@ -1,13 +1,17 @@
 """The websocket handler: a short loop that feeds a dialect decoder and a session.
 
 Everything about the wire format lives in the decoders; everything about a
-session's life lives in ``sessions``. This module only checks the upgrade request,
-moves messages between the two, and turns hostile input into its defined answer.
+session's life lives in ``sessions``. This module checks the upgrade request, moves
+messages between the two, and turns hostile input into its defined answer. It is the
+only code that writes to a client's socket and the only caller of its decoder: the
+session layer asks for acknowledgements and closes through the connection's
+``Connection`` (``sessions/connection.py``), which a small task per socket serves.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import re
@@ -26,14 +30,16 @@ from rtcstats_server.analysis.geo_annotation import (
 from rtcstats_server.config import Config
 from rtcstats_server.dialects import Decoder, choose_subprotocol, metric_label, open_decoder
 from rtcstats_server.dialects.base import DumpLine, EndOfSession, Handshake, Identity, Reply
+from rtcstats_server.dialects.jitsi import FINAL_CLOSE_CODES
 from rtcstats_server.dumps.privacy import mask_line, mask_remote
 from rtcstats_server.exceptions import HandshakeRefused, ProtocolViolation
 from rtcstats_server.ingest.access import TOKEN_PARAM, ClientAccess
 from rtcstats_server.ingest.closing import close_reason
 from rtcstats_server.ingest.limits import ConnectionLimits
 from rtcstats_server.metadata.record import EndReason
-from rtcstats_server.metrics import Metrics
-from rtcstats_server.sessions.live import Session, SessionManager
+from rtcstats_server.metrics import Metrics, close_code_label
+from rtcstats_server.sessions.connection import Connection
+from rtcstats_server.sessions.live import Client, LiveSession, SessionManager
 from rtcstats_server.storage.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -97,6 +103,19 @@ def header_text(request: web.Request, name: str, limit: int) -> str:
     if not value.isascii():
         value = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     return value[:limit]
+
+
+def client_of(decoder: Decoder) -> Client:
+    """What the session layer needs to know of the decoder's dialect."""
+    return Client(
+        dialect=decoder.subprotocol,
+        client_session_id=decoder.client_session_id,
+        sends_acks=decoder.sends_acks,
+        resumable=decoder.resumable,
+        is_reconnect=decoder.is_reconnect,
+        file_format=decoder.file_format,
+        relative_time=decoder.relative_time,
+    )
 
 
 def echo_close_code(code: int) -> int:
@@ -168,7 +187,8 @@ class IngestHandler:
             remote = mask_remote(client_ip) if self.mask and client_ip else client_ip
             handshake = read_handshake(request, self.config, remote, self._located(client_ip))
             decoder = open_decoder(handshake)
-            self.manager.check_resume(decoder, token)
+            client = client_of(decoder)
+            self.manager.check_resume(client, token)
         except HandshakeRefused as refusal:
             return self.refuse(refusal)
         ws = web.WebSocketResponse(
@@ -181,32 +201,94 @@ class IngestHandler:
         traffic = self.metrics.traffic[metric_label(handshake.subprotocol)]
         traffic.connections += 1
         traffic.open += 1
-        session = await self.manager.connect(decoder, handshake, ws, token)
+        connection = _Socket(self, ws, decoder)
+        session, last_seq = await self.manager.connect(client, handshake, connection, token)
+        ended_by_client = False
         try:
-            await self._pump(ws, session, decoder)
+            for reply in decoder.opening(last_seq):
+                if type(reply) is Reply:
+                    await ws.send_str(reply.text)
+            ended_by_client = await self._pump(ws, connection, session, decoder)
         except (ConnectionError, asyncio.CancelledError):
             pass
         finally:
             traffic.open -= 1
+            await connection.settled()
             # aiohttp reads a close frame without a code as 0; RFC 6455 calls that 1005.
             code = 1005 if ws.close_code == 0 else ws.close_code
-            await self.manager.disconnected(session, ws, code)
+            final = ended_by_client or code in FINAL_CLOSE_CODES
+            await self.manager.disconnected(session, connection, code, final)
         return ws
 
-    async def _pump(self, ws: web.WebSocketResponse, session: Session, decoder: Decoder) -> None:
+    async def serve(self, connection: _Socket) -> None:
+        """Do what the session layer asked of a connection, then return: acknowledge
+        durable seqs (the sweeper's flushes), close it (its session ends, or a resume
+        replaced it)."""
+        ws = connection.ws
+        try:
+            await self._serve(ws, connection)
+        finally:
+            connection.task = None  # done: an idle socket keeps no task object
+
+    async def _serve(self, ws: web.WebSocketResponse, connection: _Socket) -> None:
+        """Until nothing is left to do: a close ends it, acks are sent as they come."""
+        while not connection.closed:
+            request = connection.close_request
+            if request is not None:
+                try:
+                    if request.catch_up and not ws.closed:
+                        await self._let_reader_catch_up(connection)
+                    if not ws.closed:
+                        if request.counted:
+                            code = close_code_label(request.code)
+                            self.metrics.closed_by_server.labels(code).inc()
+                        with contextlib.suppress(ConnectionError, RuntimeError):
+                            await ws.close(code=request.code, message=request.reason.encode())
+                finally:
+                    connection.ended()  # closed now, by us or before (aiohttp, the client)
+                return
+            if ws.closed or connection.durable_seq <= connection.told_seq:
+                return
+            await _acknowledge(ws, connection, connection.decoder)
+
+    async def _let_reader_catch_up(self, connection: Connection) -> None:
+        """Before the server closes a socket, let the reader store what it has read.
+
+        Closing while the reader is busy makes aiohttp discard the messages already
+        queued on that socket; once it waits in ``receive`` again, the queue is empty.
+        Bounded: a client that keeps sending does not hold up the drain.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + min(2.0, self.config.server.shutdown_grace_s / 4)
+        # Polled, not signalled: what we wait for is the reader *suspended* in receive,
+        # and receive returns without suspending while messages are queued, so an
+        # Event set before it would wake us too early.
+        while not connection.receiving and loop.time() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+
+    async def _pump(
+        self,
+        ws: web.WebSocketResponse,
+        connection: Connection,
+        session: LiveSession,
+        decoder: Decoder,
+    ) -> bool:
+        """Read until the socket closes or the session ends; True when the client
+        said the session is over (no resume will follow)."""
         manager = self.manager
         metrics = self.metrics
-        traffic = metrics.traffic[metric_label(session.dialect)]
+        traffic = metrics.traffic[metric_label(session.client.dialect)]
         now = asyncio.get_running_loop().time
         max_session = self.config.ingest.max_session_bytes
         max_bad = self.config.ingest.max_bad_messages
         bad = 0
         mask = self.mask
         relative_time = decoder.relative_time
+        ended_by_client = False
         while True:
-            session.receiving = True  # seen by a drain only while the queue is empty
+            connection.receiving = True  # seen by a drain only while the queue is empty
             msg = await ws.receive()
-            session.receiving = False
+            connection.receiving = False
             kind = msg.type
             if kind is WSMsgType.TEXT:
                 text: str = msg.data
@@ -219,7 +301,7 @@ class IngestHandler:
                 if session.bytes_received > max_session:
                     metrics.dropped.labels("session_too_large").inc()
                     await manager.finish(session, EndReason.SESSION_TOO_LARGE, 1009)
-                    return
+                    return ended_by_client
                 try:
                     results = decoder.feed(text)
                 except ProtocolViolation as violation:
@@ -228,15 +310,19 @@ class IngestHandler:
                     bad += 1
                     if bad >= max_bad:
                         await manager.finish(session, EndReason.BAD_MESSAGES, 1007)
-                        return
+                        return ended_by_client
                     continue
                 for result in results:
                     if type(result) is DumpLine:
                         if mask:
                             result = self._masked(result, relative_time)
                         if manager.append(session, result):
+                            if session.client_session_id is None and decoder.client_session_id:
+                                manager.name_client(session, decoder.client_session_id)
                             try:
                                 await manager.settle(session)
+                                if connection.durable_seq > connection.told_seq:
+                                    await _acknowledge(ws, connection, decoder)
                             except OSError as write_error:
                                 # The dump cannot be written (a full disk): end the session
                                 # with what is stored. 1011 is not final for jitsi clients:
@@ -248,24 +334,24 @@ class IngestHandler:
                                     self.spool.out_of_space()
                                 metrics.dropped.labels("dump_error").inc()
                                 await manager.finish(session, EndReason.DUMP_ERROR, 1011)
-                                return
+                                return ended_by_client
                     elif type(result) is Identity:
                         await manager.identity(session, result.fields)
                     elif type(result) is Reply:
                         await ws.send_str(result.text)
                     elif type(result) is EndOfSession:
-                        session.ended_by_client = True
+                        ended_by_client = True
             elif kind is WSMsgType.BINARY:
                 metrics.dropped.labels("binary_frame").inc()
                 await manager.finish(session, EndReason.BINARY_FRAME, 1003)
-                return
+                return ended_by_client
             elif kind is WSMsgType.ERROR:
                 error = ws.exception()
                 code = error.code if isinstance(error, WebSocketError) else 1002
                 reason = _ERROR_REASONS.get(code, EndReason.PROTOCOL_ERROR)
                 metrics.dropped.labels(reason.value).inc()
                 await manager.finish(session, reason, code)
-                return
+                return ended_by_client
             else:  # CLOSE, CLOSING, CLOSED
                 if kind is WSMsgType.CLOSE:
                     # Echo the client's code, as RFC 6455 expects: the jitsi client reads
@@ -276,4 +362,46 @@ class IngestHandler:
                         message=close_reason(session.id),
                         drain=False,
                     )
-                return
+                return ended_by_client
+
+
+class _Socket(Connection):
+    """A connection as the handler holds it: the session layer's requests are served
+    by a short task of the handler's, made only when there is something to do (an
+    idle socket costs no task)."""
+
+    __slots__ = ("decoder", "handler", "task", "ws")
+
+    def __init__(self, handler: IngestHandler, ws: web.WebSocketResponse, decoder: Decoder) -> None:
+        super().__init__()
+        self.handler = handler
+        self.ws = ws
+        self.decoder = decoder
+        self.task: asyncio.Task[None] | None = None
+
+    def changed(self) -> None:
+        if self.task is None or self.task.done():
+            self.task = asyncio.get_running_loop().create_task(self.handler.serve(self))
+
+    async def settled(self) -> None:
+        """The socket is gone: a close asked for is let finish (its close frame exchange
+        is bounded by the websocket's timeout), anything else is moot."""
+        task, self.task = self.task, None  # no cycle (task, frame, self) left to collect
+        if task is not None and not task.done():
+            if self.close_request is None:
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.ended()
+
+
+async def _acknowledge(ws: web.WebSocketResponse, connection: Connection, decoder: Decoder) -> None:
+    """Tell the client the newest durable seq, once (3.1 ``sn``; other dialects: none)."""
+    seq = connection.durable_seq
+    if seq <= connection.told_seq or ws.closed:
+        return
+    reply = decoder.ack(seq)
+    connection.told_seq = seq  # before the send: a second caller must not repeat it
+    if reply is not None:
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await ws.send_str(reply.text)

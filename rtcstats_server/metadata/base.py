@@ -13,7 +13,9 @@ class SessionStore(Protocol):
 
     ``upsert`` is idempotent and monotonic: an update whose ``state`` ranks behind the
     stored one is ignored whole, so replays and racing processes never move a
-    session backwards or overwrite final counts with live ones.
+    session backwards or overwrite final counts with live ones. It is the session
+    layer's write (live states, the final record); the steps that follow a stored
+    session write through ``update`` only (see ``steps.record_step``).
     """
 
     name: str
@@ -26,6 +28,11 @@ class SessionStore(Protocol):
         """Raise StoreUnavailable when the store cannot serve requests now."""
 
     async def upsert(self, session_id: str, fields: dict[str, Any]) -> None: ...
+
+    async def update(self, session_id: str, fields: dict[str, Any]) -> bool:
+        """Set exactly ``fields`` on the existing record (a ``$set`` of named fields):
+        never creates a record, never reads it first, never moves its ``state``. False
+        when there is no such record (a store that queues the write answers True)."""
 
     async def get(self, session_id: str) -> dict[str, Any] | None: ...
 

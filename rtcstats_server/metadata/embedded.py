@@ -21,6 +21,7 @@ from rtcstats_server.metadata.record import (
     EQUALITY_FILTERS,
     SessionQuery,
     SessionState,
+    check_update,
 )
 from rtcstats_server.metadata.sqlite import open_sqlite
 
@@ -147,6 +148,24 @@ class EmbeddedSessionStore:
             if db.in_transaction:
                 await db.execute("ROLLBACK")
             raise
+
+    async def update(self, session_id: str, fields: dict[str, Any]) -> bool:
+        """One ``UPDATE ... json_set`` of the named fields: no read, no column moves
+        (``check_update`` keeps the columns out)."""
+        check_update(fields)
+        if not fields:
+            return True
+        paths: list[str] = []
+        params: list[Any] = []
+        for name, value in fields.items():
+            paths.append("?, json(?)")
+            params += [f"$.{name}", _encode(value)]
+        async with self._write_lock:
+            cursor = await self.db.execute(
+                f"UPDATE sessions SET doc = json_set(doc, {', '.join(paths)}) WHERE id = ?",
+                (*params, session_id),
+            )
+        return cursor.rowcount > 0
 
     async def get(self, session_id: str) -> dict[str, Any] | None:
         async with self.db.execute("SELECT doc FROM sessions WHERE id = ?", (session_id,)) as cur:

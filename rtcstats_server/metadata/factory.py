@@ -1,8 +1,9 @@
-"""The session store a configuration asks for (``metadata.*``).
+"""The session store and job queues a configuration asks for (``metadata.*``).
 
 Shared by the server and the commands that run without it (``forward``), so none of
 them reaches up into the HTTP app for it. MongoDB always comes wrapped in the local
-write spool: the collector keeps ingesting while the database is away.
+write spool: the collector keeps ingesting while the database is away. The job
+queues (forwarding, analysis) live where the records live.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from rtcstats_server.config import Config
 from rtcstats_server.metadata.base import SessionStore
 from rtcstats_server.metadata.embedded import EmbeddedSessionStore
+from rtcstats_server.metadata.jobs import JobQueue
 from rtcstats_server.metadata.mongodb import MongoSessionStore
 from rtcstats_server.metadata.spool import SpoolingSessionStore
 
@@ -22,3 +24,14 @@ def make_session_store(config: Config) -> SessionStore:
         )
         return SpoolingSessionStore(mongo, config.metadata_spool_dir, meta.retry_interval_s)
     return EmbeddedSessionStore(config.embedded_path)
+
+
+def make_job_queue(config: Config) -> JobQueue:
+    """A connection to the shared job table or collection; each user opens its own."""
+    if config.metadata.backend == "mongodb":
+        from rtcstats_server.metadata.jobs_mongodb import MongoJobQueue
+
+        return MongoJobQueue.from_config(config.metadata)
+    from rtcstats_server.metadata.jobs_sqlite import SqliteJobQueue
+
+    return SqliteJobQueue(config.embedded_path)

@@ -1,4 +1,8 @@
-"""The durable upload queue: one job per (session, forwarder), shared by processes.
+"""The durable job queue: one job per (session, worker), shared by processes.
+
+Workers are the forwarders (named by ``Forwarder.name``) and the analysis
+(``analysis``). The states are named after the first user, uploads: for the analysis
+``uploading`` means running and ``uploaded`` done.
 
     pending ──lease──▶ uploading ──▶ uploaded
        ▲                   │    └──▶ failed
@@ -14,10 +18,15 @@ passed in by the caller so tests can move time without sleeping.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import asyncio
+import contextlib
+import random
+from collections.abc import Callable, Collection, Coroutine
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
+
+T = TypeVar("T")
 
 
 class JobState(StrEnum):
@@ -86,3 +95,48 @@ class JobQueue(Protocol):
     async def get(self, session_id: str, forwarder: str) -> Job | None: ...
 
     async def counts(self, forwarder: str) -> dict[JobState, int]: ...
+
+
+class LeaseLost(Exception):
+    """Our lease on a job was taken over while we worked on it."""
+
+
+async def under_lease(
+    queue: JobQueue,
+    job: Job,
+    owner: str,
+    lease_s: float,
+    clock: Callable[[], float],
+    work: Coroutine[Any, Any, T],
+) -> T:
+    """Run ``work`` while renewing the lease on ``job`` every third of ``lease_s``.
+
+    LeaseLost (and ``work`` cancelled) as soon as a renewal fails: another process
+    holds the job now, and two must never finish it.
+    """
+    task = asyncio.ensure_future(work)
+    period = lease_s / 3
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=period)
+            if done:
+                return task.result()
+            if not await queue.renew(job, owner, clock(), lease_s):
+                raise LeaseLost
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+def backoff_s(
+    attempts: int, base: float, ceiling: float, retry_after: float | None = None
+) -> float:
+    """Exponential in the attempts made, with jitter so that many processes that
+    failed together do not come back together."""
+    delay = min(ceiling, base * 2 ** max(attempts - 1, 0))
+    delay = random.uniform(delay / 2, delay)
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, ceiling))
+    return delay

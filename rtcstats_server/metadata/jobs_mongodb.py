@@ -4,14 +4,18 @@ Collection ``<metadata.collection>_jobs``, one document per (session, forwarder)
 with ``_id`` ``"<forwarder>:<session id>"``. Leasing is one ``find_one_and_update``
 (atomic on one document), every later transition is an ``update_one`` whose filter
 repeats the owner check, so processes on different hosts share the work safely.
-Times are BSON dates (readable by backends); ``now`` values are epoch seconds.
+Times are BSON dates (readable by backends); ``now`` values are epoch seconds. A
+database that does not answer raises StoreUnavailable (also at open: the indexes are
+made once it answers), so a collector starts and ingests through an outage.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import functools
+import logging
+from collections.abc import Awaitable, Callable, Collection, Coroutine
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from pymongo import ASCENDING, AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
@@ -19,6 +23,24 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from rtcstats_server.exceptions import StoreUnavailable
 from rtcstats_server.metadata.jobs import Job, JobState
+from rtcstats_server.metadata.mongodb import unavailable_on_outage
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _on_outage(method: Callable[P, Awaitable[R]]) -> Callable[P, Coroutine[Any, Any, R]]:
+    """A database that does not answer is StoreUnavailable, as for the session store."""
+
+    @functools.wraps(method)
+    async def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
+        with unavailable_on_outage():
+            return await method(*args, **kwargs)
+
+    return guarded
+
 
 #: Lost races in a row before lease() gives up until the next poll.
 _LEASE_TRIES = 8
@@ -62,6 +84,7 @@ class MongoJobQueue:
         self._client: AsyncMongoClient[dict[str, Any]] | None = None
         self._jobs: AsyncCollection[dict[str, Any]] | None = None
         self._claims: AsyncCollection[dict[str, Any]] | None = None
+        self._indexed = False
 
     @classmethod
     def from_config(cls, metadata: Any) -> MongoJobQueue:
@@ -88,25 +111,36 @@ class MongoJobQueue:
         self._jobs = self._client[self.database][self.collection_name]
         self._claims = self._client[self.database][f"{self.collection_name}_claims"]
         try:
-            await self._jobs.create_index(
+            await self._ensure_indexes()
+        except StoreUnavailable as exc:
+            log.warning("job queue: indexes made once the database answers: %s", exc)
+
+    async def _ensure_indexes(self) -> None:
+        if self._indexed:
+            return
+        try:
+            await self.jobs.create_index(
                 [("forwarder", ASCENDING), ("state", ASCENDING), ("next_attempt_at", ASCENDING)],
                 name="due",
             )
-            await self._jobs.create_index(
+            await self.jobs.create_index(
                 [("forwarder", ASCENDING), ("state", ASCENDING), ("lease_expires", ASCENDING)],
                 name="lease",
             )
         except PyMongoError as exc:
-            raise StoreUnavailable(f"upload queue: {exc}") from exc
+            raise StoreUnavailable(f"job queue: {exc}") from exc
+        self._indexed = True
 
     async def close(self) -> None:
         if self._client is not None:
             client, self._client, self._jobs, self._claims = self._client, None, None, None
             await client.close()
 
+    @_on_outage
     async def enqueue(
         self, session_id: str, forwarder: str, now: float, *, force: bool = False
     ) -> bool:
+        await self._ensure_indexes()
         key = f"{forwarder}:{session_id}"
         when = _date(now)
         try:
@@ -149,6 +183,7 @@ class MongoJobQueue:
         )
         return outcome.modified_count > 0
 
+    @_on_outage
     async def lease(
         self,
         forwarder: str,
@@ -157,6 +192,7 @@ class MongoJobQueue:
         lease_s: float,
         only: Collection[str] | None = None,
     ) -> Job | None:
+        await self._ensure_indexes()
         when = _date(now)
         query: dict[str, Any] = {
             "forwarder": forwarder,
@@ -203,6 +239,7 @@ class MongoJobQueue:
             "lease_owner": owner,
         }
 
+    @_on_outage
     async def renew(self, job: Job, owner: str, now: float, lease_s: float) -> bool:
         query = {**self._owned(job, owner), "lease_expires": {"$gt": _date(now)}}
         outcome = await self.jobs.update_one(
@@ -211,6 +248,7 @@ class MongoJobQueue:
         )
         return outcome.matched_count > 0
 
+    @_on_outage
     async def _finish(self, job: Job, owner: str, now: float, fields: dict[str, Any]) -> bool:
         outcome = await self.jobs.update_one(
             self._owned(job, owner),
@@ -225,6 +263,7 @@ class MongoJobQueue:
         )
         return outcome.matched_count > 0
 
+    @_on_outage
     async def _forget_claims(self, job: Job, finished: bool) -> bool:
         """Claims of a finished job are history; a later lease gets a higher number."""
         if finished:
@@ -258,10 +297,12 @@ class MongoJobQueue:
             job, owner, now, {"state": JobState.PENDING.value, "next_attempt_at": _date(now)}
         )
 
+    @_on_outage
     async def get(self, session_id: str, forwarder: str) -> Job | None:
         doc = await self.jobs.find_one({"_id": f"{forwarder}:{session_id}"})
         return _job(doc) if doc is not None else None
 
+    @_on_outage
     async def counts(self, forwarder: str) -> dict[JobState, int]:
         counts = dict.fromkeys(JobState, 0)
         for state in JobState:

@@ -36,6 +36,7 @@ from rtcstats_server.metadata.record import (
     EQUALITY_FILTERS,
     SessionQuery,
     SessionState,
+    check_update,
 )
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ def _without_secrets(text: str, uri: str) -> str:
 
 
 @contextlib.contextmanager
-def _unavailable_on_outage() -> Iterator[None]:
+def unavailable_on_outage() -> Iterator[None]:
     try:
         yield
     except (ConnectionFailure, ExecutionTimeout, WTimeoutError, InvalidOperation) as exc:
@@ -129,7 +130,7 @@ class MongoSessionStore:
         if self._indexed:
             return
         collection = self.collection
-        with _unavailable_on_outage():
+        with unavailable_on_outage():
             for index_name, keys in INDEXES.items():
                 await collection.create_index(keys, name=index_name)
             await collection.create_index([("id", ASCENDING)], name=UNIQUE_INDEX, unique=True)
@@ -144,14 +145,14 @@ class MongoSessionStore:
     async def ping(self) -> None:
         if self._client is None:
             raise StoreUnavailable("mongodb store is not open")
-        with _unavailable_on_outage():
+        with unavailable_on_outage():
             await self._client.admin.command("ping")
         await self._ensure_indexes()
 
     async def upsert(self, session_id: str, fields: dict[str, Any]) -> None:
         fields = {k: v for k, v in fields.items() if k not in ("id", *_INTERNAL_FIELDS)}
         collection = self.collection
-        with _unavailable_on_outage():
+        with unavailable_on_outage():
             if "started_at" in fields:
                 # A creating write nearly always finds no record: insert, which is atomic
                 # on the unique _id. (FerretDB also runs a filtered upsert as a scan.)
@@ -174,8 +175,16 @@ class MongoSessionStore:
             if await collection.count_documents({"_id": session_id}, limit=1) == 0:
                 raise ValueError(f"a new session record needs started_at ({session_id})")
 
+    async def update(self, session_id: str, fields: dict[str, Any]) -> bool:
+        check_update(fields)
+        if not fields:
+            return True
+        with unavailable_on_outage():
+            result = await self.collection.update_one({"_id": session_id}, {"$set": fields})
+        return result.matched_count > 0
+
     async def get(self, session_id: str) -> Document | None:
-        with _unavailable_on_outage():
+        with unavailable_on_outage():
             doc = await self.collection.find_one({"_id": session_id})
         return None if doc is None else _record(doc)
 
@@ -223,13 +232,13 @@ class MongoSessionStore:
             .sort([("started_at", DESCENDING), ("_id", DESCENDING)])
             .limit(query.limit)
         )
-        with _unavailable_on_outage():
+        with unavailable_on_outage():
             docs = await cursor.to_list()
         return [_record(doc) for doc in docs]
 
     async def unfinished(self, node_id: str) -> list[Document]:
         live = [state.value for state in _LIVE_STATES]
-        with _unavailable_on_outage():
+        with unavailable_on_outage():
             docs = await self.collection.find(
                 {"state": {"$in": live}, "node_id": node_id}
             ).to_list()
@@ -241,11 +250,11 @@ class MongoSessionStore:
             .sort([("started_at", ASCENDING), ("_id", ASCENDING)])
             .limit(limit)
         )
-        with _unavailable_on_outage():
+        with unavailable_on_outage():
             docs = await cursor.to_list()
         return [_record(doc) for doc in docs]
 
     async def delete(self, session_id: str) -> bool:
-        with _unavailable_on_outage():
+        with unavailable_on_outage():
             result = await self.collection.delete_one({"_id": session_id})
         return result.deleted_count > 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -70,6 +71,51 @@ EQUALITY_FILTERS = ("conference_id", "user_id", "client_session_id", "app", "sta
 #: (the rtcstats.com-compatible API's ``sessionId``, ``browser``, ``os``).
 DOCUMENT_FILTERS = ("meeting_id", "browser", "os", "dialect")
 
+#: Where the dump waits and whether it reached the bucket (object storage).
+DUMP_STORE_FIELDS = (
+    "dump_sha256",
+    "dump_location",
+    "dump_upload_state",
+    "dump_upload_attempts",
+    "dump_upload_error",
+    "dump_uploaded_at",
+)
+#: Forwarding to rtcstats.com (forwarders/worker.py).
+FORWARD_FIELDS = (
+    "forward_state",
+    "forward_attempts",
+    "forward_error",
+    "forward_error_code",
+    "forward_http_status",
+    "forwarded_at",
+    "rtcstats_id",
+    "rtcstats_url",
+    "embed_url",
+    "embed_url_absent",
+)
+#: Sessions uploaded to /v1.0/upload (uploads/).
+UPLOAD_FIELDS = (
+    "source",
+    "client_protocol",
+    "upload_layout",
+    "upload_file_name",
+    "upload_bytes",
+    "uploaded_at",
+)
+#: The quality summary (analysis/summary.py); flat copies for queries and indexes.
+ANALYSIS_FIELDS = (
+    "findings",
+    "max_loss_pct",
+    "max_rtt_ms",
+    "pc_count",
+    "browser",
+    "os",
+    "summary_error",
+    "quality",
+    # the session's features (analysis/features, docs/features.md), from the same pass
+    "features",
+)
+
 #: Every field of a record, in the order the API shows them.
 RECORD_FIELDS = (
     "id",
@@ -102,42 +148,46 @@ RECORD_FIELDS = (
     "dump_key",
     "dump_bytes",
     "dump_raw_bytes",
-    "dump_sha256",
-    "dump_location",
-    "dump_upload_state",
-    "dump_upload_attempts",
-    "dump_upload_error",
-    "dump_uploaded_at",
-    # forwarding to rtcstats.com (forwarders/worker.py)
-    "forward_state",
-    "forward_attempts",
-    "forward_error",
-    "forward_error_code",
-    "forward_http_status",
-    "forwarded_at",
-    "rtcstats_id",
-    "rtcstats_url",
-    "embed_url",
-    "embed_url_absent",
-    # sessions uploaded to /v1.0/upload (uploads/)
-    "source",
-    "client_protocol",
-    "upload_layout",
-    "upload_file_name",
-    "upload_bytes",
-    "uploaded_at",
-    # the quality summary (analysis/summary.py); flat copies for queries and indexes
-    "findings",
-    "max_loss_pct",
-    "max_rtt_ms",
-    "pc_count",
-    "browser",
-    "os",
-    "summary_error",
-    "quality",
-    # the session's features (analysis/features, docs/features.md)
-    "features",
+    *DUMP_STORE_FIELDS,
+    *FORWARD_FIELDS,
+    *UPLOAD_FIELDS,
+    *ANALYSIS_FIELDS,
 )
+
+
+class Step(StrEnum):
+    """A step that runs after a session's record is written, on its own time (an
+    upload to the bucket, a forward upstream, the analysis), and records its outcome."""
+
+    DUMP_UPLOAD = "dump_upload"
+    FORWARDING = "forwarding"
+    ANALYSIS = "analysis"
+
+
+#: The record fields each later step sets, and the only ones it may set: a step never
+#: touches a session's state, ids, times or another step's fields. ``updated_at`` moves
+#: with every step's write.
+STEP_FIELDS: dict[Step, frozenset[str]] = {
+    Step.DUMP_UPLOAD: frozenset({"dump_key", "dump_bytes", *DUMP_STORE_FIELDS}),
+    Step.FORWARDING: frozenset({*FORWARD_FIELDS, "forward_next_attempt_at"}),
+    Step.ANALYSIS: frozenset(ANALYSIS_FIELDS),
+}
+
+
+#: What ``SessionStore.update`` never sets: identity, state and the start time belong
+#: to the session layer's own writes (and are the columns and ranks stores index).
+_NOT_UPDATABLE = frozenset(
+    {"id", "_id", "state", "state_rank", "started_at", "node_id", "conference_id", "user_id"}
+    | {"client_session_id", "app"}
+)
+_FIELD_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def check_update(fields: dict[str, Any]) -> None:
+    """ValueError for a field ``update`` may not set (or a name no record field has)."""
+    for name in fields:
+        if name in _NOT_UPDATABLE or not _FIELD_NAME.match(name):
+            raise ValueError(f"an update cannot set {name!r}")
 
 
 #: Fields that hold datetimes (stores that keep JSON turn them back on read).
@@ -205,14 +255,14 @@ def _key(name: object) -> str:
 
 
 #: The large fields the analysis of a dump contributes.
-_ANALYSIS_FIELDS = frozenset({"quality", "features"})
+_LARGE_FIELDS = frozenset({"quality", "features"})
 
 
 def essential_fields(fields: dict[str, Any], why: str) -> dict[str, Any]:
     """The record without its quality summary and features, every value bounded: what
     is written when a store refuses the whole record, so the session still ends
     ``stored`` and points at its dump. ``why`` goes to ``summary_error``."""
-    small = {name: bounded(value) for name, value in fields.items() if name not in _ANALYSIS_FIELDS}
+    small = {name: bounded(value) for name, value in fields.items() if name not in _LARGE_FIELDS}
     if "quality" in fields:
         small["summary_error"] = f"quality summary not stored: {why}"[:500]
     return small

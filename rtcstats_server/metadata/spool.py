@@ -29,7 +29,7 @@ import msgpack  # type: ignore[import-untyped]
 
 from rtcstats_server.exceptions import StoreUnavailable
 from rtcstats_server.metadata.base import SessionStore
-from rtcstats_server.metadata.record import SessionQuery, essential_fields
+from rtcstats_server.metadata.record import SessionQuery, check_update, essential_fields
 
 log = logging.getLogger(__name__)
 
@@ -41,16 +41,22 @@ _READ_WINDOW = 1 << 20
 _OFFSET_WIDTH = 20
 
 
+#: Kinds of spooled writes: a session layer's ``upsert``, a later step's ``update``.
+UPSERT, UPDATE = "upsert", "update"
+
+
 @dataclass(frozen=True)
 class SpooledWrite:
     session_id: str
     fields: dict[str, Any]
     #: Byte offset just past this entry: where replay resumes after it.
     end: int
+    kind: str = UPSERT
 
 
 class WriteSpool:
-    """An append-only file of ``[session_id, fields]`` msgpack entries and a progress file.
+    """An append-only file of ``[session_id, fields]`` msgpack entries (``[session_id,
+    fields, "update"]`` for an update) and a progress file.
 
     ``records.msgpack`` grows by whole entries, each fsynced before ``append`` returns;
     a torn tail (a crash mid-write) is cut at open. ``applied.offset`` holds how far
@@ -118,8 +124,9 @@ class WriteSpool:
         for fd in fds:
             await asyncio.to_thread(os.close, fd)
 
-    async def append(self, session_id: str, fields: dict[str, Any]) -> None:
-        data = msgpack.packb([session_id, fields], datetime=True, use_bin_type=True)
+    async def append(self, session_id: str, fields: dict[str, Any], kind: str = UPSERT) -> None:
+        entry = [session_id, fields] if kind == UPSERT else [session_id, fields, kind]
+        data = msgpack.packb(entry, datetime=True, use_bin_type=True)
         async with self._lock:
             await asyncio.to_thread(self._write, data)
             self.end += len(data)
@@ -152,8 +159,9 @@ class WriteSpool:
             unpacker = msgpack.Unpacker(raw=False, timestamp=3)
             unpacker.feed(data)
             writes: list[SpooledWrite] = []
-            for session_id, fields in unpacker:
-                writes.append(SpooledWrite(session_id, fields, start + unpacker.tell()))
+            for entry in unpacker:
+                kind = entry[2] if len(entry) > 2 else UPSERT
+                writes.append(SpooledWrite(entry[0], entry[1], start + unpacker.tell(), kind))
                 if len(writes) == limit:
                     break
             if writes or start + len(data) >= end:
@@ -268,6 +276,20 @@ class SpoolingSessionStore:
                     self._down(exc)
             await self.spool.append(session_id, fields)
 
+    async def update(self, session_id: str, fields: dict[str, Any]) -> bool:
+        """Straight through while the database answers; else spooled, in order with
+        the session's other writes (then True: whether the record exists is known only
+        when the write is replayed)."""
+        check_update(fields)
+        async with self._turn(session_id):
+            if self.healthy:
+                try:
+                    return await self.backend.update(session_id, fields)
+                except StoreUnavailable as exc:
+                    self._down(exc)
+            await self.spool.append(session_id, fields, UPDATE)
+            return True
+
     async def delete(self, session_id: str) -> bool:
         self._require(caught_up=True)
         async with self._turn(session_id):
@@ -315,8 +337,9 @@ class SpoolingSessionStore:
         record is too large) is applied without its quality summary, so a session's
         end and its dump link are never lost; only if that is refused too is it dropped
         (one bad entry must not block the rest forever)."""
+        apply = self.backend.update if write.kind == UPDATE else self.backend.upsert
         try:
-            await self.backend.upsert(write.session_id, write.fields)
+            await apply(write.session_id, write.fields)
             return
         except StoreUnavailable:
             raise
@@ -325,7 +348,7 @@ class SpoolingSessionStore:
             refusal = exc
         try:
             small = essential_fields(write.fields, f"the store refused it: {refusal!r}")
-            await self.backend.upsert(write.session_id, small)
+            await apply(write.session_id, small)
         except StoreUnavailable:
             raise
         except Exception:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -15,6 +15,12 @@ DUMP_SUFFIX = ".rtcstats.zst"
 class StoredDump:
     key: str
     size: int
+    #: Record fields the store adds to the finished session's record beside key and
+    #: size (object storage: the checksum, where the dump waits, its upload state).
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def record_fields(self) -> dict[str, Any]:
+        return {"dump_key": self.key, "dump_bytes": self.size, **self.extra}
 
 
 def dump_key(session_id: str, started_at: datetime, prefix: str = "") -> str:
@@ -56,6 +62,14 @@ class DumpStore(Protocol):
 
     async def put(self, key: str, source: Path) -> StoredDump:
         """Store the finished file at ``source`` under ``key``; the source may be moved."""
+
+    async def recorded(self, key: str) -> None:
+        """The record naming the dump put under ``key`` is written.
+
+        A store that keeps dumps locally until a remote copy exists starts that copy
+        only now: what the copy records later (``record_step``) then lands on a record
+        that exists, and the final record, written before, cannot undo it.
+        """
 
     def read(self, key: str) -> AsyncIterator[bytes]:
         """The stored (compressed) bytes, in chunks; NotFound if absent."""

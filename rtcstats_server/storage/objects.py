@@ -1,14 +1,15 @@
 """Dumps in object storage (S3 and compatibles, GCS, Azure) through one library, obstore.
 
 A finished dump is never uploaded on the session's path: ``put`` checksums it, moves
-it into the outbox (a durable queue on local disk), marks the record pending and
-returns. Upload workers then send it (in parts above a threshold), check the stored
-size, record key, size and checksum, and only then delete the local copy. While the
+it into the outbox (a durable queue on local disk) and returns the fields the final
+record carries (checksum, ``dump_upload_state: pending``). Once that record is written
+(``recorded``), upload workers send the dump (in parts above a threshold), check the
+stored size, record where it is, and only then delete the local copy. While the
 bucket is unreachable sessions keep finishing into the outbox and the workers back
 off exponentially with jitter; a restart picks the queue up from the directory.
 
-Data moves one way: this module writes session records through the store interface
-it is given, and never calls into the session layer.
+Data moves one way: this module records each upload's outcome through the metadata
+layer's ``record_step`` (its own fields only), and never calls into the session layer.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ from rtcstats_server.exceptions import (
     UploadNotVerified,
 )
 from rtcstats_server.metadata.base import SessionStore
-from rtcstats_server.metadata.record import utcnow
+from rtcstats_server.metadata.record import Step, utcnow
+from rtcstats_server.metadata.steps import record_step
 from rtcstats_server.metrics import Metrics
 from rtcstats_server.storage.base import StoredDump
 from rtcstats_server.storage.outbox import Outbox, OutboxEntry
@@ -166,6 +168,8 @@ class ObjectDumpStore:
         self._running: set[asyncio.Future[bool]] = set()
         self._attempts: dict[str, int] = {}
         self._in_flight: set[str] = set()
+        #: Put by this process, waiting for their record before they are uploaded.
+        self._held: set[str] = set()
         self._deleted: set[str] = set()
         self._sent: set[str] = set()
         self._failures = 0
@@ -229,22 +233,24 @@ class ObjectDumpStore:
 
     async def put(self, key: str, source: Path) -> StoredDump:
         entry = await self.outbox.add(key, source)
-        try:
-            await self._update_record(
-                entry,
-                {
-                    "dump_key": entry.key,
-                    "dump_bytes": entry.size,
-                    "dump_sha256": entry.sha256,
-                    "dump_location": IN_OUTBOX,
-                    "dump_upload_state": PENDING,
-                    "dump_upload_attempts": 0,
-                },
-            )
-        except Exception as exc:  # the dump is safe in the outbox; the upload records it
-            log.error("dump %s queued, but its record could not be marked: %r", key, exc)
-        self._queue.put_nowait(entry)  # after the pending mark: "uploaded" always wins
-        return StoredDump(key=key, size=entry.size)
+        self._held.add(key)
+        extra = {
+            "dump_sha256": entry.sha256,
+            "dump_location": IN_OUTBOX,
+            "dump_upload_state": PENDING,
+            "dump_upload_attempts": 0,
+        }
+        return StoredDump(key=key, size=entry.size, extra=extra)
+
+    async def recorded(self, key: str) -> None:
+        """Upload now: after the record's ``pending`` mark, so ``uploaded`` always wins.
+        A dump held when the process stops is queued by the next start's scan."""
+        if key not in self._held:
+            return  # queued already (by this call before, or by the scan at open)
+        self._held.discard(key)
+        entry = self.outbox.entries.get(key)
+        if entry is not None:
+            self._queue.put_nowait(entry)
 
     async def read(self, key: str) -> AsyncIterator[bytes]:
         handle = await asyncio.to_thread(self.outbox.open_data, key)
@@ -287,6 +293,7 @@ class ObjectDumpStore:
             raise StoreUnavailable(f"{self.location}: {_first_line(exc)}") from None
 
     async def delete(self, key: str) -> None:
+        self._held.discard(key)
         entry = self.outbox.entries.get(key)
         if entry is not None:
             if key in self._in_flight:
@@ -420,11 +427,11 @@ class ObjectDumpStore:
             )
 
     async def _update_record(self, entry: OutboxEntry, fields: dict[str, Any]) -> None:
+        """Nothing happens for a record that is gone (retention deleted it meanwhile)
+        or never was (a key no session owns)."""
         if self.records is None or entry.session_id is None:
             return
-        if await self.records.get(entry.session_id) is None:
-            return  # deleted by retention meanwhile, or a key no session owns
-        await self.records.upsert(entry.session_id, {**fields, "updated_at": utcnow()})
+        await record_step(self.records, entry.session_id, Step.DUMP_UPLOAD, fields)
 
     def _count(self, outcome: str) -> None:
         if self.metrics is not None:

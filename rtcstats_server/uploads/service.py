@@ -1,13 +1,12 @@
-"""An uploaded dump made into a session, the same way a streamed one ends up.
+"""An uploaded dump made into a session, through the finish every session takes.
 
-A streamed session ends in ``SessionManager._finish``: dump stored under its
-``dump_key``, quality summary, record written in state ``stored``, then the
-``on_stored`` hooks (the viewer's link, the forwarders). An upload takes the same
-steps in the same order, from a dump rewritten into our layout first
-(``normalize``). Its record says ``dialect: upload`` (and ``client_protocol``, the
-dialect of the events inside): forwarders take browser dialects only, so a dump a
-customer uploads here is never sent on upstream by itself, and a forwarder pointed
-at this very server cannot loop.
+The dump is rewritten into our layout first (``normalize``: whole, close line
+included), which seals the session; then THE finish (``sessions/finish.py``) stores
+it as it stores a streamed or recovered one: dump into the dump store, one final
+record (with the viewer's link), analysis and forwarding queued. Its record says
+``dialect: upload`` (and ``client_protocol``, the dialect of the events inside):
+forwarders take browser dialects only, so a dump a customer uploads here is never
+sent on upstream by itself, and a forwarder pointed at this very server cannot loop.
 """
 
 from __future__ import annotations
@@ -19,17 +18,14 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from rtcstats_server.analysis.stored import quality_fields
 from rtcstats_server.config import Config
 from rtcstats_server.dumps.events import ReadLimits
 from rtcstats_server.exceptions import UploadRefused
-from rtcstats_server.metadata.base import SessionStore
-from rtcstats_server.metadata.record import EndReason, SessionState, utcnow
+from rtcstats_server.metadata.record import EndReason, utcnow
 from rtcstats_server.metrics import Metrics
-from rtcstats_server.sessions.live import SessionManager
-from rtcstats_server.storage.base import DumpStore, dump_key
+from rtcstats_server.sessions.finish import Finisher
+from rtcstats_server.sessions.state import Ending, Session, State
 from rtcstats_server.uploads.chunks import UPLOAD_COST, Assembly, ChunkStore
 from rtcstats_server.uploads.normalize import Normalized, normalize
 
@@ -51,18 +47,10 @@ def _when(ms: float | None) -> datetime | None:
 
 
 class Uploads:
-    def __init__(
-        self,
-        config: Config,
-        manager: SessionManager,
-        dumps: DumpStore,
-        records: SessionStore,
-        metrics: Metrics,
-    ) -> None:
+    def __init__(self, config: Config, finisher: Finisher, node_id: str, metrics: Metrics) -> None:
         self.config = config
-        self.manager = manager
-        self.dumps = dumps
-        self.records = records
+        self.finisher = finisher
+        self.node_id = node_id
         self.metrics = metrics
         self.work = config.uploads_dir / "work"
         self.chunks = ChunkStore(config.uploads_dir, config.uploads)
@@ -85,10 +73,9 @@ class Uploads:
         """The session of a chunked file (the same one for every call: chunks.py)."""
 
         async def store(assembly: Assembly) -> str:
-            record = await self.store(
+            return await self.store(
                 assembly.parts, file_name, assembly.size, session_id=assembly.session_id
             )
-            return str(record["id"])
 
         self.chunks.reserve(UPLOAD_COST)  # this call, while it waits for its turn
         try:
@@ -102,11 +89,12 @@ class Uploads:
         file_name: str | None,
         size: int,
         session_id: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> str:
         """Make the upload whose bytes are the files ``sources`` (in order) a stored
-        session; its record. UploadRefused says why a file is not a dump we keep. The
-        sources are the caller's to delete; ``session_id`` is a new one unless given
-        (a retried assembly rewrites its session)."""
+        session; its id. UploadRefused says why a file is not a dump we keep; a store
+        that fails raises (the uploader retries; a retried assembly rewrites its
+        session). The sources are the caller's to delete; ``session_id`` is a new one
+        unless given."""
         session_id = session_id or uuid.uuid4().hex
         target = self.work / f"{session_id}.rtcstats.zst"
         name = file_name[:MAX_FILE_NAME] if file_name else None
@@ -122,16 +110,15 @@ class Uploads:
                     level=self.config.dumps.zstd_level,
                     mask=self.config.privacy.obfuscate_ip_addresses,
                 )
-            record = await self._record(session_id, target, facts, name, size)
+            session = self._sealed(session_id, target, facts, name, size)
+            await self.finisher.finish(session, keep_trying=False)
         except UploadRefused as exc:
             self.metrics.received_uploads.labels(exc.error_code).inc()
             raise
         finally:
-            await asyncio.to_thread(target.unlink, missing_ok=True)
+            await asyncio.to_thread(target.unlink, missing_ok=True)  # unless the store took it
         self.metrics.received_uploads.labels("stored").inc()
         self.metrics.received_upload_bytes.inc(size)
-        for hook in self.manager.on_stored:
-            await hook(session_id)
         log.info(
             "session %s stored from an upload (%s, %s, %d events, %d bytes)",
             session_id,
@@ -140,19 +127,17 @@ class Uploads:
             facts.events,
             size,
         )
-        return await self.records.get(session_id) or record
+        return session_id
 
-    async def _record(
+    def _sealed(
         self, session_id: str, target: Path, facts: Normalized, name: str | None, size: int
-    ) -> dict[str, Any]:
+    ) -> Session:
+        """The upload as a session whose dump is whole: what only an upload knows."""
         now = utcnow()
         started = _when(facts.started_ms) or now
-        ended = _when(facts.ended_ms) or started
-        key = dump_key(session_id, started, self.config.storage.prefix)
-        stored = await self.dumps.put(key, target)
-        quality = await quality_fields(self.dumps, stored.key, self.config.quality)
+        ended = max(_when(facts.ended_ms) or started, started)
         meta = facts.metadata
-        record: dict[str, Any] = {
+        known = {
             **facts.fields,
             "dialect": UPLOAD_DIALECT,
             "source": "upload",
@@ -161,21 +146,17 @@ class Uploads:
             "upload_file_name": name,
             "upload_bytes": size,
             "uploaded_at": now,
-            "url": meta.get("url") if isinstance(meta.get("url"), str) else None,
-            "origin": meta.get("origin") if isinstance(meta.get("origin"), str) else None,
-            "user_agent": meta.get("userAgent") if isinstance(meta.get("userAgent"), str) else None,
-            "node_id": self.manager.node_id,
-            "state": SessionState.STORED.value,
-            "started_at": started,
-            "ended_at": ended,
-            "updated_at": now,
-            "duration_s": round(max((ended - started).total_seconds(), 0.0), 3),
+            "url": _text(meta.get("url")),
+            "origin": _text(meta.get("origin")),
+            "user_agent": _text(meta.get("userAgent")),
+            "node_id": self.node_id,
             "messages": facts.events,
-            "end_reason": EndReason.UPLOADED.value,
-            "dump_key": stored.key,
-            "dump_bytes": stored.size,
             "dump_raw_bytes": facts.raw_bytes,
-            **quality,
         }
-        await self.records.upsert(session_id, record)
-        return {"id": session_id, **record}
+        session = Session(session_id, started, State.FINISHING)
+        session.seal(Ending(EndReason.UPLOADED, None, ended, target, known))
+        return session
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None

@@ -31,6 +31,8 @@ async def test_summary_stored_and_filtered(collector: RunningCollector, fixtures
     loopback = await collector.wait_for_record(
         lambda r: r["state"] == "stored" and r["dialect"] == "rtcstats#5.0"
     )
+    failed = await collector.wait_for_analysis(failed["id"])  # after the finish, on its own
+    loopback = await collector.wait_for_analysis(loopback["id"])
 
     assert "connection_failed" in failed["findings"]
     assert failed["pc_count"] == 3 and failed["summary_error"] is None

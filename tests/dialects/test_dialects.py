@@ -77,13 +77,11 @@ def test_array_dialects_store_messages_verbatim(
     assert lines == stream.messages
 
 
-def test_rtcstats_close_line_is_relative_and_legacy_absolute() -> None:
-    relative = open_decoder(handshake("rtcstats#5.0"))
-    relative.feed('[39,null,{"x":1},1795483241574]')
-    code_and_delta = json.loads(relative.close_line(1001))
-    assert code_and_delta[:3] == ["close", None, 1001] and 0 <= code_and_delta[3] < 5000
-    absolute = json.loads(open_decoder(handshake("2.0")).close_line(1000))
-    assert absolute[3] > 1_700_000_000_000
+def test_only_rtcstats_js_writes_relative_times() -> None:
+    """The session's close line follows this (tests/sessions/test_session_lifecycle.py)."""
+    names = ("rtcstats#5.0", "rtcstats#4.0", "2.0", "3.1_STANDARD", "3.1_LEGACY", "2_JVB")
+    relative = {n: open_decoder(handshake(n, statsSessionId="s-1")).relative_time for n in names}
+    assert relative == {name: name.startswith("rtcstats#") for name in names}
 
 
 def test_jvb_pusher_identity_object_and_session_from_messages(fixtures_dir: Path) -> None:

@@ -13,6 +13,7 @@ import orjson
 import pytest
 
 from rtcstats_server.http.features import PAGE
+from rtcstats_server.http.keys import RECORDS
 from tests.metadata.test_collectors_on_mongodb import mongo_settings
 from tests.services.collector import RunningCollector, run_collector
 from tests.services.ferretdb import FerretDB
@@ -50,7 +51,8 @@ async def test_one_sessions_features(collector: RunningCollector, fixtures_dir: 
 async def test_no_features_is_a_404(collector: RunningCollector, fixtures_dir: Path) -> None:
     unknown = await collector.get_json("/v1/sessions/" + "0" * 32 + "/features", 404)
     assert unknown["error"] == "not_found"
-    waiting = await store_dump_file(collector, fixtures_dir / CAPTURE, {"features": None})
+    waiting = await store_dump_file(collector, fixtures_dir / CAPTURE)
+    await collector.app[RECORDS].update(waiting, {"features": None})  # as before analysis
     body = await collector.get_json(f"/v1/sessions/{waiting}/features", 404)
     assert "not analysed" in body["detail"]
 

@@ -147,3 +147,23 @@ async def test_jitsi_session_locations_follow_the_sequence_number(
     features = (await collector.get_json(f"/v1/sessions/{session}/features"))["features"]
     assert features["connections"][0]["turn_location_city"] == "Linköping"
     assert features["client"]["location_country"] == "Sweden"
+
+
+async def test_without_masking_lines_stay_and_the_analysis_looks_up(tmp_path: Path) -> None:
+    """Masking off: candidate lines are stored as sent (no location written in), and the
+    analysis step looks their addresses up with the collector's databases."""
+    require_databases()
+    settings = {
+        "privacy": {"obfuscate_ip_addresses": False},
+        "geo": {"city_db": str(CITY_DB), "asn_db": str(ASN_DB)},
+    }
+    async with run_collector(tmp_path / "data", settings) as collector:
+        session = await stream(collector, "rtcstats#5.0", "/plain", rtcstats_js_messages())
+        dump = await collector.dump_text(session)
+        gathered = next(json.loads(line) for line in dump.splitlines() if line.startswith("[20,"))
+        assert len(gathered) == 4 and RELAY in gathered[2]["candidate"]
+        features = (await collector.get_json(f"/v1/sessions/{session}/features"))["features"]
+        pc = features["connections"][0]
+        assert pc["rtcstats_location_city"] == "Linköping"
+        assert pc["rtcstats_peer_location_city"] == "London"
+        assert pc["first_candidate_pair_local_address"] == RELAY

@@ -12,7 +12,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from rtcstats_server.metadata.record import SessionState
+from rtcstats_server.sessions.connection import CloseRequest
+from rtcstats_server.sessions.state import State
 from tests.services.browser import BrowserBed, browser_bed
 from tests.services.collector import RunningCollector, wait_until
 
@@ -168,12 +169,13 @@ async def test_jitsi_client_resumes_after_server_drops_socket(
         state = await page.wait_phase("drop-me", timeout=30)
         client_id = query_of(state["sockets"][0]["url"])["statsSessionId"]
         session = collector.manager.by_client[client_id]
-        assert session.socket is not None
-        await session.socket.close(code=1011, message=b"test drops the socket")
-        await wait_until(lambda: session.state is SessionState.DETACHED, what="detached")
+        connection = session.connection
+        assert connection is not None
+        connection.close(CloseRequest(1011, "test drops the socket"))
+        await wait_until(lambda: session.state is State.DETACHED, what="detached")
 
         await page.wait_phase("resumed", timeout=20)  # it retries after 1 to 11 s
-        assert session.state is SessionState.STREAMING
+        assert session.state is State.STREAMING
         assert session.connections == 2
         state = await page.finished(timeout=20)
         assert page.errors == []
@@ -191,7 +193,7 @@ async def test_jitsi_client_resumes_after_server_drops_socket(
     assert second["sentSeqs"][0] == opening["value"] + 1
 
     # The client is done once its close is sent; our finish may still be storing.
-    await wait_until(lambda: session.state is SessionState.STORED, what="session stored")
+    await wait_until(lambda: session.state is State.QUEUED, what="session stored and queued")
     found = await collector.get_json(f"/v1/sessions?client_session_id={client_id}")
     (record,) = found["sessions"]
     assert record["id"] == session.id and record["state"] == "stored"

@@ -109,8 +109,9 @@ async def test_outage_writes_are_spooled_and_replayed_in_order(
     await store.upsert("a" * 32, {"state": "stored", "messages": 5})
     await store.upsert("b" * 32, {"state": "streaming", "started_at": T0})
     await store.upsert("b" * 32, {"state": "detached"})
-    assert store.spool.entries == 4
-    with pytest.raises(StoreUnavailable, match="4 record writes spooled"):
+    assert await store.update("a" * 32, {"findings": ["high_rtt"]})  # a step, spooled too
+    assert store.spool.entries == 5
+    with pytest.raises(StoreUnavailable, match="5 record writes spooled"):
         await store.ping()
     with pytest.raises(StoreUnavailable):
         await store.get("a" * 32)  # answers at once: the outage is known
@@ -121,7 +122,7 @@ async def test_outage_writes_are_spooled_and_replayed_in_order(
     # A restart while the database is still away: open does not fail, nothing is lost.
     store = spooling_store(own_ferretdb, collection, tmp_path)
     await store.open()
-    assert store.spool.entries == 4
+    assert store.spool.entries == 5
     await store.upsert("b" * 32, {"state": "stored", "messages": 9})
     await asyncio.to_thread(own_ferretdb.start)
     await wait_until(lambda: store.healthy, what="spool replayed")
@@ -130,9 +131,10 @@ async def test_outage_writes_are_spooled_and_replayed_in_order(
         a, b = await store.get("a" * 32), await store.get("b" * 32)
         assert a is not None and b is not None
         assert (a["state"], a["messages"], a["conference_id"]) == ("stored", 5, "room")
+        assert a["findings"] == ["high_rtt"]
         assert (b["state"], b["messages"]) == ("stored", 9)
         assert store.spool.path.stat().st_size == 0
-        assert store.replayed == 5
+        assert store.replayed == 6
         # And writes go straight through again.
         await store.upsert("c" * 32, {"state": "streaming", "started_at": T0})
         assert store.spool.entries == 0

@@ -20,11 +20,13 @@ from rtcstats_server.metadata.record import (
     MAX_STRING_CHARS,
     SessionQuery,
     SessionState,
+    Step,
     bounded,
     decode_cursor,
     encode_cursor,
     essential_fields,
 )
+from rtcstats_server.metadata.steps import record_step
 from tests.services.session_stores import StoreFactory
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
@@ -128,6 +130,52 @@ async def test_state_never_moves_backwards(store: SessionStore) -> None:
     record = await store.get(session_id)
     assert record is not None
     assert record["messages"] == 11
+
+
+async def test_update_sets_only_the_named_fields_of_an_existing_record(
+    store: SessionStore,
+) -> None:
+    """The write of a step that follows a stored session (analysis, forwarding, the
+    bucket upload): a $set of its own fields, no read, no state move, no creation."""
+    session_id = await create(store, 1, 0, conference_id="room", messages=7)
+    await store.upsert(session_id, {"state": "stored", "end_reason": "client_closed"})
+    summary = {"peer_connections": [{"pc_id": "PC_0", "rtt_ms": {"p95": 12.5}}], "n": None}
+    assert await store.update(
+        session_id,
+        {"quality": summary, "findings": ["high_rtt"], "forwarded_at": at(9), "embed_url": None},
+    )
+    record = await store.get(session_id)
+    assert record is not None
+    assert record["quality"] == summary and record["findings"] == ["high_rtt"]
+    assert record["forwarded_at"] == at(9) and record["embed_url"] is None
+    assert (record["state"], record["messages"], record["conference_id"]) == ("stored", 7, "room")
+    assert record["end_reason"] == "client_closed" and record["started_at"] == at(0)
+    # One step's write leaves the others' fields alone (it is no whole-record write).
+    await store.update(session_id, {"forward_state": "uploaded"})
+    await store.update(session_id, {"dump_upload_state": "uploaded"})
+    record = await store.get(session_id)
+    assert record is not None
+    assert (record["forward_state"], record["dump_upload_state"]) == ("uploaded", "uploaded")
+    assert record["quality"] == summary
+    # No record, no write: a step never creates one (retention may have deleted it).
+    assert await store.update(sid(404), {"forward_state": "failed"}) is False
+    assert await store.get(sid(404)) is None
+    # What identifies a session or moves its state is the session layer's alone.
+    for name in ("state", "started_at", "id", "conference_id", "node_id", "$set", "a.b"):
+        with pytest.raises(ValueError):
+            await store.update(session_id, {name: "x"})
+
+
+async def test_record_step_sets_its_own_fields_only(store: SessionStore) -> None:
+    session_id = await create(store, 1, 0)
+    fields = {"forward_state": "pending", "forward_attempts": 0}
+    assert await record_step(store, session_id, Step.FORWARDING, fields)
+    record = await store.get(session_id)
+    assert record is not None and record["forward_state"] == "pending"
+    assert record["updated_at"] > at(0)
+    with pytest.raises(ValueError, match="quality"):
+        await record_step(store, session_id, Step.FORWARDING, {"quality": {}})
+    assert not await record_step(store, sid(404), Step.ANALYSIS, {"findings": []})
 
 
 async def test_a_new_record_needs_started_at(store: SessionStore) -> None:

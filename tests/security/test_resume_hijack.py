@@ -106,7 +106,7 @@ async def test_with_tokens_only_the_holder_resumes(token_collector: RunningColle
     mallory = token("mallory")
     assert await collector.upgrade_status(path(True, mallory)) == 403
     assert await collector.upgrade_status(path(True)) == 401  # no token at all
-    assert not alice.closed and session.socket is not None  # Alice was not cut off
+    assert not alice.closed and session.connection is not None  # Alice was not cut off
 
     await alice.close(code=4000)  # Alice's network drops: her session waits for her
     await wait_until(lambda: session.state.value == "detached", what="detached")

@@ -23,7 +23,7 @@ import pytest
 from pymongo import MongoClient
 
 from rtcstats_server.metadata.record import MAX_RECORD_BYTES
-from tests.services.collector import run_collector, wait_until
+from tests.services.collector import analysed, run_collector, wait_until
 from tests.services.ferretdb import FerretDB
 from tests.services.process import CollectorProcess
 from tests.services.session_stores import TEST_DATABASE, mongo_collection
@@ -155,9 +155,9 @@ async def test_twenty_thousand_peer_connections_make_a_small_record(
             async def stored() -> bool:
                 async with http.get(process.base_url + "/v1/sessions") as response:
                     sessions = (await response.json())["sessions"]
-                return bool(sessions) and "viewer_url" in sessions[0]  # the last write
+                return bool(sessions) and analysed(sessions[0])  # the last write
 
-            await wait_until(stored, timeout=120, what="the big session stored")
+            await wait_until(stored, timeout=120, what="the big session stored and analysed")
             after = rss_bytes(pid)
             async with http.get(process.base_url + "/v1/sessions") as response:
                 (record,) = (await response.json())["sessions"]

@@ -50,8 +50,10 @@ class RunningCollector:
     def manager(self) -> SessionManager:
         return self.app[MANAGER]
 
-    async def get_json(self, path: str, status: int = 200) -> Any:
-        async with self.http.get(self.base_url + path) as response:
+    async def get_json(
+        self, path: str, status: int = 200, headers: dict[str, str] | None = None
+    ) -> Any:
+        async with self.http.get(self.base_url + path, headers=headers) as response:
             assert response.status == status, await response.text()
             return await response.json()
 
@@ -67,6 +69,21 @@ class RunningCollector:
                     return record  # type: ignore[no-any-return]
             if time.monotonic() > deadline:
                 raise TimeoutError(f"no matching record; have {page['sessions']}")
+            await asyncio.sleep(0.05)
+
+    async def wait_for_analysis(
+        self, session_id: str, timeout: float = 30.0, headers: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        """The record of a stored session once its analysis has set the quality summary
+        (or said why there is none): the analysis runs after the finish, on its own."""
+        deadline = time.monotonic() + timeout
+        while True:
+            path = f"/v1/sessions/{session_id}"
+            record: dict[str, Any] = await self.get_json(path, headers=headers)
+            if analysed(record):
+                return record
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"session {session_id} not analysed; record {record}")
             await asyncio.sleep(0.05)
 
     async def upgrade_status(self, path: str, protocol: str = "3.1_STANDARD") -> int:
@@ -88,6 +105,11 @@ class RunningCollector:
         async with self.http.get(f"{self.base_url}/v1/sessions/{session_id}/dump") as response:
             assert response.status == 200, await response.text()
             return await response.text()
+
+
+def analysed(record: dict[str, Any]) -> bool:
+    """The analysis fields are in the record (a summary, or why there is none)."""
+    return record.get("quality") is not None or record.get("summary_error") is not None
 
 
 async def wait_until(

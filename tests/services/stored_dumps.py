@@ -1,9 +1,10 @@
 """Put a dump file into a running collector as a finished session, without a socket.
 
 For dumps no client can replay (whole-document exports, on-disk dumps of other
-servers): the file goes through the collector's own DumpStore, gets its quality
-summary and record like a finished session, and the manager's ``on_stored`` hooks
-run (the viewer link, forwarding), as they do at the end of a real session.
+servers): the file is sealed as a session and goes through the collector's own
+finish (``sessions/finish.py``), as every stored session does: dump store, one
+final record with its viewer link, analysis and forwarding queued. The helper then
+waits for the analysis to set the quality summary.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from rtcstats_server.analysis.stored import quality_fields
 from rtcstats_server.dumps.codecs import compress_frame
-from rtcstats_server.http.keys import CONFIG, DUMPS, MANAGER, RECORDS
-from rtcstats_server.storage.base import dump_key
-from tests.services.collector import RunningCollector
+from rtcstats_server.http.keys import CONFIG, MANAGER, RECORDS
+from rtcstats_server.metadata.record import EndReason
+from rtcstats_server.sessions.state import Ending, Session, State
+from tests.services.collector import RunningCollector, analysed, wait_until
 
 _FRAME = 1 << 20
 
@@ -41,36 +42,31 @@ def _compress(source: Path, target: Path) -> int:
 async def store_dump_file(
     collector: RunningCollector, path: Path, fields: dict[str, Any] | None = None
 ) -> str:
-    """The new session's id; ``fields`` add to or override the record's fields."""
+    """The new session's id; ``fields`` add to or override the record's facts."""
     app = collector.app
     config = app[CONFIG]
+    manager = app[MANAGER]
     session_id = uuid.uuid4().hex
     started = datetime.now(UTC) - timedelta(minutes=5)
     staging = config.server.data_dir / f"staging-{session_id}.zst"
     staging.parent.mkdir(parents=True, exist_ok=True)
     raw = await asyncio.to_thread(_compress, path, staging)
-    key = dump_key(session_id, started, config.storage.prefix)
-    stored = await app[DUMPS].put(key, staging)
-    quality = await quality_fields(app[DUMPS], stored.key, config.quality)
-    ended = datetime.now(UTC)
-    record = {
-        "state": "stored",
+    facts = {
         "dialect": "file",
         "url": f"/{path.name}",
-        "node_id": app[MANAGER].node_id,
-        "started_at": started,
-        "ended_at": ended,
-        "updated_at": ended,
-        "duration_s": round((ended - started).total_seconds(), 3),
-        "close_code": 1000,
-        "end_reason": "client_closed",
-        "dump_key": stored.key,
-        "dump_bytes": stored.size,
+        "node_id": manager.node_id,
         "dump_raw_bytes": raw,
-        **quality,
         **(fields or {}),
     }
-    await app[RECORDS].upsert(session_id, record)
-    for hook in app[MANAGER].on_stored:
-        await hook(session_id)
+    session = Session(session_id, started, State.FINISHING)
+    session.seal(Ending(EndReason.CLIENT_CLOSED, 1000, datetime.now(UTC), staging, facts))
+    await manager.finisher.finish(session, keep_trying=False)
+    if config.quality.enabled:
+        records = app[RECORDS]
+
+        async def summarized() -> bool:
+            record = await records.get(session_id)
+            return record is not None and analysed(record)
+
+        await wait_until(summarized, 30, f"the analysis of session {session_id}")
     return session_id

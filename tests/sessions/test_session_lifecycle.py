@@ -141,3 +141,24 @@ async def test_resumed_session_record_is_streaming_again(quick: RunningCollector
         page = await quick.get_json("/v1/sessions?state=streaming")
         assert [r["client_session_id"] for r in page["sessions"]] == [SID]
         await ws.close(code=3001)
+
+
+async def test_close_line_follows_the_dialects_time_convention(quick: RunningCollector) -> None:
+    """rtcstats-js dumps count time from the previous event: so does the close line the
+    session writes; the other dialects write epoch ms."""
+    for protocol, first in (
+        ("rtcstats#5.0", '[39,null,{"x":1},1795483241574]'),
+        ("2.0", '["create","PC_0",{},1795483241574]'),
+    ):
+        async with quick.http.ws_connect(quick.ws_url + "/t", protocols=(protocol,)) as ws:
+            await ws.send_str(first)
+            await ws.close(code=1000)
+        record = await quick.wait_for_record(
+            lambda r, p=protocol: r["dialect"] == p and r["state"] == "stored"
+        )
+        close = json.loads((await quick.dump_text(record["id"])).splitlines()[-1])
+        assert close[:3] == ["close", None, 1000]
+        if protocol == "2.0":
+            assert close[3] > 1_700_000_000_000
+        else:
+            assert 0 <= close[3] < 5000  # ms since its one event

@@ -96,6 +96,7 @@ async def test_dump_above_the_threshold_goes_up_in_blocks_and_reads_back_in_rang
         source.write_bytes(data)
         key = dump_key("cd" * 16, datetime(2024, 5, 17, tzinfo=UTC), prefix)
         await store.put(key, source)
+        await store.recorded(key)
         await wait_until(lambda: store.outbox.files == 0, what="upload of the outbox")
         meta = await obstore.head_async(azurite.client(), key)
         assert meta["size"] == len(data)

@@ -45,8 +45,10 @@ async def store(
         await made.close()
 
 
-async def settled(store: DumpStore) -> None:
-    """Wait until a put dump sits where it will stay (the bucket, for object stores)."""
+async def settled(store: DumpStore, key: str) -> None:
+    """Its record written, wait until a put dump sits where it will stay (the bucket,
+    for object stores)."""
+    await store.recorded(key)
     if isinstance(store, ObjectDumpStore):
         await wait_until(lambda: store.outbox.files == 0, what="upload of the outbox")
 
@@ -76,7 +78,7 @@ async def test_put_then_read_returns_the_bytes(
     assert stored.size == len(data)
     assert not source.exists()  # the spool copy belongs to the store now
     assert b"".join(await read_all(store, key)) == data  # readable at once
-    await settled(store)
+    await settled(store, key)
     assert b"".join(await read_all(store, key)) == data  # and from where it stays
 
 
@@ -94,7 +96,7 @@ async def test_delete_removes_and_is_idempotent(
 ) -> None:
     key = key_for(prefix)
     await store.put(key, write(tmp_path, "b.zst", b"dump bytes"))
-    await settled(store)
+    await settled(store, key)
     await store.delete(key)
     with pytest.raises(NotFound):
         await read_all(store, key)
@@ -104,9 +106,9 @@ async def test_delete_removes_and_is_idempotent(
 async def test_put_overwrites_the_same_key(store: DumpStore, tmp_path: Path, prefix: str) -> None:
     key = key_for(prefix)
     await store.put(key, write(tmp_path, "first.zst", b"first"))
-    await settled(store)
+    await settled(store, key)
     await store.put(key, write(tmp_path, "second.zst", b"second"))
-    await settled(store)
+    await settled(store, key)
     assert b"".join(await read_all(store, key)) == b"second"
 
 
@@ -116,7 +118,7 @@ async def test_read_streams_in_bounded_chunks(
     data = os.urandom(3 << 20)
     key = key_for(prefix)
     await store.put(key, write(tmp_path, "c.zst", data))
-    await settled(store)
+    await settled(store, key)
     chunks = await read_all(store, key)
     assert b"".join(chunks) == data
     assert len(chunks) >= 3

@@ -65,6 +65,7 @@ async def test_50_mib_dump_is_uploaded_in_parts_and_streamed_back(
     async with object_store(config) as store:
         began = time.monotonic()
         stored = await store.put(key, source)
+        await store.recorded(key)
         await wait_until(lambda: store.outbox.files == 0, timeout=120, what="50 MiB upload")
         seconds = time.monotonic() - began
         print(f"\n50 MiB dump: put + upload + verify in {seconds:.2f} s ({50 / seconds:.1f} MiB/s)")
@@ -92,9 +93,39 @@ async def test_small_dump_is_one_request(
     source.write_bytes(os.urandom(1000))
     async with object_store(config) as store:
         await store.put(key_for(prefix, 2), source)
+        await store.recorded(key_for(prefix, 2))
         await wait_until(lambda: store.outbox.files == 0, what="upload")
     meta = await obstore.head_async(s3.client(), key_for(prefix, 2))
     assert "-" not in (meta["e_tag"] or "")
+
+
+async def test_a_dump_waits_in_the_outbox_until_its_record_is_written(
+    s3: SeaweedFS, data_dir: Path, tmp_path: Path, prefix: str
+) -> None:
+    """The final record says ``pending``; only then may the upload start, so that its
+    ``uploaded`` lands after it and is never overwritten (``DumpStore.recorded``)."""
+    config = config_for(data_dir, s3.storage_settings(prefix))
+    source = tmp_path / "held.zst"
+    source.write_bytes(os.urandom(3000))
+    key = key_for(prefix, 3)
+    async with object_store(config) as store:
+        stored = await store.put(key, source)
+        assert stored.record_fields() == {
+            "dump_key": key,
+            "dump_bytes": 3000,
+            "dump_sha256": stored.extra["dump_sha256"],
+            "dump_location": "outbox",
+            "dump_upload_state": "pending",
+            "dump_upload_attempts": 0,
+        }
+        assert store.outbox.files == 1 and store._queue.empty()  # held: no upload yet
+        with pytest.raises(FileNotFoundError):  # obstore's "no such object"
+            await obstore.head_async(s3.client(), key)
+        await store.recorded(key)
+        await store.recorded(key)  # a retried finish: queued once
+        await wait_until(lambda: store.outbox.files == 0, what="the upload")
+    meta = await obstore.head_async(s3.client(), key)
+    assert meta["size"] == 3000
 
 
 async def test_outbox_survives_an_unreachable_bucket_and_a_restart(
@@ -114,6 +145,7 @@ async def test_outbox_survives_an_unreachable_bucket_and_a_restart(
             source = tmp_path / f"{n}.zst"
             source.write_bytes(data)
             await store.put(key, source)  # finishes although the bucket is down
+            await store.recorded(key)
         await wait_until(lambda: store.backlog()["last_error"] is not None, what="a failure")
         backlog = store.backlog()
         assert backlog["files"] == 3

@@ -99,6 +99,7 @@ async def test_every_fixture_uploads_by_chunks_and_raw(
         for session_id in (raw_id, chunked_id):
             status, record = await get(c, f"/v1/sessions/{session_id}")
             assert status == 200
+            record = await c.wait_for_analysis(session_id, headers=auth(READ))
             assert record["state"] == "stored" and record["dialect"] == "upload", name
             assert record["upload_layout"] == layout, name
             assert record["end_reason"] == "uploaded"
@@ -140,6 +141,8 @@ async def test_list_filters_detail_pagination_and_delete(
         body = (fixtures_dir / "real" / name).read_bytes()
         packed = body if name.endswith(".gz") else zstandard.compress(body)
         ids[name] = stored_answer(*await post_raw(c, packed))
+    for session_id in ids.values():  # browser, os and findings come from the analysis
+        await c.wait_for_analysis(session_id, headers=auth(READ))
     status, page = await get(c, "/v1.0/sessions")
     assert status == 200 and page["total"] == len(LAYOUTS) and page["nextCursor"] is None
     item = page["data"][0]
@@ -270,7 +273,7 @@ async def test_webrtc_internals_export_is_converted_with_its_peer_connections(
         await post_chunks(c, gzip.compress(text), "internals.gz", size=1024),
     ):
         session_id = stored_answer(status, answer)
-        _, record = await get(c, f"/v1/sessions/{session_id}")
+        record = await c.wait_for_analysis(session_id, headers=auth(READ))
         assert record["upload_layout"] == "webrtc-internals"
         assert record["pc_count"] == 1 and record["browser"] == "Chrome"
         pcs = record["quality"]["peer_connections"]
@@ -395,6 +398,7 @@ async def test_our_forwarder_uploads_to_our_own_server(tmp_path: Path, fixtures_
             record = await a.wait_for_record(
                 lambda r: r["client_session_id"] == "fw-own" and r["state"] == "stored"
             )
+            record = await a.wait_for_analysis(record["id"])
             found: dict[str, Any] = {}
 
             async def uploaded() -> bool:
@@ -406,8 +410,8 @@ async def test_our_forwarder_uploads_to_our_own_server(tmp_path: Path, fixtures_
             remote_id = found["rtcstats_id"]
             assert found["embed_url"].startswith(b.base_url + f"/view/{remote_id}?")
             # B holds the session, converted to fileFormat 3 by A's forwarder.
-            status, remote = await get(b, f"/v1/sessions/{remote_id}")
-            assert status == 200 and remote["dialect"] == "upload"
+            remote = await b.wait_for_analysis(remote_id, headers=auth(READ))
+            assert remote["dialect"] == "upload"
             assert remote["upload_layout"] == "rtcstats-dump"
             assert remote["pc_count"] == record["pc_count"] == 3
             assert remote["findings"] == record["findings"]

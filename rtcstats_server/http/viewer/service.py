@@ -1,26 +1,24 @@
-"""The viewer as an application resource: its signer, its data, and its record hook.
+"""The viewer as an application resource: its signer, its data, and its finish hook.
 
 Made at startup (the key may have to be read from or written to the data dir) and
-hung off the app; ``on_stored`` is the session manager's hook that gives every
-finished session its ``viewer_url``.
+hung off the app; as a hook of the finish (``sessions/finish.py``) it contributes
+every stored session's ``viewer_url`` to the record the finish writes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 from rtcstats_server.config import Config
-from rtcstats_server.exceptions import RtcstatsError
 from rtcstats_server.http.viewer.cache import ViewData
 from rtcstats_server.http.viewer.signing import SignedUrl, Signer, make_signer
 from rtcstats_server.metadata.base import SessionStore
 from rtcstats_server.metrics import Metrics
 from rtcstats_server.storage.base import DumpStore
-
-log = logging.getLogger(__name__)
 
 CACHE_DIR = "viewer-cache"
 
@@ -53,19 +51,14 @@ class Viewer:
     def url_for(self, session_id: str) -> SignedUrl:
         return self.signer.url(session_id, time.time())
 
-    async def on_stored(self, session_id: str) -> None:
-        """The session manager's hook: the record gets a signed URL of its viewer."""
-        signed = self.url_for(session_id)
+    async def contribute(self, record: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The record of a stored session gets a signed URL of its viewer."""
+        signed = self.url_for(str(record["id"]))
         expires = datetime.fromtimestamp(signed.expires_at, UTC).isoformat()
-        try:
-            if await self.records.get(session_id) is None:
-                return
-            await self.records.upsert(
-                session_id, {"viewer_url": signed.url, "viewer_url_expires_at": expires}
-            )
-        except (RtcstatsError, OSError) as exc:
-            # A missing link is recoverable (POST .../viewer-url); a failed finish is not.
-            log.error("session %s: could not record its viewer URL: %r", session_id, exc)
+        return {"viewer_url": signed.url, "viewer_url_expires_at": expires}
+
+    async def stored(self, record: Mapping[str, Any]) -> None:
+        return None  # nothing follows: the page reads the dump when someone opens it
 
 
 async def make_viewer(
