@@ -14,10 +14,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from rtcstats_server.dumps.codecs import compress_frame
 
 from rtcstats_server.analysis.worker import ANALYSIS, LEASE_S, Analysis
 from rtcstats_server.config import QualityConfig
+from rtcstats_server.dumps.codecs import compress_frame
 from rtcstats_server.metadata.embedded import EmbeddedSessionStore
 from rtcstats_server.metadata.jobs import JobState
 from rtcstats_server.metadata.jobs_sqlite import SqliteJobQueue
