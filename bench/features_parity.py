@@ -17,8 +17,8 @@ exports only, so each input is first given the form it reads:
 Then, per feature (in our names, from ``rtcstats_server.analysis.feature_list``):
 
 * without our extractor (it is not written yet, or ``--ours none``): the peer's value;
-* with it (``--ours FILE.json``, or ``auto``: ``rtcstats-server features FILE`` when that
-  command exists): ``equal``, ``differs`` with both values, or ``missing`` on one side.
+* with it (``--ours FILE.json``, or ``auto``: ``rtcstats-server features`` of the very file
+  the peer read): ``equal``, ``differs`` with both values, or ``missing`` on one side.
 
 ``--record`` writes the peer's values for every fixture to tests/data/peer-features/
 (one JSON file per fixture, and a README naming the peer commit), which the tests use
@@ -460,7 +460,7 @@ def main() -> None:
                 print(f"  peer error: {error}")
             for note in entry["peer_notes"]:
                 print(f"  note: {note}")
-            ours = None if args.record else our_features(source, args.ours)
+            ours = None if args.record else our_features(target, args.ours)
             counts = print_rows(compare(entry["features"], ours))
             for verdict, count in counts.items():
                 totals[verdict] = totals.get(verdict, 0) + count

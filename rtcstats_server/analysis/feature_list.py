@@ -839,7 +839,9 @@ def _connection() -> Iterator[Feature]:
             f"location gathered {first}: of any type, not only relay, despite the "
             "name (a srflx candidate gives the client's own location).",
         )
-    turn = "the first relay candidate gathered (the TURN server's relayed address)"
+    turn = (
+        "the first relay candidate gathered that has a location (the TURN server's relayed address)"
+    )
     for part in ("continent", "country", "city"):
         yield _ours(
             c,
@@ -885,7 +887,8 @@ def _track() -> Iterator[Feature]:
         _I,
         "epoch ms",
         "Time of the event that brought the track to the connection (addTrack, "
-        "addTransceiver, replaceTrack, ontrack).",
+        "addTransceiver, replaceTrack, ontrack); without one (a layer past the first, a "
+        "stream no event names), of the first result holding its report.",
     )
     yield _peer(
         t,

@@ -47,6 +47,7 @@ from rtcstats_server.analysis.reports import (
     number,
 )
 from rtcstats_server.analysis.samples import (
+    ReportIds,
     SelectedPair,
     StatsRead,
     Track,
@@ -62,7 +63,7 @@ MAX_TRACKS: Final = 256
 MAX_CONNECTIONS: Final = 100
 
 #: What the interpreter does with a report, by its type (others are not read).
-_RECV, _SEND, _REMOTE_INBOUND, _REMOTE_OUTBOUND, _TRANSPORT, _PAIR, _SSRC, _PRE = range(8)
+_RECV, _SEND, _REMOTE_INBOUND, _REMOTE_OUTBOUND, _TRANSPORT, _PAIR, _SSRC, _PRE, _PC = range(9)
 _ROLES: Final[dict[str, int]] = {
     "inbound-rtp": _RECV,
     "outbound-rtp": _SEND,
@@ -74,6 +75,7 @@ _ROLES: Final[dict[str, int]] = {
     "candidatepair": _PAIR,
     "googCandidatePair": _PAIR,
     "ssrc": _SSRC,
+    "peer-connection": _PC,
     **dict.fromkeys(PRE_STANDARD_RTP, _PRE),
 }
 
@@ -114,7 +116,7 @@ class _Connection:
         reports = event.stats
         t = event.timestamp
         plan = self.plan
-        if plan is None or reports.keys() != plan.ids:
+        if plan is None or reports.keys() != plan.keys:
             plan = self.plan = self._plan(reports)
         samples: list[TrackSample] = []
         for report_id, state, remote_id in plan.tracks:
@@ -128,8 +130,9 @@ class _Connection:
             if type(remote) is not dict:
                 remote = None
             samples.append(state.standard(t, report, remote, reports))
-        transport = self._transport(t, reports, plan.transports, plan.pairs)
-        return StatsRead(self.pc_id, t, reports, samples, transport, self.tracks_omitted)
+        ids = plan.ids
+        transport = self._transport(t, reports, ids.transports, ids.pairs)
+        return StatsRead(self.pc_id, t, reports, samples, transport, ids, self.tracks_omitted)
 
     def _plan(self, reports: dict[str, Report]) -> _Plan:
         """What to read in results with these stats ids: classifying the reports and
@@ -141,6 +144,7 @@ class _Connection:
         remote: list[tuple[str, Report, str]] = []
         transports: list[str] = []
         pairs: list[str] = []
+        peer_connection: str | None = None
         roles = _ROLES
         for report_id, report in reports.items():
             if type(report) is not dict:
@@ -163,6 +167,8 @@ class _Connection:
                 remote.append((report_id, report, "send"))
             elif role == _REMOTE_OUTBOUND:
                 remote.append((report_id, report, "recv"))
+            elif role == _PC:
+                peer_connection = peer_connection or report_id
             elif role == _SSRC:
                 sending = report_id.endswith("_send") or (
                     not report_id.endswith("_recv") and "packetsSent" in report
@@ -189,7 +195,7 @@ class _Connection:
             if state is not None:
                 tracks.append((report_id, state, None))
         self.tracks_omitted = max(self.tracks_omitted, self.refused)
-        return _Plan(set(reports), tracks, transports, pairs)
+        return _Plan(set(reports), tracks, ReportIds(transports, pairs, peer_connection))
 
     def _track(
         self,
@@ -303,20 +309,18 @@ class _Connection:
 class _Plan:
     """Which reports of a result with these ids to read, and as what."""
 
-    __slots__ = ("ids", "pairs", "tracks", "transports")
+    __slots__ = ("ids", "keys", "tracks")
 
     def __init__(
         self,
-        ids: set[str],
+        keys: set[str],
         tracks: list[tuple[str, TrackReader, str | None]],
-        transports: list[str],
-        pairs: list[str],
+        ids: ReportIds,
     ) -> None:
-        self.ids = ids
+        self.keys = keys
         #: (local report id, its track, the far end's report id about it)
         self.tracks = tracks
-        self.transports = transports
-        self.pairs = pairs
+        self.ids = ids
 
 
 def _attribute(

@@ -84,8 +84,9 @@ def media_kind(report: Report, reports: dict[str, Report] | None = None) -> str 
     kind = report.get("kind") or report.get("mediaType")
     if kind in KINDS:
         return kind  # type: ignore[no-any-return]
-    if reports is not None:
-        codec = reports.get(report.get("codecId"))  # type: ignore[arg-type]
+    codec_id = report.get("codecId")
+    if reports is not None and type(codec_id) is str:
+        codec = reports.get(codec_id)
         mime = codec.get("mimeType") if type(codec) is dict else None
         if type(mime) is str:
             prefix = mime.split("/", 1)[0].lower()

@@ -143,6 +143,20 @@ class TransportSample:
 
 
 @dataclass(slots=True)
+class ReportIds:
+    """Which reports of a result are what, beside its tracks: classified once per set
+    of stats ids (a stats id keeps its type), shared by every result with those ids,
+    so a consumer looking for one kind of report does not scan them all."""
+
+    #: ``transport`` (and legacy ``googComponent``) reports, in the result's order.
+    transports: list[str]
+    #: Candidate pairs, in the result's order.
+    pairs: list[str]
+    #: The ``peer-connection`` report, if any.
+    peer_connection: str | None
+
+
+@dataclass(slots=True)
 class StatsRead:
     """Everything the interpreter read from one getStats event."""
 
@@ -151,5 +165,6 @@ class StatsRead:
     reports: dict[str, Report]
     tracks: list[TrackSample]
     transport: TransportSample | None
+    ids: ReportIds
     #: Tracks of this connection not followed (past ``interpreter.MAX_TRACKS``).
     tracks_omitted: int = 0

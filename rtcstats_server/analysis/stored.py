@@ -1,9 +1,9 @@
-"""The summary of a stored dump, for the session record, without blocking the loop.
+"""The analysis of a stored dump, for the session record, without blocking the loop.
 
 The dump is read back through the ``DumpStore`` (so it works for every backend) and
 its chunks are handed to a worker thread through a small bounded queue: the thread
-decompresses, parses and summarizes while the loop only moves chunks, and at most
-a few chunks are held in memory at a time.
+decompresses, parses and analyses (summary and features, one pass: dump_analysis.py)
+while the loop only moves chunks, and at most a few chunks are held in memory at a time.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from rtcstats_server.analysis.summary import record_fields, summarize_chunks
+from rtcstats_server.analysis.dump_analysis import analyse_chunks
+from rtcstats_server.analysis.geo import GeoLocator
 from rtcstats_server.config import QualityConfig
 from rtcstats_server.exceptions import RtcstatsError
 from rtcstats_server.storage.base import DumpStore
@@ -31,17 +32,19 @@ def _drain(chunks: queue.Queue[bytes | None]) -> Iterator[bytes]:
         yield chunk
 
 
-def _summarize_queue(chunks: queue.Queue[bytes | None], config: QualityConfig) -> dict[str, Any]:
+def _analyse_queue(
+    chunks: queue.Queue[bytes | None], config: QualityConfig, locator: GeoLocator | None
+) -> dict[str, Any]:
     source = _drain(chunks)
     try:
-        return summarize_chunks(source, config)
+        return analyse_chunks(source, config, locator)
     finally:
         for _ in source:  # let the producer finish even if the reader stopped early
             pass
 
 
-def _start_summary(
-    pipe: queue.Queue[bytes | None], config: QualityConfig
+def _start_analysis(
+    pipe: queue.Queue[bytes | None], config: QualityConfig, locator: GeoLocator | None
 ) -> asyncio.Future[dict[str, Any]]:
     """Runs the consumer on a thread of its own, not the loop's default executor.
 
@@ -64,20 +67,22 @@ def _start_summary(
     def run() -> None:
         outcome: tuple[dict[str, Any] | None, BaseException | None]
         try:
-            outcome = (_summarize_queue(pipe, config), None)
+            outcome = (_analyse_queue(pipe, config, locator), None)
         except BaseException as exc:  # handed to the awaiting coroutine
             outcome = (None, exc)
         with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits
             loop.call_soon_threadsafe(settle, *outcome)
 
-    threading.Thread(target=run, name="quality-summary", daemon=True).start()
+    threading.Thread(target=run, name="dump-analysis", daemon=True).start()
     return work
 
 
-async def summarize_stream(chunks: AsyncIterator[bytes], config: QualityConfig) -> dict[str, Any]:
-    """The summary of a dump arriving as async chunks."""
+async def analyse_stream(
+    chunks: AsyncIterator[bytes], config: QualityConfig, locator: GeoLocator | None = None
+) -> dict[str, Any]:
+    """The record fields (summary and features) of a dump arriving as async chunks."""
     pipe: queue.Queue[bytes | None] = queue.Queue(maxsize=_QUEUE_CHUNKS)
-    work = _start_summary(pipe, config)
+    work = _start_analysis(pipe, config, locator)
     try:
         async for chunk in chunks:
             try:
@@ -92,14 +97,16 @@ async def summarize_stream(chunks: AsyncIterator[bytes], config: QualityConfig) 
     return await work
 
 
-async def quality_fields(dumps: DumpStore, key: str, config: QualityConfig) -> dict[str, Any]:
-    """Record fields (``quality``, ``findings``, ``max_loss_pct``, ...) for a stored
-    dump; empty when disabled. A storage error gives a summary_error, never raises."""
+async def quality_fields(
+    dumps: DumpStore, key: str, config: QualityConfig, locator: GeoLocator | None = None
+) -> dict[str, Any]:
+    """Record fields (``quality``, ``findings``, ``max_loss_pct``, ..., ``features``)
+    for a stored dump; empty when disabled. A storage error gives a summary_error,
+    never raises. ``locator``: looks up addresses the dump kept (masking off)."""
     if not config.enabled:
         return {}
     try:
-        summary = await summarize_stream(dumps.read(key), config)
+        return await analyse_stream(dumps.read(key), config, locator)
     except (RtcstatsError, OSError) as exc:
-        log.warning("quality summary of %s failed: %r", key, exc)
+        log.warning("analysis of %s failed: %r", key, exc)
         return {"summary_error": f"dump could not be read: {exc}"}
-    return record_fields(summary)

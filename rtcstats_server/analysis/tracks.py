@@ -75,12 +75,20 @@ def text(value: object) -> str | None:
     return value if type(value) is str else None
 
 
-def _field(get: Callable[[str], object], linked: Report | None, name: str) -> float | None:
-    """A number from a report (its ``get``), else from its deprecated track report."""
-    value = get(name)
-    if value is None and linked is not None:
-        value = linked.get(name)
-    return number(value)
+def _completed(get: Callable[[str], object], linked: Report) -> Callable[[str], object]:
+    """A report's ``get`` that falls back to its deprecated track report."""
+
+    def field(name: str) -> object:
+        value = get(name)
+        return linked.get(name) if value is None else value
+
+    return field
+
+
+def _measured(value: object) -> float | None:
+    """``positive(number(value))`` in one call: a measurement, or None."""
+    found = number(value)
+    return found if found is not None and found >= 0 else None
 
 
 def linked_report(reports: dict[str, Report], report: Report, name: str) -> Report | None:
@@ -124,35 +132,47 @@ class TrackReader:
     ) -> TrackSample:
         track = self.track
         get = report.get
-        linked = linked_report(reports, report, "trackId")
-        self._identify(report, linked, reports)
+        # The deprecated track report (older Chrome, Safari): None in current browsers,
+        # whose reports are then read with the C ``dict.get`` alone.
+        track_id = get("trackId")
+        linked = reports.get(track_id) if type(track_id) is str else None
+        if type(linked) is not dict:
+            linked = None
+        field = get if linked is None else _completed(get, linked)
+        if (
+            get("codecId") != self.codec_id
+            or track.track_identifier is None
+            or track.mid is None
+            or track.codec is None
+        ):
+            self._identify(report, linked, reports)
         video = track.kind == "video"
         jitter = rtt = fraction = lost = level = height = fps = None
         counts = _NO_COUNTS
         if video:
-            fps = positive(_field(get, linked, "framesPerSecond"))
-            height = positive(_field(get, linked, "frameHeight"))
+            fps = _measured(field("framesPerSecond"))
+            height = _measured(field("frameHeight"))
         if track.direction == "recv":
             packets, count = number(get("packetsReceived")), number(get("bytesReceived"))
             lost = number(get("packetsLost"))
-            jitter = positive(number(get("jitter")))
+            jitter = _measured(get("jitter"))
             if jitter is not None:
                 jitter *= 1000
             if video:
-                frames = _field(get, linked, "framesDecoded")
+                frames = number(field("framesDecoded"))
                 counts = (
                     None,
                     None,
-                    _field(get, linked, "freezeCount"),
-                    _field(get, linked, "totalFreezesDuration"),
-                    _field(get, linked, "framesDropped"),
+                    number(field("freezeCount")),
+                    number(field("totalFreezesDuration")),
+                    number(field("framesDropped")),
                 )
             else:
                 frames = None
-                level = positive(_field(get, linked, "audioLevel"))
+                level = _measured(field("audioLevel"))
                 counts = (
-                    _field(get, linked, "concealedSamples"),
-                    _field(get, linked, "totalSamplesReceived"),
+                    number(field("concealedSamples")),
+                    number(field("totalSamplesReceived")),
                     None,
                     None,
                     None,
@@ -163,24 +183,22 @@ class TrackReader:
             if not video:
                 source = linked_report(reports, report, "mediaSourceId")
                 raw = source.get("audioLevel") if source is not None else None
-                level = positive(
-                    number(raw) if raw is not None else _field(get, linked, "audioLevel")
-                )
+                level = _measured(raw if raw is not None else field("audioLevel"))
             if remote is not None:
                 lost = number(remote.get("packetsLost"))
                 if lost is None:
-                    fraction = positive(number(remote.get("fractionLost")))
-                jitter = positive(number(remote.get("jitter")))
+                    fraction = _measured(remote.get("fractionLost"))
+                jitter = _measured(remote.get("jitter"))
                 if jitter is not None:
                     jitter *= 1000
         if remote is not None:
             mark = measurement(remote)
             if mark is None or mark != self.mark:
-                rtt = positive(number(remote.get("roundTripTime")))
+                rtt = _measured(remote.get("roundTripTime"))
                 if rtt is not None:
                     rtt *= 1000
                 else:  # Firefox before 57: mozRtt, in milliseconds
-                    rtt = positive(number(remote.get("mozRtt")))
+                    rtt = _measured(remote.get("mozRtt"))
             self.mark = mark
         return self._sample(
             t,

@@ -20,12 +20,18 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from math import isfinite
+from operator import attrgetter
 from typing import Any, Final
 
 import orjson
 
 from rtcstats_server.analysis.interpreter import StatsInterpreter, interpreted
-from rtcstats_server.analysis.samples import INTERVAL_METRICS, TRACK_METRICS, StatsRead
+from rtcstats_server.analysis.samples import (
+    INTERVAL_METRICS,
+    TRACK_METRICS,
+    StatsRead,
+    TransportSample,
+)
 from rtcstats_server.dumps.reader import (
     BACKEND_STATS_METHOD,
     ERROR_METHOD,
@@ -56,6 +62,8 @@ METRICS: Final[dict[str, tuple[str, str]]] = {
     )
 }
 _TRACK_SERIES: Final = tuple(TRACK_METRICS)
+#: A track sample's values of ``_TRACK_SERIES``, in that order (one C call).
+_TRACK_VALUES: Final = attrgetter(*_TRACK_SERIES)
 _TRANSPORT_LABEL: Final = "transport (selected candidate pair)"
 
 #: Timeline entries kept per peer connection; past it only failures and state changes.
@@ -106,20 +114,23 @@ def series_values(read: StatsRead) -> Iterator[SeriesValue]:
         track = sample.track
         entity, label = track.key, track.label
         interval = sample.interval_s * 1000 if sample.interval_s is not None else None
-        for metric in _TRACK_SERIES:
-            value = getattr(sample, metric)
+        for metric, value in zip(_TRACK_SERIES, _TRACK_VALUES(sample), strict=True):
             if value is not None and isfinite(value):
                 yield entity, label, metric, value, interval if metric in INTERVAL_METRICS else None
-    transport = read.transport
-    if transport is not None:
-        if transport.rtt_ms is not None:
-            yield "transport", _TRANSPORT_LABEL, "rtt_ms", transport.rtt_ms, None
-        interval = transport.interval_s * 1000 if transport.interval_s is not None else None
-        if transport.sent_kbps is not None:
-            yield "transport:send", "transport sent", "bitrate_kbps", transport.sent_kbps, interval
-        if transport.received_kbps is not None:
-            received = transport.received_kbps
-            yield "transport:recv", "transport received", "bitrate_kbps", received, interval
+    if read.transport is not None:
+        yield from transport_values(read.transport)
+
+
+def transport_values(transport: TransportSample) -> Iterator[SeriesValue]:
+    """The transport's series values: the selected pair's RTT and byte rates."""
+    if transport.rtt_ms is not None:
+        yield "transport", _TRANSPORT_LABEL, "rtt_ms", transport.rtt_ms, None
+    interval = transport.interval_s * 1000 if transport.interval_s is not None else None
+    if transport.sent_kbps is not None:
+        yield "transport:send", "transport sent", "bitrate_kbps", transport.sent_kbps, interval
+    if transport.received_kbps is not None:
+        received = transport.received_kbps
+        yield "transport:recv", "transport received", "bitrate_kbps", received, interval
 
 
 def samples(
@@ -250,6 +261,17 @@ def _describe(value: Any) -> tuple[str, str | None]:
     return compact[:_TEXT_CHARS] + "…", full
 
 
+class _TrackSeries:
+    """A track's name and label, and its series by ``_TRACK_SERIES`` index once made."""
+
+    __slots__ = ("buckets", "entity", "label")
+
+    def __init__(self, entity: str, label: str) -> None:
+        self.entity = entity
+        self.label = label
+        self.buckets: list[Buckets | None] = [None] * len(_TRACK_SERIES)
+
+
 @dataclass(slots=True)
 class _Group:
     pc_id: str | None
@@ -278,6 +300,9 @@ class ViewModelBuilder:
         self._interpreter: StatsInterpreter | None = None
         self.series: dict[tuple[str | None, str, str], Buckets] = {}
         self.labels: dict[tuple[str | None, str], str] = {}
+        #: Per track (the interpreter's Track, by identity: it lives as long as the
+        #: pass), its series.
+        self._tracks: dict[int, _TrackSeries] = {}
         self.groups: dict[str | None, _Group] = {}
         self.events = 0
         self.stats_events = 0
@@ -341,25 +366,55 @@ class ViewModelBuilder:
             self._timeline(group, event, index)
 
     def _samples(self, read: StatsRead) -> None:
+        """Each value of this read into its series. Per track, its series are found
+        once (``_TrackSeries``); the rest of the read goes by ``series_values``."""
         t, pc_id = read.t, read.pc_id
         charted = False
-        for entity, label, metric, value, _ in series_values(read):
-            key = (pc_id, entity, metric)
-            series = self.series.get(key)
-            if series is None:
-                if len(self.series) >= MAX_SERIES:
-                    self.series_dropped += 1
+        known = self._tracks
+        for sample in read.tracks:
+            track = sample.track
+            slots = known.get(id(track))
+            if slots is None:
+                slots = known[id(track)] = _TrackSeries(track.key, track.label)
+            buckets = slots.buckets
+            for index, value in enumerate(_TRACK_VALUES(sample)):
+                if value is None or not isfinite(value):
                     continue
-                origin = self.start if self.start is not None else t
-                series = self.series[key] = Buckets(origin, self.width, self.cap)
-                self.labels.setdefault((pc_id, entity), label)
-            series.add(t, value)
-            charted = True
+                series = buckets[index]
+                if series is None:
+                    series = buckets[index] = self._series(
+                        pc_id, slots.entity, slots.label, _TRACK_SERIES[index], t
+                    )
+                    if series is None:
+                        continue
+                series.add(t, value)
+                charted = True
+        transport = read.transport
+        if transport is not None:
+            for entity, label, metric, value, _ in transport_values(transport):
+                series = self.series.get((pc_id, entity, metric)) or self._series(
+                    pc_id, entity, label, metric, t
+                )
+                if series is not None:
+                    series.add(t, value)
+                    charted = True
         if charted:
             if self.series_first is None or t < self.series_first:
                 self.series_first = t
             if self.series_last is None or t > self.series_last:
                 self.series_last = t
+
+    def _series(
+        self, pc_id: str | None, entity: str, label: str, metric: str, t: float
+    ) -> Buckets | None:
+        """A new series, or None past ``MAX_SERIES`` (counted: each value it loses)."""
+        if len(self.series) >= MAX_SERIES:
+            self.series_dropped += 1
+            return None
+        origin = self.start if self.start is not None else t
+        series = self.series[pc_id, entity, metric] = Buckets(origin, self.width, self.cap)
+        self.labels.setdefault((pc_id, entity), label)
+        return series
 
     def _timeline(self, group: _Group, event: Event, index: int) -> None:
         kind = event_kind(event)

@@ -1,4 +1,4 @@
-"""The analysis step: a stored session's summary, computed off the finish's path.
+"""The analysis step: a stored session's summary and features, off the finish's path.
 
 The finish (``sessions/finish.py``) queues one job per stored session in the
 durable, leased job queue that forwarding uses (``metadata/jobs*.py``, SQLite or
@@ -8,9 +8,10 @@ its lease expires and another run takes it).
 
 A job is only a session id. ``analyse`` is all it takes (the seam issue 16's worker
 processes run): read the record for the dump's key, read the dump from the dump
-store, compute, and set the analysis fields on the record through
-``metadata.steps.record_step``. Here ``Analysis`` runs jobs in this process, each
-summary on a thread of its own (``stored.quality_fields``), a few at a time.
+store, compute (summary and features in one pass: dump_analysis.py), and set the
+analysis fields on the record through ``metadata.steps.record_step``. Here
+``Analysis`` runs jobs in this process, each analysis on a thread of its own
+(``stored.quality_fields``), a few at a time.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from rtcstats_server.analysis.geo import GeoLocator
 from rtcstats_server.analysis.stored import quality_fields
 from rtcstats_server.config import QualityConfig
 from rtcstats_server.exceptions import NotFound, RtcstatsError, StoreUnavailable
@@ -57,7 +59,11 @@ OUTCOMES = ("done", "retried", "failed", "lease_lost")
 
 
 async def analyse(
-    session_id: str, records: SessionStore, dumps: DumpStore, config: QualityConfig
+    session_id: str,
+    records: SessionStore,
+    dumps: DumpStore,
+    config: QualityConfig,
+    locator: GeoLocator | None = None,
 ) -> dict[str, Any]:
     """The analysis fields of one stored session, set on its record; what was set.
 
@@ -71,7 +77,7 @@ async def analyse(
     key = record.get("dump_key")
     if not key:
         return {}  # nothing stored, nothing to analyse
-    fields = await quality_fields(dumps, key, config)
+    fields = await quality_fields(dumps, key, config, locator)
     if fields and not await record_step(records, session_id, Step.ANALYSIS, fields):
         raise NotFound(f"the record of session {session_id} went away")
     return fields
@@ -89,8 +95,11 @@ class Analysis:
         metrics: Metrics,
         node_id: str,
         clock: Callable[[], float] = time.time,
+        locator: GeoLocator | None = None,
     ) -> None:
         self.config = config
+        #: Looks up the addresses a dump kept (masking off); None without geo databases.
+        self.locator = locator
         self.queue = queue
         self.records = records
         self.dumps = dumps
@@ -168,7 +177,7 @@ class Analysis:
         if job is None:
             return False
         try:
-            work = analyse(job.session_id, self.records, self.dumps, self.config)
+            work = analyse(job.session_id, self.records, self.dumps, self.config, self.locator)
             await under_lease(self.queue, job, self.owner, LEASE_S, self.clock, work)
         except LeaseLost:
             self.metrics.analyses.labels("lease_lost").inc()

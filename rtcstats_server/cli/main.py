@@ -77,6 +77,11 @@ def _parser() -> argparse.ArgumentParser:
     summ = commands.add_parser("summarize", help="print the quality summary of a dump as JSON")
     summ.add_argument("file", type=Path, help="dump file: ours (.zst), jitsi or rtcstats, any")
     summ.add_argument("--config", type=Path, help="YAML configuration file (quality thresholds)")
+    feat = commands.add_parser("features", help="print the features of a dump as JSON")
+    feat.add_argument("file", type=Path, help="dump file: ours (.zst), jitsi or rtcstats, any")
+    feat.add_argument(
+        "--config", type=Path, help="YAML configuration file (geo databases, connection cap)"
+    )
     rep = commands.add_parser("replay", help="replay a dump into a running collector")
     rep.add_argument("file", type=Path, help="dump: ours (.zst), jitsi, rtcstats, .ws.jsonl")
     rep.add_argument("url", help="collector URL, e.g. ws://127.0.0.1:8080 (a path overrides)")
@@ -149,6 +154,33 @@ def _summarize(args: argparse.Namespace) -> int:
         sys.stderr.write(f"rtcstats-server: cannot read {args.file}: {exc.strerror}\n")
         return 1
     sys.stdout.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() + "\n")
+    return 0
+
+
+def _features(args: argparse.Namespace) -> int:
+    """Exit 0 with the features, 1 if the file cannot be read as a dump."""
+    import orjson
+
+    from rtcstats_server.analysis.features.extract import extract_features
+    from rtcstats_server.analysis.geo import open_locator
+    from rtcstats_server.dumps.reader import open_dump
+    from rtcstats_server.exceptions import DumpFormatError
+
+    config = load_config(args.config)
+    locator = open_locator(config.geo)
+    try:
+        reader = open_dump(args.file)
+        features = extract_features(reader, reader.info, locator, config.quality)
+    except OSError as exc:
+        sys.stderr.write(f"rtcstats-server: cannot read {args.file}: {exc.strerror}\n")
+        return 1
+    except DumpFormatError as exc:
+        sys.stderr.write(f"rtcstats-server: {args.file}: {exc}\n")
+        return 1
+    finally:
+        if locator is not None:
+            locator.close()
+    sys.stdout.write(orjson.dumps(features, option=orjson.OPT_INDENT_2).decode() + "\n")
     return 0
 
 
@@ -238,6 +270,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _hash_token(args)
         if args.command == "summarize":
             return _summarize(args)
+        if args.command == "features":
+            return _features(args)
         if args.command == "check-config":
             return _check_config(args)
         if args.command == "replay":

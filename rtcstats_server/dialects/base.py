@@ -39,6 +39,9 @@ class Handshake:
     user_agent: str
     origin: str
     remote: str
+    #: Where the client's address is (continent, country, city, asn, organization),
+    #: looked up before the address was masked; None without geo databases.
+    location: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

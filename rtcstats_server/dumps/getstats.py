@@ -45,7 +45,15 @@ def moment(value: object) -> float | int | None:
 
 
 class RtcstatsJsStats:
-    """Decoder of the rtcstats-js scheme for one peer connection."""
+    """Decoder of the rtcstats-js scheme for one peer connection.
+
+    It runs for every getStats message of the commonest dialect, so the work per
+    report is done by C-level dict operations: a changed report's properties are
+    renamed in one comprehension and merged over its previous state in one ``{**a,
+    **b}``; an unchanged one is copied with its new timestamp in one step, or shared
+    as it is when the message has no timestamp (reports are never modified once
+    returned, so sharing is safe).
+    """
 
     __slots__ = ("cells", "reports")
 
@@ -55,49 +63,52 @@ class RtcstatsJsStats:
         self.cells = 0
 
     def apply(self, delta: object) -> Reports:
-        if not isinstance(delta, dict):
+        if type(delta) is not dict:
             raise DumpFormatError("getStats value is not an object")
         top = delta.get(TIMESTAMP_KEY)
-        removed: set[str] = set()
-        changed: dict[str, Report] = {}
+        names = STAT_PROPERTIES
+        changed: dict[str, Report | None] = {}
         for stats_id, raw in delta.items():
             if stats_id == TIMESTAMP_KEY:
                 continue
             if raw is None:
-                removed.add(stats_id)
+                changed[stats_id] = None  # removed
                 continue
-            if not isinstance(raw, dict):
+            if type(raw) is not dict:
                 raise DumpFormatError(f"getStats report {stats_id!r} is not an object")
-            report: Report = {}
-            for key, value in raw.items():
-                name: str = STAT_PROPERTIES.get(key) or str(key)
-                if name == "type" and type(value) is int:
-                    value = STAT_TYPES.get(value, value)
-                report[name] = value
+            report: Report = {names.get(key) or key: value for key, value in raw.items()}
+            kind = report.get("type")
+            if type(kind) is int:
+                report["type"] = STAT_TYPES.get(kind, kind)
             changed[stats_id] = report
+        stamp = {"timestamp": top} if top is not None else None
         out: Reports = {}
         cells = 0
         for stats_id, base in self.reports.items():
-            if stats_id in removed:
+            if stats_id in changed:
+                update = changed.pop(stats_id)
+                if update is None:
+                    continue
+                merged = {**base, **update}
+                if dict in map(type, update.values()):
+                    for name, value in update.items():
+                        old = base.get(name)
+                        if type(value) is dict and type(old) is dict:
+                            merged[name] = {**old, **value}
+                if stamp is not None and "timestamp" not in update:
+                    merged["timestamp"] = top
+                out[stats_id] = merged
+                cells += len(merged)
+            else:
+                kept = out[stats_id] = {**base, **stamp} if stamp is not None else base
+                cells += len(kept)
+        for stats_id, added in changed.items():
+            if added is None:
                 continue
-            update = changed.pop(stats_id, None)
-            merged = dict(base)
-            if update is not None:
-                for name, value in update.items():
-                    old = merged.get(name)
-                    if type(value) is dict and type(old) is dict:
-                        merged[name] = {**old, **value}
-                    else:
-                        merged[name] = value
-            if top is not None and (update is None or "timestamp" not in update):
-                merged["timestamp"] = top
-            out[stats_id] = merged
-            cells += len(merged)
-        for stats_id, report in changed.items():
-            if top is not None and "timestamp" not in report:
-                report["timestamp"] = top
-            out[stats_id] = report
-            cells += len(report)
+            if stamp is not None and "timestamp" not in added:
+                added["timestamp"] = top
+            out[stats_id] = added
+            cells += len(added)
         self.reports = out
         self.cells = cells
         return out

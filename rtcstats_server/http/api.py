@@ -140,10 +140,12 @@ async def list_sessions(request: web.Request) -> web.Response:
         for item in items:
             if isinstance(item.get("quality"), dict):
                 item["quality"] = compact_summary(item["quality"])
+            # up to 256 KiB each: GET /v1/sessions/{id}/features and /v1/features.jsonl
+            item.pop("features", None)
     return json_response({"sessions": items, "next_cursor": next_cursor})
 
 
-async def _record(request: web.Request) -> dict[str, Any]:
+async def record_of(request: web.Request) -> dict[str, Any]:
     session_id = request.match_info["id"]
     if not SESSION_ID.match(session_id):
         raise NotFound(f"no session {session_id!r}")
@@ -154,7 +156,7 @@ async def _record(request: web.Request) -> dict[str, Any]:
 
 
 async def get_session(request: web.Request) -> web.Response:
-    return json_response(to_json_ready(await _record(request)))
+    return json_response(to_json_ready(await record_of(request)))
 
 
 #: ``?format=`` of a dump download → (Content-Type, file name suffix).
@@ -183,7 +185,7 @@ async def downloads_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def get_dump(request: web.Request) -> web.StreamResponse:
-    record = await _record(request)
+    record = await record_of(request)
     key = record.get("dump_key")
     if not key:
         raise NotFound(f"session {record['id']} has no stored dump (yet)")
@@ -299,7 +301,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 async def forward_session(request: web.Request) -> web.Response:
     """(Re)send one session upstream now, whatever its sampling and earlier outcome."""
-    record = await _record(request)
+    record = await record_of(request)
     if FORWARDING not in request.app:
         return error(409, "forwarding_disabled", "no forwarder: set forwarders.rtcstats_com.token")
     if not record.get("dump_key"):

@@ -16,11 +16,12 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from rtcstats_server.analysis.geo import open_locator
 from rtcstats_server.analysis.worker import Analysis
 from rtcstats_server.config import Config
 from rtcstats_server.exceptions import StartupError, StoreUnavailable
 from rtcstats_server.forwarders.worker import make_forwarding
-from rtcstats_server.http import api, openapi, rtcstats_api, startup
+from rtcstats_server.http import api, features, openapi, rtcstats_api, startup
 from rtcstats_server.http.access import ApiAccess
 from rtcstats_server.http.access_log import AccessLog, access_logger
 from rtcstats_server.http.errors import Handler, HttpErrorLog, json_errors
@@ -29,6 +30,7 @@ from rtcstats_server.http.keys import (
     CONFIG,
     DUMPS,
     FORWARDING,
+    GEO,
     MANAGER,
     METRICS,
     RECORDS,
@@ -95,6 +97,7 @@ def build_app(config: Config) -> web.Application:
                     app[DUMPS],
                     metrics,
                     manager.node_id,
+                    locator=app.get(GEO),
                 )
                 app[ANALYSIS] = analysis
                 await analysis.start()
@@ -110,10 +113,23 @@ def build_app(config: Config) -> web.Application:
             opened.push_async_callback(manager.stop)  # no-op when on_shutdown drained
             yield
 
+    async def geo(app: web.Application) -> AsyncIterator[None]:
+        # A file that is no database of its kind: ConfigError naming the key, at start.
+        locator = await asyncio.to_thread(open_locator, config.geo)
+        if locator is None:
+            yield
+            return
+        app[GEO] = locator
+        try:
+            yield
+        finally:
+            locator.close()
+
     async def retention(app: web.Application) -> AsyncIterator[None]:
         async with retention_running(config.retention, app[RECORDS], app[DUMPS]):
             yield
 
+    app.cleanup_ctx.append(geo)
     app.cleanup_ctx.append(resources)
     app.cleanup_ctx.append(retention)
     app.cleanup_ctx.append(rtcstats_api.uploads_ctx)  # after resources: needs the manager
@@ -131,6 +147,7 @@ def build_app(config: Config) -> web.Application:
     app.middlewares.append(ApiAccess(config.api, startup.api_listen(config)[1]).middleware)
     app.middlewares.append(upgrades_anywhere)
     api.add_routes(app)
+    features.add_routes(app)
     rtcstats_api.add_routes(app)
     openapi.add_routes(app)
     viewer_routes.add_routes(app)
@@ -247,6 +264,6 @@ class _LazyIngest:
         if self.handler is None:
             app = request.app
             self.handler = IngestHandler(
-                self.config, app[MANAGER], app[METRICS], app[SPOOL], self.access
+                self.config, app[MANAGER], app[METRICS], app[SPOOL], self.access, app.get(GEO)
             )
         return await self.handler(request)

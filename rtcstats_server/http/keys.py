@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from rtcstats_server.analysis.geo import GeoLocator
 from rtcstats_server.analysis.worker import Analysis
 from rtcstats_server.config import Config
 from rtcstats_server.forwarders.worker import Forwarding
@@ -27,5 +28,7 @@ FORWARDING = web.AppKey("forwarding", Forwarding)
 ANALYSIS = web.AppKey("analysis", Analysis)
 #: Present only when the viewer is enabled.
 VIEWER = web.AppKey("viewer", Viewer)
+#: Present only when a geo database is configured (``geo.city_db``, ``geo.asn_db``).
+GEO = web.AppKey("geo", GeoLocator)
 #: Present only when ``upload.enabled`` (the rtcstats.com-compatible /v1.0 API).
 UPLOADS = web.AppKey("uploads", Uploads)

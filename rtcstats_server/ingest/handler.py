@@ -15,11 +15,18 @@ import contextlib
 import errno
 import logging
 import re
+from typing import Any
 from urllib.parse import unquote_plus
 
 from aiohttp import WSMsgType, web
 from aiohttp.http_websocket import WebSocketError
 
+from rtcstats_server.analysis.geo import GeoLocator
+from rtcstats_server.analysis.geo_annotation import (
+    CANDIDATE_PREFIXES,
+    annotate_candidate,
+    annotation,
+)
 from rtcstats_server.config import Config
 from rtcstats_server.dialects import Decoder, choose_subprotocol, metric_label, open_decoder
 from rtcstats_server.dialects.base import DumpLine, EndOfSession, Handshake, Identity, Reply
@@ -62,8 +69,14 @@ def without_token(raw_path: str) -> str:
     return f"{path}?{'&'.join(kept)}" if any(kept) else path
 
 
-def read_handshake(request: web.Request, config: Config, remote: str | None = None) -> Handshake:
-    """``remote``: the client address to record (already masked when privacy asks)."""
+def read_handshake(
+    request: web.Request,
+    config: Config,
+    remote: str | None = None,
+    location: dict[str, Any] | None = None,
+) -> Handshake:
+    """``remote``: the client address to record (already masked when privacy asks);
+    ``location``: where that address is (looked up before masking)."""
     raw = without_token(request.raw_path)
     if len(raw) > config.ingest.max_path_bytes:
         raise HandshakeRefused(400, "bad_path", "request path is too long")
@@ -79,6 +92,7 @@ def read_handshake(request: web.Request, config: Config, remote: str | None = No
         user_agent=header_text(request, "User-Agent", 512),
         origin=header_text(request, "Origin", 256),
         remote=(request.remote or "") if remote is None else remote,
+        location=location,
     )
 
 
@@ -117,14 +131,32 @@ class IngestHandler:
         metrics: Metrics,
         spool: Spool | None = None,
         access: ClientAccess | None = None,
+        locator: GeoLocator | None = None,
     ) -> None:
         self.config = config
+        #: Looks up the client's address and its candidates' before they are masked.
+        self.locator = locator
         self.manager = manager
         self.metrics = metrics
         self.spool = spool
         self.access = access or ClientAccess(config.auth)
         self.limits = ConnectionLimits(config.limits)
         self.mask = config.privacy.obfuscate_ip_addresses
+
+    def _located(self, client_ip: str) -> dict[str, Any] | None:
+        found = self.locator.lookup(client_ip) if self.locator and client_ip else None
+        return annotation(found) if found is not None else None
+
+    def _masked(self, line: DumpLine, relative_time: bool) -> DumpLine:
+        """The line with its addresses masked; a candidate's location written in first
+        (geo_annotation.py: the analysis cannot look up a masked address)."""
+        text = line.text
+        if self.locator is not None and text.startswith(CANDIDATE_PREFIXES):
+            text = annotate_candidate(text, self.locator, relative_time) or text
+        masked = mask_line(text)
+        if masked is not None:
+            return DumpLine(masked, line.seq)
+        return line if text is line.text else DumpLine(text, line.seq)
 
     def refuse(self, refusal: HandshakeRefused) -> web.Response:
         self.metrics.refused.labels(refusal.reason).inc()
@@ -153,7 +185,7 @@ class IngestHandler:
             self.access.check_origin(request.headers.get("Origin", ""))
             token = self.access.authenticate(request.query.get(TOKEN_PARAM))
             remote = mask_remote(client_ip) if self.mask and client_ip else client_ip
-            handshake = read_handshake(request, self.config, remote)
+            handshake = read_handshake(request, self.config, remote, self._located(client_ip))
             decoder = open_decoder(handshake)
             client = client_of(decoder)
             self.manager.check_resume(client, token)
@@ -251,6 +283,7 @@ class IngestHandler:
         max_bad = self.config.ingest.max_bad_messages
         bad = 0
         mask = self.mask
+        relative_time = decoder.relative_time
         ended_by_client = False
         while True:
             connection.receiving = True  # seen by a drain only while the queue is empty
@@ -281,8 +314,8 @@ class IngestHandler:
                     continue
                 for result in results:
                     if type(result) is DumpLine:
-                        if mask and (masked := mask_line(result.text)) is not None:
-                            result = DumpLine(masked, result.seq)
+                        if mask:
+                            result = self._masked(result, relative_time)
                         if manager.append(session, result):
                             if session.client_session_id is None and decoder.client_session_id:
                                 manager.name_client(session, decoder.client_session_id)

@@ -112,6 +112,8 @@ ANALYSIS_FIELDS = (
     "os",
     "summary_error",
     "quality",
+    # the session's features (analysis/features, docs/features.md), from the same pass
+    "features",
 )
 
 #: Every field of a record, in the order the API shows them.
@@ -252,11 +254,15 @@ def _key(name: object) -> str:
     return "_" + text[1:] if text.startswith("$") else text
 
 
+#: The large fields the analysis of a dump contributes.
+_LARGE_FIELDS = frozenset({"quality", "features"})
+
+
 def essential_fields(fields: dict[str, Any], why: str) -> dict[str, Any]:
-    """The record without its quality summary, every value bounded: what is written
-    when a store refuses the whole record, so the session still ends ``stored`` and
-    points at its dump. ``why`` goes to ``summary_error``."""
-    small = {name: bounded(value) for name, value in fields.items() if name != "quality"}
+    """The record without its quality summary and features, every value bounded: what
+    is written when a store refuses the whole record, so the session still ends
+    ``stored`` and points at its dump. ``why`` goes to ``summary_error``."""
+    small = {name: bounded(value) for name, value in fields.items() if name not in _LARGE_FIELDS}
     if "quality" in fields:
         small["summary_error"] = f"quality summary not stored: {why}"[:500]
     return small

@@ -324,6 +324,7 @@ class SessionManager:
             "sessionId": session_id,
             "statsSessionId": client.client_session_id,
             "collector": "rtcstats-collector",
+            "location": handshake.location,  # looked up before masking (geo_annotation.py)
         }
         for line in header_lines(meta):
             writer.append(line)

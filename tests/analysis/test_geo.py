@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from rtcstats_server.analysis.geo import GeoLocator, Location, open_locator, public_address
 from rtcstats_server.config import GeoConfig, build_config
 from rtcstats_server.exceptions import ConfigError
-from tests.services.maxmind import ASN_DB, CITY_DB, require_databases
+from tests.services.maxmind import ASN_DB, CITY_DB, opened_locator, require_databases
 
 # What the test databases (maxminddb 3.2.0's tests/data/test-data) hold, found by
 # walking them: 89.160.20.112/28 is Linköping (SE) in the City file and AS29518
@@ -33,11 +33,7 @@ LINKOPING = Location(
 
 @pytest.fixture(scope="module")
 def locator() -> Iterator[GeoLocator]:
-    require_databases()
-    opened = open_locator(GeoConfig(city_db=CITY_DB, asn_db=ASN_DB))
-    assert opened is not None
-    yield opened
-    opened.close()
+    yield from opened_locator()
 
 
 def test_a_public_address_gets_place_and_autonomous_system(locator: GeoLocator) -> None:

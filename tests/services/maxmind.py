@@ -8,9 +8,13 @@ them, only when the install step has not run.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from rtcstats_server.analysis.geo import GeoLocator, open_locator
+from rtcstats_server.config import GeoConfig
 
 TEST_DATA = Path(__file__).resolve().parents[1] / "data" / "test-data"
 CITY_DB = TEST_DATA / "GeoIP2-City-Test.mmdb"
@@ -24,3 +28,12 @@ def require_databases() -> None:
             f"{', '.join(missing)} missing from tests/data/test-data: "
             "run bash scripts/install.d/50-maxmind-test-data.sh"
         )
+
+
+def opened_locator() -> Iterator[GeoLocator]:
+    """A locator on both test databases, closed after (a fixture's body)."""
+    require_databases()
+    opened = open_locator(GeoConfig(city_db=CITY_DB, asn_db=ASN_DB))
+    assert opened is not None
+    yield opened
+    opened.close()
