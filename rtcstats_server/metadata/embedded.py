@@ -23,7 +23,7 @@ from rtcstats_server.metadata.record import (
     SessionState,
     check_update,
 )
-from rtcstats_server.metadata.sqlite import open_sqlite
+from rtcstats_server.metadata.sqlite import open_sqlite, retry_locked
 
 _LIVE_STATES = (SessionState.STREAMING, SessionState.DETACHED, SessionState.FINISHING)
 
@@ -102,7 +102,7 @@ class EmbeddedSessionStore:
 
     async def upsert(self, session_id: str, fields: dict[str, Any]) -> None:
         async with self._write_lock:
-            await self._upsert(session_id, fields)
+            await retry_locked(lambda: self._upsert(session_id, fields))
 
     async def _upsert(self, session_id: str, fields: dict[str, Any]) -> None:
         db = self.db
@@ -161,9 +161,11 @@ class EmbeddedSessionStore:
             paths.append("?, json(?)")
             params += [f"$.{name}", _encode(value)]
         async with self._write_lock:
-            cursor = await self.db.execute(
-                f"UPDATE sessions SET doc = json_set(doc, {', '.join(paths)}) WHERE id = ?",
-                (*params, session_id),
+            cursor = await retry_locked(
+                lambda: self.db.execute(
+                    f"UPDATE sessions SET doc = json_set(doc, {', '.join(paths)}) WHERE id = ?",
+                    (*params, session_id),
+                )
             )
         return cursor.rowcount > 0
 
@@ -244,5 +246,7 @@ class EmbeddedSessionStore:
 
     async def delete(self, session_id: str) -> bool:
         async with self._write_lock:
-            cursor = await self.db.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+            cursor = await retry_locked(
+                lambda: self.db.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+            )
         return cursor.rowcount > 0

@@ -16,7 +16,7 @@ import orjson
 
 from rtcstats_server.exceptions import StoreUnavailable
 from rtcstats_server.metadata.jobs import Job, JobState
-from rtcstats_server.metadata.sqlite import open_sqlite
+from rtcstats_server.metadata.sqlite import open_sqlite, retry_locked
 
 _SCHEMA = [
     """CREATE TABLE IF NOT EXISTS forward_jobs (
@@ -88,7 +88,7 @@ class SqliteJobQueue:
             await db.close()
 
     async def _change(self, sql: str, params: Iterable[Any]) -> int:
-        cursor = await self.db.execute(sql, tuple(params))
+        cursor = await retry_locked(lambda: self.db.execute(sql, tuple(params)))
         count = cursor.rowcount
         await cursor.close()
         return count
@@ -128,17 +128,21 @@ class SqliteJobQueue:
                 return None
             among = f" AND session_id IN ({','.join('?' for _ in only)})"
             params += list(only)
-        async with self.db.execute(
+        sql = (
             "UPDATE forward_jobs SET state = 'uploading', lease_owner = ?, lease_expires = ?, "
             "attempts = attempts + 1, updated_at = ? "
             "WHERE rowid = (SELECT rowid FROM forward_jobs WHERE forwarder = ? AND ("
             "(state = 'pending' AND next_attempt_at <= ?) OR "
             f"(state = 'uploading' AND lease_expires <= ?)){among} "
             "ORDER BY next_attempt_at LIMIT 1) "
-            f"RETURNING {_COLUMNS}",
-            params,
-        ) as cursor:
-            row = await cursor.fetchone()
+            f"RETURNING {_COLUMNS}"
+        )
+
+        async def claim() -> Any:
+            async with self.db.execute(sql, params) as cursor:
+                return await cursor.fetchone()
+
+        row = await retry_locked(claim)
         return _job(row) if row is not None else None
 
     async def renew(self, job: Job, owner: str, now: float, lease_s: float) -> bool:
