@@ -159,13 +159,22 @@ BOMBS: dict[str, tuple[Callable[[], bytes], str, str]] = {
 
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[tuple[CollectorProcess, aiohttp.ClientSession]]:
+    # glibc reserves 64 MiB of address space per malloc arena, up to 8 per core: on a
+    # many-core CI host that alone nears the limit. Two arenas keep the budget the same
+    # on every machine (RSS, which the test measures, does not depend on it).
     process = CollectorProcess(
-        tmp_path / "data", wrapper=("prlimit", f"--as={ADDRESS_SPACE}", "--")
+        tmp_path / "data",
+        env={"MALLOC_ARENA_MAX": "2"},
+        wrapper=("prlimit", f"--as={ADDRESS_SPACE}", "--"),
     )
     process.start()
     timeout = aiohttp.ClientTimeout(total=300)
     try:
-        async with aiohttp.ClientSession(timeout=timeout) as http:
+        # A fresh connection per request: building a bomb blocks this loop for seconds,
+        # past the collector's keep-alive timeout, and a pooled connection the collector
+        # closed meanwhile would fail the next upload with a broken pipe.
+        connector = aiohttp.TCPConnector(force_close=True)
+        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as http:
             await process.wait_healthy(http)
             yield process, http
     finally:
@@ -214,7 +223,13 @@ async def measured(
     """RSS before, at peak during, and after ``attack``; and what it returned."""
     before = process.memory()[0]
     process.reset_peak()
-    result = await attack()
+    try:
+        result = await attack()
+    except aiohttp.ClientError as exc:
+        state = "running" if process.proc and process.proc.poll() is None else "exited"
+        raise AssertionError(
+            f"{exc!r}; the collector has {state}; its log ends:\n" + process.log()[-4000:]
+        ) from exc
     peak = process.memory()[1]
 
     def settled() -> bool:
