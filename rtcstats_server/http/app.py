@@ -38,6 +38,7 @@ from rtcstats_server.http.keys import (
     VIEWER,
 )
 from rtcstats_server.http.viewer import routes as viewer_routes
+from rtcstats_server.http.viewer.advice import viewer_warnings
 from rtcstats_server.http.viewer.service import make_viewer
 from rtcstats_server.ingest.access import ClientAccess
 from rtcstats_server.ingest.handler import IngestHandler
@@ -89,6 +90,8 @@ def build_app(config: Config) -> web.Application:
             if viewer is not None:
                 app[VIEWER] = viewer
                 hooks.append(viewer)
+                for key, problem in viewer_warnings(config):
+                    log.warning("configuration: %s %s", key, problem)
             if config.quality.enabled:
                 analysis = Analysis(
                     config.quality,
