@@ -21,7 +21,7 @@ from rtcstats_server.analysis.worker import Analysis
 from rtcstats_server.config import Config
 from rtcstats_server.exceptions import StartupError, StoreUnavailable
 from rtcstats_server.forwarders.worker import make_forwarding
-from rtcstats_server.http import api, features, openapi, rtcstats_api, startup
+from rtcstats_server.http import api, features, openapi, rtcstats_api, startup, ui
 from rtcstats_server.http.access import ApiAccess
 from rtcstats_server.http.access_log import AccessLog, access_logger
 from rtcstats_server.http.errors import Handler, HttpErrorLog, json_errors
@@ -154,6 +154,7 @@ def build_app(config: Config) -> web.Application:
     rtcstats_api.add_routes(app)
     openapi.add_routes(app)
     viewer_routes.add_routes(app)
+    ui.add_routes(app)
     return app
 
 
