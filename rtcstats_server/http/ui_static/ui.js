@@ -158,7 +158,8 @@
     $("more").hidden = !cursor;
     const count = rows.rows.length;
     $("sessions").hidden = count === 0;
-    say("status", count === 0 ? "No session matches." : count + (cursor ? "+" : "") + " sessions, newest first.");
+    const shown = count + (cursor ? "+" : "") + (count === 1 && !cursor ? " session" : " sessions");
+    say("status", count === 0 ? "No session matches." : shown + ", newest first.");
   }
 
   function run(more) {
