@@ -139,3 +139,29 @@ async def test_a_token_once_and_a_dump_through_the_file_picker(
         headers = {"Authorization": f"Bearer {read}"}
         record = await collector.get_json(f"/v1/sessions/{session_id}", headers=headers)
         assert record["source"] == "upload" and record["upload_file_name"] == UPLOADED.name
+
+
+async def test_a_row_whose_stored_link_expires_opens_a_fresh_one(
+    bed: BrowserBed,  # noqa: F811
+    tmp_path: Path,
+    fixtures_dir: Path,
+) -> None:
+    """Records written with expiring links (``viewer.record_url_ttl_s``, or by an older
+    version): the page asks the API for a fresh link instead of opening a dead one."""
+    settings = {"viewer": {"record_url_ttl_s": 60}}  # within the page's minute of margin
+    async with run_collector(tmp_path / "data", settings) as collector:
+        session_id = await store_dump_file(collector, fixtures_dir / CHROME, {"user_id": "dan"})
+        stored = (await collector.get_json(f"/v1/sessions/{session_id}"))["viewer_url"]
+        async with opened(bed) as view:
+            page = view.page
+            await page.goto(collector.base_url + "/ui/")
+            row = page.locator(f"tr.session[data-id='{session_id}']")
+            await expect(row).to_have_count(1)
+            assert await row.locator("a").get_attribute("href") == "#"
+            await row.locator("a").click()
+            await page.wait_for_url(re.compile(rf"/view/{session_id}\?exp=\d+&sig="))
+            assert page.url != stored
+            exp = int(page.url.split("exp=", 1)[1].split("&", 1)[0])
+            assert exp > int(stored.split("exp=", 1)[1].split("&", 1)[0]) + 3600  # url_ttl_s
+            assert await page.locator("header h1").inner_text() == f"Session {session_id}"
+            assert view.errors == [], view.errors
