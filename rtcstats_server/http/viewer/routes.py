@@ -205,7 +205,12 @@ async def _link_options(request: web.Request) -> tuple[bool, int | None]:
     """(expires, ttl_s) from the optional JSON body ``{"expires": bool, "ttl_s": int}``."""
     if not request.can_read_body:
         return True, None
-    raw = await request.content.read(_MAX_OPTIONS_BYTES + 1)
+    raw = b""  # a read returns what has arrived: read until the end or past the limit
+    while len(raw) <= _MAX_OPTIONS_BYTES and not request.content.at_eof():
+        more = await request.content.read(_MAX_OPTIONS_BYTES + 1 - len(raw))
+        if not more:
+            break
+        raw += more
     if not raw.strip():
         return True, None
     try:

@@ -5,8 +5,10 @@ logged once per origin and counted."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -75,6 +77,16 @@ async def test_expiring_links_on_demand(collector: RunningCollector, fixtures_di
         assert status == 400 and body["error"] == "bad_request", bad
     async with collector.http.post(endpoint, data=b"{not json") as response:
         assert response.status == 400
+
+    async def trickle() -> AsyncIterator[bytes]:  # the body in pieces, as a slow client sends
+        for piece in (b'{"ttl_', b's": 3', b"00}"):
+            yield piece
+            await asyncio.sleep(0.05)
+
+    async with collector.http.post(endpoint, data=trickle()) as response:
+        assert response.status == 200
+        exp = int(query_of((await response.json())["viewer_url"])["exp"])
+    assert exp == pytest.approx(time.time() + 300, abs=5)
 
 
 async def test_record_links_expire_when_configured(tmp_path: Path, fixtures_dir: Path) -> None:
