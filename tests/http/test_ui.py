@@ -56,15 +56,27 @@ async def test_the_page_and_its_files_under_a_nonce_policy(collector: RunningCol
             assert response.status == 404, missing
 
 
-async def test_with_api_listen_the_page_is_where_the_api_is(tmp_path: Path) -> None:
+async def test_with_api_listen_the_page_is_where_the_api_is(
+    tmp_path: Path, fixtures_dir: Path
+) -> None:
     api_port = free_port()
     settings = {"api": {"listen": f"127.0.0.1:{api_port}"}}
     async with run_collector(tmp_path, settings) as collector:
+        api = f"http://127.0.0.1:{api_port}"
         async with collector.http.get(collector.base_url + "/ui/") as response:
             assert response.status == 404
-        async with collector.http.get(f"http://127.0.0.1:{api_port}/ui/") as response:
+        async with collector.http.get(f"{api}/ui/") as response:
             assert response.status == 200
-        async with collector.http.get(f"http://127.0.0.1:{api_port}/ui/static/ui.js") as response:
+        async with collector.http.get(f"{api}/ui/static/ui.js") as response:
+            assert response.status == 200
+        # what the page calls answers there too: the list, and the viewer its rows open
+        session_id = await store_dump_file(collector, fixtures_dir / FIREFOX)
+        async with collector.http.get(f"{api}/v1/sessions?browser=Firefox") as response:
+            listed = (await response.json())["sessions"]
+        assert [item["id"] for item in listed] == [session_id]
+        viewer_url = listed[0]["viewer_url"]
+        assert viewer_url.startswith(collector.base_url)  # public_base_url: the public port
+        async with collector.http.get(api + viewer_url[len(collector.base_url) :]) as response:
             assert response.status == 200
 
 
