@@ -530,7 +530,19 @@ class ViewerConfig(Section):
         "<data_dir>/viewer-secret. Set it (RTCSTATS_VIEWER__SECRET) to share URLs between "
         "collectors.",
     )
-    url_ttl_s: int = Field(7 * 86400, ge=60, description="Lifetime of a signed viewer URL (s).")
+    url_ttl_s: int = Field(
+        7 * 86400,
+        ge=60,
+        description="Lifetime of an expiring viewer link, as POST /v1/sessions/{id}/viewer-url "
+        "makes them (s).",
+    )
+    record_url_ttl_s: int = Field(
+        0,
+        ge=0,
+        description="Lifetime of the viewer_url written in records and of the embedUrl the "
+        "/v1.0 API answers (s; at least 60); 0: they never expire (a backend stores them). "
+        "Changing viewer.secret revokes every link.",
+    )
     authorized_domains: list[str] = Field(
         default_factory=list,
         description="Origins allowed to frame the viewer (https://dash.example.com); the "
@@ -558,6 +570,8 @@ class ViewerConfig(Section):
 
     @model_validator(mode="after")
     def _origins(self) -> ViewerConfig:
+        if 0 < self.record_url_ttl_s < 60:
+            raise ValueError("viewer.record_url_ttl_s must be 0 (never expire) or at least 60")
         for origin in self.authorized_domains:
             host = r"(\*\.)?([A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\])"
             if not re.fullmatch(rf"https?://{host}(:[0-9]{{1,5}})?", origin):

@@ -194,6 +194,12 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.viewer_frame_refused = Counter(
+            "rtcstats_viewer_frame_refused",
+            "Viewer pages framed by an origin not in viewer.authorized_domains (the browser "
+            "shows a blank frame); each origin is logged once.",
+            registry=r,
+        )
         self.viewer_seconds = Histogram(
             "rtcstats_viewer_model_seconds",
             "Time to have a viewer's data: cached, computed (whole dump) or window (zoom).",

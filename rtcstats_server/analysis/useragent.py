@@ -26,6 +26,8 @@ _BROWSERS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("Safari", r"AppleWebKit/([\d.]+)"),
     )
 )
+#: The browser names a record's ``browser`` can hold (what the sessions page offers).
+BROWSER_FAMILIES: tuple[str, ...] = tuple(dict.fromkeys(family for family, _ in _BROWSERS))
 
 _OSES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (family, re.compile(pattern))

@@ -202,8 +202,13 @@ def _check_config(args: argparse.Namespace) -> int:
 
         sys.stdout.write(render_yaml())
         return 0
+    from rtcstats_server.http.viewer.advice import viewer_warnings
+
     config = load_config(args.file)
     sys.stdout.write(yaml.safe_dump(masked_dump(config), sort_keys=False))
+    # warnings go to stderr: stdout stays the configuration, usable as a file
+    for key, problem in viewer_warnings(config):
+        sys.stderr.write(f"rtcstats-server: warning: {key} {problem}\n")
     return _check_connect(config) if args.connect else 0
 
 

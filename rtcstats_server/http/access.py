@@ -23,6 +23,7 @@ from aiohttp import web
 
 from rtcstats_server.config import ApiConfig
 from rtcstats_server.http.errors import Handler, error
+from rtcstats_server.http.ui import is_ui
 
 #: Paths of the API proper; /healthz and /readyz stay open on every port.
 PROTECTED_PREFIXES = ("/v1/", "/v1.0/", "/metrics")
@@ -136,7 +137,9 @@ class ApiAccess:
         upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
         if self.api_port is not None:
             on_api_port = _local_port(request) == self.api_port
-            if (upgrade and on_api_port) or (not upgrade and protected(path) and not on_api_port):
+            # the sessions page goes where the API it calls is
+            api_only = protected(path) or is_ui(path)
+            if (upgrade and on_api_port) or (not upgrade and api_only and not on_api_port):
                 return error(404, "not_found", "not served on this port")
         if upgrade or not protected(path):
             return await handler(request)  # ingest (any path) and health: open

@@ -60,6 +60,7 @@ def parse_query(params: Any) -> SessionQuery:
     known = {*EQUALITY_FILTERS, "since", "until", "limit", "cursor"}
     known |= set(FORWARD_FILTERS)
     known |= set(QUALITY_FILTERS)
+    known |= set(CLIENT_FILTERS)
     unknown = sorted(set(params) - known)
     if unknown:
         raise ProtocolViolation("bad_filter", f"unknown parameter(s): {', '.join(unknown)}")
@@ -74,7 +75,13 @@ def parse_query(params: Any) -> SessionQuery:
         cursor=decode_cursor(params["cursor"]) if "cursor" in params else None,
         **_forward_filters(params),
         **_quality_filters(params),
+        fields={name: params[name] for name in CLIENT_FILTERS if name in params},
     )
+
+
+#: Equality on the client the summary names (``browser``: Chrome, Firefox, Safari, ...;
+#: ``os``), as the sessions page searches them.
+CLIENT_FILTERS = ("browser", "os")
 
 
 #: Filters on the quality summary (analysis/findings.py names the findings).

@@ -21,7 +21,7 @@ from rtcstats_server.analysis.worker import Analysis
 from rtcstats_server.config import Config
 from rtcstats_server.exceptions import StartupError, StoreUnavailable
 from rtcstats_server.forwarders.worker import make_forwarding
-from rtcstats_server.http import api, features, openapi, rtcstats_api, startup
+from rtcstats_server.http import api, features, openapi, rtcstats_api, startup, ui
 from rtcstats_server.http.access import ApiAccess
 from rtcstats_server.http.access_log import AccessLog, access_logger
 from rtcstats_server.http.errors import Handler, HttpErrorLog, json_errors
@@ -38,6 +38,7 @@ from rtcstats_server.http.keys import (
     VIEWER,
 )
 from rtcstats_server.http.viewer import routes as viewer_routes
+from rtcstats_server.http.viewer.advice import viewer_warnings
 from rtcstats_server.http.viewer.service import make_viewer
 from rtcstats_server.ingest.access import ClientAccess
 from rtcstats_server.ingest.handler import IngestHandler
@@ -89,6 +90,8 @@ def build_app(config: Config) -> web.Application:
             if viewer is not None:
                 app[VIEWER] = viewer
                 hooks.append(viewer)
+                for key, problem in viewer_warnings(config):
+                    log.warning("configuration: %s %s", key, problem)
             if config.quality.enabled:
                 analysis = Analysis(
                     config.quality,
@@ -151,6 +154,7 @@ def build_app(config: Config) -> web.Application:
     rtcstats_api.add_routes(app)
     openapi.add_routes(app)
     viewer_routes.add_routes(app)
+    ui.add_routes(app)
     return app
 
 

@@ -109,7 +109,8 @@ def processor_version() -> str:
 
 
 def session_urls(app: web.Application, session_id: str) -> dict[str, str]:
-    """``rtcstatsUrl`` and ``embedUrl`` of a session: a fresh signed viewer link.
+    """``rtcstatsUrl`` and ``embedUrl`` of a session: its signed viewer link, lasting
+    like the record's ``viewer_url`` (a backend stores it).
 
     With the viewer disabled there is nothing to embed: like a plan without
     embedding, the answer has no ``embedUrl``, and ``rtcstatsUrl`` is the session in
@@ -119,7 +120,7 @@ def session_urls(app: web.Application, session_id: str) -> dict[str, str]:
     if viewer is None:
         base = public_base_url(app[CONFIG])
         return {"rtcstatsUrl": f"{base}/v1.0/sessions/{session_id}"}
-    url = viewer.url_for(session_id).url
+    url = viewer.stored_link(session_id).url
     return {"rtcstatsUrl": url, "embedUrl": url}
 
 

@@ -30,8 +30,10 @@ async def test_openapi_document_lists_both_apis(collector) -> None:  # type: ign
     assert document["openapi"].startswith("3.")
     served = {route.resource.canonical for route in collector.app.router.routes()}
     documented = {path.replace("{rtcstatsId}", "{id}") for path in document["paths"]}
-    # Every API route is documented (the viewer's HTML pages under /view are not an API).
-    assert {p for p in served if not p.startswith("/view/")} == documented
+    # Every API route is documented (the viewer's HTML pages under /view and the
+    # sessions page under /ui are not an API).
+    pages = ("/view/", "/ui")
+    assert {p for p in served if not p.startswith(pages)} == documented
 
 
 async def test_schemathesis_finds_no_server_error(tmp_path: Path, fixtures_dir: Path) -> None:

@@ -65,11 +65,13 @@ V1_ONLY_QUERIES = ["min_loss_pct=²", "min_loss_pct=nan", "min_loss_pct=1e999", 
 
 @pytest.fixture
 async def stored(collector: RunningCollector, fixtures_dir: Path) -> dict[str, Any]:
-    """A stored session and the query string of its signed viewer link."""
+    """A stored session and the query string of an expiring signed viewer link."""
     path = fixtures_dir / "real" / "jitsi-firefox97-standard-stats-sfu.jsonl"
     session_id = await store_dump_file(collector, path)
-    record = await collector.get_json(f"/v1/sessions/{session_id}")
-    return {"id": session_id, "query": urlsplit(record["viewer_url"]).query}
+    url = f"{collector.base_url}/v1/sessions/{session_id}/viewer-url"
+    async with collector.http.post(url) as response:
+        link = (await response.json())["viewer_url"]
+    return {"id": session_id, "query": urlsplit(link).query}
 
 
 async def answer(collector: RunningCollector, path: str) -> tuple[int, str, bytes]:
@@ -125,6 +127,9 @@ async def test_viewer_links(
         "exp of 400 digits": f"exp={NINES}&sig={good.split('sig=', 1)[1]}",
         "non-ASCII sig": f"exp={exp}&sig=" + quote("é" * 20),
         "sig of one non-ASCII char": f"exp={exp}&sig=" + quote("²"),
+        "lasting, non-ASCII sig": "sig=" + quote("é" * 20),
+        "lasting, sig of 400 digits": f"sig={NINES}",
+        "empty exp": f"exp=&sig={good.split('sig=', 1)[1]}",
     }
     for name, query in hostile.items():
         for sub in ("", "/samples.jsonl", "/events/0"):

@@ -18,11 +18,11 @@ from typing import Any, Final
 import orjson
 from aiohttp import web
 
-from rtcstats_server.exceptions import NotFound, StoreUnavailable
+from rtcstats_server.exceptions import NotFound, ProtocolViolation, StoreUnavailable
 from rtcstats_server.http.errors import client_went_away
 from rtcstats_server.http.keys import VIEWER
 from rtcstats_server.http.viewer import render
-from rtcstats_server.http.viewer.service import Viewer
+from rtcstats_server.http.viewer.service import Viewer, iso_time
 from rtcstats_server.query_values import MAX_EPOCH_MS_DIGITS, ascii_int
 
 SESSION_ID: Final = re.compile(r"^[0-9a-f]{32}$")
@@ -32,6 +32,8 @@ _MAX_INDEX: Final = 1 << 40
 def _headers(request: web.Request, nonce: str) -> dict[str, str]:
     viewer = request.app.get(VIEWER)
     ancestors = viewer.frame_ancestors if viewer is not None else "'self'"
+    if viewer is not None:
+        viewer.framing.observe(request.headers, request.headers.get("Host"))
     policy = (
         f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
         "img-src 'self' data:; base-uri 'none'; form-action 'self'; "
@@ -115,7 +117,7 @@ async def view_page(request: web.Request) -> web.StreamResponse:
     if isinstance(opened, web.Response):
         return opened
     viewer, session_id, window, record = opened
-    query = render.link_query(request.query["exp"], request.query["sig"])
+    query = viewer.signer.request_query(request.query.get("exp"), request.query["sig"])
     response = web.StreamResponse(headers=_headers(request, nonce))
     response.content_type = "text/html"
     response.charset = "utf-8"
@@ -194,19 +196,61 @@ async def view_samples(request: web.Request) -> web.StreamResponse:
     return response
 
 
+#: The longest lifetime a caller may ask of an expiring link (ten years).
+MAX_TTL_S: Final = 10 * 366 * 86400
+_MAX_OPTIONS_BYTES: Final = 1024
+
+
+async def _link_options(request: web.Request) -> tuple[bool, int | None]:
+    """(expires, ttl_s) from the optional JSON body ``{"expires": bool, "ttl_s": int}``."""
+    if not request.can_read_body:
+        return True, None
+    raw = b""  # a read returns what has arrived: read until the end or past the limit
+    while len(raw) <= _MAX_OPTIONS_BYTES and not request.content.at_eof():
+        more = await request.content.read(_MAX_OPTIONS_BYTES + 1 - len(raw))
+        if not more:
+            break
+        raw += more
+    if not raw.strip():
+        return True, None
+    try:
+        options = orjson.loads(raw) if len(raw) <= _MAX_OPTIONS_BYTES else None
+    except orjson.JSONDecodeError:
+        options = None
+    if not isinstance(options, dict) or set(options) - {"expires", "ttl_s"}:
+        raise ProtocolViolation(
+            "bad_request", 'the body, when sent, is {"expires": true|false, "ttl_s": seconds}'
+        )
+    expires, ttl_s = options.get("expires", True), options.get("ttl_s")
+    if not isinstance(expires, bool):
+        raise ProtocolViolation("bad_request", "expires must be true or false")
+    if ttl_s is not None and (
+        not isinstance(ttl_s, int) or isinstance(ttl_s, bool) or not 60 <= ttl_s <= MAX_TTL_S
+    ):
+        raise ProtocolViolation("bad_request", f"ttl_s must be an integer from 60 to {MAX_TTL_S}")
+    if ttl_s is not None and not expires:
+        raise ProtocolViolation("bad_request", "ttl_s applies only to an expiring link")
+    return expires, ttl_s
+
+
 async def viewer_url(request: web.Request) -> web.Response:
-    """A fresh signed link (the one in the record may have expired)."""
+    """A signed link: expiring (``viewer.url_ttl_s``, or the body's ``ttl_s``) by
+    default, lasting with ``{"expires": false}`` (e.g. to replace a stored link that
+    an older version made to expire)."""
     viewer = request.app.get(VIEWER)
     session_id = request.match_info["id"]
     if viewer is None:
         detail = "the viewer is disabled (viewer.enabled: false)"
         body = {"error": "viewer_disabled", "detail": detail}
         return web.json_response(body, status=404, dumps=lambda o: orjson.dumps(o).decode())
+    expires, ttl_s = await _link_options(request)
     if not SESSION_ID.match(session_id) or await viewer.records.get(session_id) is None:
         raise NotFound(f"no session {session_id}")
-    signed = viewer.url_for(session_id)
-    expires = datetime.fromtimestamp(signed.expires_at, UTC).isoformat()
-    return web.json_response({"viewer_url": signed.url, "expires_at": expires})
+    signed = viewer.url_for(session_id, ttl_s) if expires else viewer.signer.lasting(session_id)
+    return web.json_response(
+        {"viewer_url": signed.url, "expires_at": iso_time(signed.expires_at)},
+        dumps=lambda o: orjson.dumps(o).decode(),
+    )
 
 
 def add_routes(app: web.Application) -> None:

@@ -2,9 +2,15 @@
 
 A dashboard puts the URL in an iframe for its own (already logged-in) staff, so the
 viewer cannot ask for a login. The signature is an HMAC-SHA256 over the session id
-and the expiry, so a URL opens exactly one session until exactly its ``exp``; the key
-never leaves the server. Without a configured key one is generated once and kept in
-the data dir (mode 0600), so URLs survive restarts of this collector.
+and, for an expiring link, its expiry: a URL opens exactly one session, until exactly
+its ``exp`` when it has one. The link a record carries has none by default, because a
+backend stores it the way it stores rtcstats.com's embed URL, and a link that dies
+after a week shows a broken frame on every old call; expiring links are made on
+demand. Only the path and query are signed, never the base URL, so a link keeps
+working wherever this server is reached from (a new ``viewer.public_base_url``, a
+proxy). The key never leaves the server; changing it revokes every link at once.
+Without a configured key one is generated once and kept in the data dir (mode 0600),
+so URLs survive restarts of this collector.
 """
 
 from __future__ import annotations
@@ -27,6 +33,9 @@ from rtcstats_server.query_values import ascii_int
 
 SECRET_FILE: Final = "viewer-secret"
 _LOCAL_HOSTS: Final = frozenset({"", "0.0.0.0", "::", "[::]"})
+#: What a lasting link's signature covers in place of an expiry: not digits, so no
+#: expiring link's signature can pass for a lasting one, nor the other way round.
+_LASTING: Final = "-"
 
 
 class Denied(StrEnum):
@@ -41,42 +50,66 @@ class Denied(StrEnum):
 @dataclass(frozen=True)
 class SignedUrl:
     url: str
-    expires_at: int
+    #: Epoch seconds after which the link is refused; None: it never expires.
+    expires_at: int | None
 
 
 class Signer:
     def __init__(self, key: bytes, base_url: str, ttl_s: int) -> None:
         self._key = key
         self.base_url = base_url.rstrip("/")
+        #: Lifetime of an expiring link (``viewer.url_ttl_s``).
         self.ttl_s = ttl_s
 
-    def signature(self, session_id: str, exp: int) -> str:
-        # The separator cannot occur in either part: ids are hex, exp is digits.
-        message = f"{session_id}\n{exp}".encode()
+    def signature(self, session_id: str, exp: int | None) -> str:
+        # The separator cannot occur in either part: ids are hex, exp is digits or "-".
+        message = f"{session_id}\n{_LASTING if exp is None else exp}".encode()
         digest = hmac.new(self._key, message, hashlib.sha256).digest()
         return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
-    def query(self, session_id: str, exp: int) -> str:
-        return urlencode({"exp": exp, "sig": self.signature(session_id, exp)})
+    def query(self, session_id: str, exp: int | None) -> str:
+        """The signed part of a link: ``exp=…&sig=…``, or ``sig=…`` for a lasting one."""
+        sig = self.signature(session_id, exp)
+        return urlencode({"sig": sig} if exp is None else {"exp": exp, "sig": sig})
 
-    def url(self, session_id: str, now: float) -> SignedUrl:
-        exp = int(now) + self.ttl_s
-        return SignedUrl(f"{self.base_url}/view/{session_id}?{self.query(session_id, exp)}", exp)
+    def url(self, session_id: str, now: float, ttl_s: int | None = None) -> SignedUrl:
+        """An expiring link: it opens the session for ``ttl_s`` (default
+        ``viewer.url_ttl_s``) from ``now``."""
+        exp = int(now) + (self.ttl_s if ttl_s is None else ttl_s)
+        query = self.query(session_id, exp)
+        return SignedUrl(f"{self.base_url}{view_path(session_id)}?{query}", exp)
+
+    def lasting(self, session_id: str) -> SignedUrl:
+        """A link without expiry (until the key changes)."""
+        query = self.query(session_id, None)
+        return SignedUrl(f"{self.base_url}{view_path(session_id)}?{query}", None)
 
     def check(self, session_id: str, exp: str | None, sig: str | None, now: float) -> Denied | None:
-        """None when the request may see ``session_id``, else the reason it may not."""
-        if not exp or not sig:
+        """None when the request may see ``session_id``, else the reason it may not.
+
+        ``exp`` absent: the link must carry a lasting signature.
+        """
+        if not sig or exp == "":
             return Denied.MISSING
-        expires = ascii_int(exp, 12)
+        expires = None if exp is None else ascii_int(exp, 12)
         # compare_digest takes ASCII strings only; ours are base64url.
-        if expires is None or len(sig) > 64 or not sig.isascii():
+        if (exp is not None and expires is None) or len(sig) > 64 or not sig.isascii():
             return Denied.MALFORMED
         # Checked before expiry, so a forged URL is counted as forged even when old.
         if not hmac.compare_digest(self.signature(session_id, expires), sig):
             return Denied.BAD_SIGNATURE
-        if expires < now:
+        if expires is not None and expires < now:
             return Denied.EXPIRED
         return None
+
+    def request_query(self, exp: str | None, sig: str) -> str:
+        """The signed part of a checked request, for the links its page holds."""
+        return urlencode({"sig": sig} if exp is None else {"exp": exp, "sig": sig})
+
+
+def view_path(session_id: str) -> str:
+    """Where a session's page is, below the base URL: the same under every base."""
+    return f"/view/{session_id}"
 
 
 def public_base_url(config: Config) -> str:

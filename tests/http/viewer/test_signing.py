@@ -53,7 +53,9 @@ def test_forged_altered_and_foreign_links_are_refused() -> None:
     assert signer.check(A, exp, sig[:-1] + ("A" if sig[-1] != "A" else "B"), NOW) is (
         Denied.BAD_SIGNATURE
     )
-    assert signer.check(A, None, sig, NOW) is Denied.MISSING
+    assert signer.check(A, None, sig, NOW) is Denied.BAD_SIGNATURE  # not a lasting one
+    assert signer.check(A, "", sig, NOW) is Denied.MISSING
+    assert signer.check(A, None, None, NOW) is Denied.MISSING
     assert signer.check(A, exp, "", NOW) is Denied.MISSING
     assert signer.check(A, "-5", sig, NOW) is Denied.MALFORMED
     assert signer.check(A, exp, "x" * 200, NOW) is Denied.MALFORMED
@@ -111,3 +113,34 @@ def test_public_base_url(
 def test_authorized_domains_must_be_origins(origin: str) -> None:
     with pytest.raises(ConfigError, match="authorized_domains"):
         build_config({"viewer": {"authorized_domains": [origin]}}, environ={})
+
+
+def test_a_lasting_link_never_expires_and_is_no_expiring_one() -> None:
+    signer = Signer(b"k" * 32, "https://collector.example.com", ttl_s=3600)
+    signed = signer.lasting(A)
+    split = urlsplit(signed.url)
+    query = {k: v[0] for k, v in parse_qs(split.query).items()}
+    assert signed.expires_at is None and set(query) == {"sig"} and split.path == f"/view/{A}"
+    sig = query["sig"]
+    assert signer.check(A, None, sig, NOW) is None
+    assert signer.check(A, None, sig, NOW + 100 * 365 * 86400) is None
+    assert signer.check(B, None, sig, NOW) is Denied.BAD_SIGNATURE
+    # the lasting signature given an expiry, any expiry, is no expiring link's
+    for exp in ("0", str(int(NOW) + 60), "9" * 12):
+        assert signer.check(A, exp, sig, NOW) is Denied.BAD_SIGNATURE
+    assert Signer(b"q" * 32, "https://x", 3600).check(A, None, sig, NOW) is (
+        Denied.BAD_SIGNATURE  # another key (viewer.secret changed): every link revoked
+    )
+
+
+def test_the_base_url_is_not_signed() -> None:
+    old = Signer(b"k" * 32, "http://127.0.0.1:8080", ttl_s=3600)
+    new = Signer(b"k" * 32, "https://rtcstats.example.com/collector/", ttl_s=3600)
+    for made in (old.lasting(A).url, old.url(A, NOW).url):
+        split = urlsplit(made)
+        query = {k: v[0] for k, v in parse_qs(split.query).items()}
+        assert new.check(A, query.get("exp"), query["sig"], NOW) is None
+    assert new.lasting(A).url == (
+        "https://rtcstats.example.com/collector"
+        + urlsplit(old.lasting(A).url)._replace(scheme="", netloc="").geturl()
+    )

@@ -172,7 +172,7 @@ async def framed(page: Page, viewer_origin: str) -> Frame:
 
 
 async def test_only_the_authorized_origin_can_frame_the_viewer(
-    bed: BrowserBed, tmp_path: Path, fixtures_dir: Path
+    bed: BrowserBed, tmp_path: Path, fixtures_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     port = free_port()
     authorized = f"http://127.0.0.1:{port}"
@@ -185,8 +185,11 @@ async def test_only_the_authorized_origin_can_frame_the_viewer(
             session_id = await store_dump_file(
                 collector, fixtures_dir / "real" / "jitsi-chrome-standard-pc-failed.jsonl"
             )
-            url = (await collector.get_json(f"/v1/sessions/{session_id}"))["viewer_url"]
+            record = await collector.get_json(f"/v1/sessions/{session_id}")
+            url = record["viewer_url"]  # the stored link: it never expires
+            assert record["viewer_url_expires_at"] is None and "exp=" not in url
             query = f"/dashboard?src={url.replace('&', '%26')}"
+            refused = "rtcstats_viewer_frame_refused_total"
 
             async with opened(bed) as view:
                 await view.page.goto(authorized + query)
@@ -196,6 +199,7 @@ async def test_only_the_authorized_origin_can_frame_the_viewer(
                 assert await frame.locator("header h1").inner_text() == f"Session {session_id}"
                 await view.page.screenshot(path=ARTIFACTS / "embedded-authorized.png")
                 assert view.errors == [], view.errors
+            assert f"\n{refused} 0.0\n" in await collector.metrics_text()
 
             # the same page from another origin (localhost is not 127.0.0.1 to a browser)
             async with opened(bed) as view:
@@ -210,5 +214,9 @@ async def test_only_the_authorized_origin_can_frame_the_viewer(
                 assert await frame.locator("svg.chart").count() == 0
                 assert await frame.locator("header h1").count() == 0
                 await view.page.screenshot(path=ARTIFACTS / "embedded-refused.png")
+            # the collector saw the attempt: chromium said it was a frame, and by whom
+            assert f"\n{refused} 1.0\n" in await collector.metrics_text()
+            logged = [r.getMessage() for r in caplog.records if "tried to frame" in r.getMessage()]
+            assert len(logged) == 1 and logged[0].startswith(f"viewer: http://localhost:{port} ")
     finally:
         await runner.cleanup()

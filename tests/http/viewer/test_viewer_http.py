@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -60,8 +61,8 @@ async def test_every_dialect_gets_a_working_viewer_url(
     await replay(collector, load(fixtures_dir, kind, name))
     record = await collector.wait_for_record(lambda r: r["state"] == "stored" and "viewer_url" in r)
     url = record["viewer_url"]
-    assert url.startswith(f"{collector.base_url}/view/{record['id']}?exp=")
-    assert int(query_of(url)["exp"]) == pytest.approx(time.time() + 7 * 86400, abs=60)
+    assert url.startswith(f"{collector.base_url}/view/{record['id']}?sig=")
+    assert "exp" not in query_of(url) and record["viewer_url_expires_at"] is None
     async with collector.http.get(url) as response:
         assert response.status == 200
         assert response.content_type == "text/html"
@@ -91,7 +92,7 @@ async def test_refused_links_get_a_403_page_and_are_counted(
         collector, fixtures_dir / "real" / "jitsi-firefox97-standard-stats-sfu.jsonl"
     )
     signer = collector.app[VIEWER].signer
-    good = first["viewer_url"]
+    good = signer.url(first["id"], time.time()).url  # an expiring link
     params = query_of(good)
     base = f"{collector.base_url}/view/{first['id']}"
     expired = signer.url(first["id"], time.time() - signer.ttl_s - 5).url
@@ -106,6 +107,11 @@ async def test_refused_links_get_a_403_page_and_are_counted(
         ],
         "missing": f"{base}?exp={params['exp']}",
     }
+    # the record's lasting link, altered: another session's, or an expiring one's
+    # signature without its expiry
+    lasting = query_of(first["viewer_url"])["sig"]
+    cases["bad_signature"] += [f"{base}?sig={params['sig']}", f"{base}?sig={lasting[:-1]}A"]
+
     for urls in cases.values():
         for url in [urls] if isinstance(urls, str) else urls:
             async with collector.http.get(url) as response:
@@ -120,7 +126,7 @@ async def test_refused_links_get_a_403_page_and_are_counted(
                     assert sub_r.status == 403
     counted = await metric(collector, "rtcstats_viewer_denied_total")
     assert 'rtcstats_viewer_denied_total{reason="expired"} 3.0' in counted
-    assert 'rtcstats_viewer_denied_total{reason="bad_signature"} 9.0' in counted
+    assert 'rtcstats_viewer_denied_total{reason="bad_signature"} 15.0' in counted
     assert 'rtcstats_viewer_denied_total{reason="missing"} 3.0' in counted
     async with collector.http.get(good) as response:
         assert response.status == 200
@@ -135,7 +141,10 @@ async def test_fresh_link_from_the_api(collector: RunningCollector, fixtures_dir
         assert response.status == 200
         body = await response.json()
     assert set(body) == {"viewer_url", "expires_at"}
-    assert body["viewer_url"].startswith(f"{collector.base_url}/view/{session_id}?")
+    assert body["viewer_url"].startswith(f"{collector.base_url}/view/{session_id}?exp=")
+    exp = int(query_of(body["viewer_url"])["exp"])
+    assert exp == pytest.approx(time.time() + 7 * 86400, abs=60)  # viewer.url_ttl_s
+    assert datetime.fromisoformat(body["expires_at"]).timestamp() == exp
     async with collector.http.get(body["viewer_url"]) as response:
         assert response.status == 200
         page = await response.text()
