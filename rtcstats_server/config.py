@@ -344,6 +344,39 @@ class QualityConfig(Section):
     )
 
 
+class AnalysisConfig(Section):
+    """Where stored sessions are analysed (summary, findings, features): worker
+    processes that take jobs from the durable analysis queue, never the ingest loop."""
+
+    workers: int | None = Field(
+        None,
+        ge=0,
+        le=256,
+        description="Analysis worker processes serve starts; unset: CPUs - 1, at least 1. "
+        "0: this host only queues sessions, another host's 'rtcstats-server analyze "
+        "--workers N' (same metadata store and bucket) analyses them.",
+    )
+    lease_s: float = Field(
+        120.0,
+        gt=0,
+        le=3600,
+        description="A job's lease, renewed every third of it while it runs: a worker that "
+        "dies mid-job delays it this long, then another worker takes it.",
+    )
+    poll_interval_s: float = Field(
+        5.0,
+        gt=0,
+        description="How often idle workers look for jobs that another host queued or "
+        "that a dead worker left (this host's new sessions wake them at once).",
+    )
+
+    def worker_count(self) -> int:
+        """The processes to start: ``workers``, or one fewer than the CPUs (at least 1)."""
+        if self.workers is not None:
+            return self.workers
+        return max(1, (os.cpu_count() or 2) - 1)
+
+
 class GeoConfig(Section):
     """Geolocation of addresses (the client's, its selected candidates', TURN relays')
     with MaxMind databases (GeoIP2 or GeoLite2, ``.mmdb``), looked up before IP masking.
@@ -660,6 +693,7 @@ class Config(Section):
     logging: LoggingConfig = Field(default_factory=LoggingConfig)  # type: ignore[arg-type]
     forwarders: ForwardersConfig = Field(default_factory=ForwardersConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig)  # type: ignore[arg-type]
+    analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)  # type: ignore[arg-type]
     geo: GeoConfig = Field(default_factory=GeoConfig)  # type: ignore[arg-type]
     viewer: ViewerConfig = Field(default_factory=ViewerConfig)  # type: ignore[arg-type]
     auth: AuthConfig = Field(default_factory=AuthConfig)  # type: ignore[arg-type]

@@ -125,8 +125,14 @@ class Metrics:
         )
         self.analyses = Counter(
             "rtcstats_analyses",
-            "Session analyses run, by outcome: done, retried, failed, lease_lost.",
+            "Session analyses run, by outcome: done, retried, failed, lease_lost (counted "
+            "by serve for its analysis worker processes).",
             ["outcome"],
+            registry=r,
+        )
+        self.analysis_worker_restarts = Counter(
+            "rtcstats_analysis_worker_restarts",
+            "Analysis worker processes that exited unasked and were started again.",
             registry=r,
         )
         # -- forwarding to an upstream (rtcstats.com) ------------------------------------

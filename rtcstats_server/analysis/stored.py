@@ -19,7 +19,7 @@ from typing import Any
 from rtcstats_server.analysis.dump_analysis import analyse_chunks
 from rtcstats_server.analysis.geo import GeoLocator
 from rtcstats_server.config import QualityConfig
-from rtcstats_server.exceptions import RtcstatsError
+from rtcstats_server.exceptions import NotFound, RtcstatsError, StoreUnavailable
 from rtcstats_server.storage.base import DumpStore
 
 log = logging.getLogger(__name__)
@@ -98,15 +98,30 @@ async def analyse_stream(
 
 
 async def quality_fields(
-    dumps: DumpStore, key: str, config: QualityConfig, locator: GeoLocator | None = None
+    dumps: DumpStore,
+    key: str,
+    config: QualityConfig,
+    locator: GeoLocator | None = None,
+    *,
+    retry_missing: bool = False,
 ) -> dict[str, Any]:
     """Record fields (``quality``, ``findings``, ``max_loss_pct``, ..., ``features``)
-    for a stored dump; empty when disabled. A storage error gives a summary_error,
-    never raises. ``locator``: looks up addresses the dump kept (masking off)."""
+    for a stored dump; empty when disabled. A dump that cannot be read gives a
+    summary_error; a store that does not answer raises StoreUnavailable (the job is
+    tried again later), and so does a missing dump with ``retry_missing`` (one still
+    on its way to the bucket, read from another host). ``locator``: looks up
+    addresses the dump kept (masking off)."""
     if not config.enabled:
         return {}
     try:
         return await analyse_stream(dumps.read(key), config, locator)
+    except StoreUnavailable:
+        raise
+    except NotFound as exc:
+        if retry_missing:
+            raise StoreUnavailable(f"dump {key} not in the store yet: {exc}") from exc
+        log.warning("analysis of %s failed: %r", key, exc)
+        return {"summary_error": f"dump could not be read: {exc}"}
     except (RtcstatsError, OSError) as exc:
         log.warning("analysis of %s failed: %r", key, exc)
         return {"summary_error": f"dump could not be read: {exc}"}

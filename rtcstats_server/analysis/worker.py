@@ -6,12 +6,13 @@ MongoDB, worker name ``analysis``) and returns: a session is stored whether or n
 its summary is ready, and a crash loses no summary (the job outlives the process;
 its lease expires and another run takes it).
 
-A job is only a session id. ``analyse`` is all it takes (the seam issue 16's worker
-processes run): read the record for the dump's key, read the dump from the dump
-store, compute (summary and features in one pass: dump_analysis.py), and set the
-analysis fields on the record through ``metadata.steps.record_step``. Here
-``Analysis`` runs jobs in this process, each analysis on a thread of its own
-(``stored.quality_fields``), a few at a time.
+A job is only a session id. ``analyse`` is all it takes: read the record for the
+dump's key, read the dump from the dump store, compute (summary and features in one
+pass: dump_analysis.py), and set the analysis fields on the record through
+``metadata.steps.record_step``. ``Analysis`` is both ends: in ``serve`` it only
+queues (``start(runners=0)``) and keeps the queue-depth gauge; in a worker process
+(``processes.py``) its runners lease and run jobs, each analysis on a thread of its
+own (``stored.quality_fields``), and report every outcome to ``on_outcome``.
 """
 
 from __future__ import annotations
@@ -77,7 +78,9 @@ async def analyse(
     key = record.get("dump_key")
     if not key:
         return {}  # nothing stored, nothing to analyse
-    fields = await quality_fields(dumps, key, config, locator)
+    # A dump still in the outbox of the collector that stored it: the bucket has it soon.
+    pending = record.get("dump_location") == "outbox"
+    fields = await quality_fields(dumps, key, config, locator, retry_missing=pending)
     if fields and not await record_step(records, session_id, Step.ANALYSIS, fields):
         raise NotFound(f"the record of session {session_id} went away")
     return fields
@@ -96,8 +99,20 @@ class Analysis:
         node_id: str,
         clock: Callable[[], float] = time.time,
         locator: GeoLocator | None = None,
+        *,
+        lease_s: float = LEASE_S,
+        poll_s: float = POLL_S,
+        on_outcome: Callable[[str], None] | None = None,
+        on_queued: Callable[[], None] | None = None,
     ) -> None:
         self.config = config
+        self.lease_s = lease_s
+        self.poll_s = poll_s
+        #: Told each job's outcome (a worker process reports it to serve's /metrics);
+        #: by default counted in ``metrics`` here.
+        self.on_outcome = on_outcome or (lambda outcome: metrics.analyses.labels(outcome).inc())
+        #: Told when a job was queued (serve wakes its worker processes).
+        self.on_queued = on_queued
         #: Looks up the addresses a dump kept (masking off); None without geo databases.
         self.locator = locator
         self.queue = queue
@@ -113,7 +128,9 @@ class Analysis:
 
     # -- life ---------------------------------------------------------------------------
 
-    async def start(self, runners: int = CONCURRENCY) -> None:
+    async def start(self, runners: int = CONCURRENCY, watch_depth: bool = False) -> None:
+        """``runners`` lease and run jobs here; with ``watch_depth`` (and no runners,
+        which refresh it when idle) a task keeps the queue-depth gauge current."""
         await self.queue.open()
         self._open = True
         for outcome in OUTCOMES:  # every series from the start: scrapes stay comparable
@@ -121,6 +138,12 @@ class Analysis:
         self._runners = [
             asyncio.create_task(self._run_forever(), name=f"analysis-{n}") for n in range(runners)
         ]
+        if watch_depth and not runners:
+            self._runners.append(asyncio.create_task(self._watch_depth(), name="analysis-depth"))
+
+    def wake(self) -> None:
+        """Look for jobs now (one was queued, here or by another process)."""
+        self._wake.set()
 
     async def stop(self) -> None:
         """Stop the runners; a summary cut short keeps its lease until it expires, and
@@ -148,6 +171,8 @@ class Analysis:
             return
         if await self.queue.enqueue(str(record["id"]), ANALYSIS, self.clock()):
             self._wake.set()
+            if self.on_queued is not None:
+                self.on_queued()
 
     # -- running ------------------------------------------------------------------------
 
@@ -165,7 +190,19 @@ class Analysis:
                 log.exception("analysis runner: unexpected error; continuing")
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), POLL_S)
+                await asyncio.wait_for(self._wake.wait(), self.poll_s)
+
+    async def _watch_depth(self) -> None:
+        while True:
+            try:
+                await self._refresh_depth()
+            except asyncio.CancelledError:
+                raise
+            except StoreUnavailable as exc:
+                log.debug("analysis queue depth unknown: %s", exc)
+            except Exception:
+                log.exception("analysis queue depth: unexpected error; continuing")
+            await asyncio.sleep(min(self.poll_s, 5.0))
 
     async def _refresh_depth(self) -> None:
         for state, count in (await self.queue.counts(ANALYSIS)).items():
@@ -173,20 +210,25 @@ class Analysis:
 
     async def run_once(self) -> bool:
         """Lease and run one due job; False when none is due."""
-        job = await self.queue.lease(ANALYSIS, self.owner, self.clock(), LEASE_S)
+        job = await self.queue.lease(ANALYSIS, self.owner, self.clock(), self.lease_s)
         if job is None:
             return False
         try:
             work = analyse(job.session_id, self.records, self.dumps, self.config, self.locator)
-            await under_lease(self.queue, job, self.owner, LEASE_S, self.clock, work)
+            await under_lease(self.queue, job, self.owner, self.lease_s, self.clock, work)
+        except asyncio.CancelledError:
+            # Stopped (SIGTERM) mid-job: give it back, due now, for the next worker.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.queue.release(job, self.owner, self.clock()), 5.0)
+            raise
         except LeaseLost:
-            self.metrics.analyses.labels("lease_lost").inc()
+            self.on_outcome("lease_lost")
             log.warning("session %s: analysis lease lost; another process has it", job.session_id)
         except (RtcstatsError, OSError) as exc:
             await self._retry(job, exc)
         else:
             if await self.queue.complete(job, self.owner, self.clock(), {}):
-                self.metrics.analyses.labels("done").inc()
+                self.on_outcome("done")
         return True
 
     async def _retry(self, job: Job, exc: BaseException) -> None:
@@ -194,12 +236,12 @@ class Analysis:
         error = f"{type(exc).__name__}: {exc}"
         if job.attempts >= MAX_ATTEMPTS:
             if await self.queue.fail(job, self.owner, now, error):
-                self.metrics.analyses.labels("failed").inc()
+                self.on_outcome("failed")
                 log.error("session %s: analysis given up: %s", job.session_id, error)
             return
         due = now + backoff_s(job.attempts, BACKOFF_BASE_S, BACKOFF_MAX_S)
         if await self.queue.retry(job, self.owner, now, due, error):
-            self.metrics.analyses.labels("retried").inc()
+            self.on_outcome("retried")
             log.warning(
                 "session %s: analysis failed (%s), attempt %d, next in %.1f s",
                 job.session_id,

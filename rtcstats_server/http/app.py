@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from rtcstats_server.analysis.geo import open_locator
+from rtcstats_server.analysis.processes import WorkerPool
 from rtcstats_server.analysis.worker import Analysis
 from rtcstats_server.config import Config
 from rtcstats_server.exceptions import StartupError, StoreUnavailable
@@ -93,6 +94,10 @@ def build_app(config: Config) -> web.Application:
                 for key, problem in viewer_warnings(config):
                     log.warning("configuration: %s %s", key, problem)
             if config.quality.enabled:
+                # Analyses run in worker processes; this loop only queues them and keeps
+                # the queue's depth and the workers' outcomes in /metrics.
+                count = config.analysis.worker_count()
+                pool = WorkerPool(config, manager.node_id, count, metrics) if count else None
                 analysis = Analysis(
                     config.quality,
                     make_job_queue(config),
@@ -101,10 +106,18 @@ def build_app(config: Config) -> web.Application:
                     metrics,
                     manager.node_id,
                     locator=app.get(GEO),
+                    lease_s=config.analysis.lease_s,
+                    poll_s=config.analysis.poll_interval_s,
+                    on_queued=pool.wake if pool is not None else None,
                 )
                 app[ANALYSIS] = analysis
-                await analysis.start()
+                await analysis.start(runners=0, watch_depth=True)
                 opened.push_async_callback(analysis.stop)
+                if pool is not None:
+                    await pool.start()
+                    opened.push_async_callback(pool.stop)
+                else:
+                    log.info("analysis.workers is 0: sessions are queued, analysed elsewhere")
                 hooks.append(analysis)
             forwarding = make_forwarding(config, app[RECORDS], app[DUMPS], metrics, manager.node_id)
             if forwarding is not None:

@@ -16,12 +16,17 @@ from rtcstats_server.metadata.mongodb import MongoSessionStore
 from rtcstats_server.metadata.spool import SpoolingSessionStore
 
 
-def make_session_store(config: Config) -> SessionStore:
+def make_session_store(config: Config, *, spool: bool = True) -> SessionStore:
+    """``spool=False``: MongoDB without the write spool, for a process beside the
+    collector (an analysis worker) that must not share its spool directory: a write
+    that fails raises StoreUnavailable, and that process's job is retried."""
     meta = config.metadata
     if meta.backend == "mongodb":
         mongo = MongoSessionStore(
             meta.uri.get_secret_value(), meta.database, meta.collection, meta.timeout_s
         )
+        if not spool:
+            return mongo
         return SpoolingSessionStore(mongo, config.metadata_spool_dir, meta.retry_interval_s)
     return EmbeddedSessionStore(config.embedded_path)
 
