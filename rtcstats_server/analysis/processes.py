@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing
+import os
 import signal
 import time
 from collections.abc import AsyncIterator
@@ -108,7 +109,17 @@ def worker_main(config: Config, conn: Connection, owner: str) -> None:
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     configure_logging(config.logging)
-    asyncio.run(_work(config, conn, owner))
+    code = 0
+    try:
+        asyncio.Runner().run(_work(config, conn, owner))
+    except BaseException:
+        log.exception("analysis worker %s crashed", owner)
+        code = 1
+    # Not Runner.close(): it waits for the threads of the default executor, and one
+    # may still be reading a dump. Everything durable is done by now (the job given
+    # back, the stores closed), so the process ends here.
+    logging.shutdown()
+    os._exit(code)
 
 
 async def _work(config: Config, conn: Connection, owner: str) -> None:
@@ -229,6 +240,7 @@ class WorkerPool:
             for index, worker in list(self.workers.items()):
                 if worker.process.is_alive() or self._stopping:
                     continue
+                self._drain(worker.conn)
                 self._forget(worker)
                 lived = time.monotonic() - worker.started
                 delay = 0.0
@@ -247,6 +259,12 @@ class WorkerPool:
                 if self._stopping:
                     return
                 await self._spawn(index, worker.restarts + 1 if lived < YOUNG_S else 0)
+
+    def _drain(self, conn: Connection) -> None:
+        with contextlib.suppress(EOFError, OSError, ValueError):
+            while conn.poll():
+                if (outcome := conn.recv()) in OUTCOMES:
+                    self.metrics.analyses.labels(outcome).inc()
 
     def _forget(self, worker: _Worker) -> None:
         with contextlib.suppress(ValueError, OSError):
@@ -280,6 +298,7 @@ class WorkerPool:
                 worker.process.terminate()
         await asyncio.to_thread(_join_all, workers, STOP_GRACE_S)
         for worker in workers:
+            self._drain(worker.conn)  # outcomes sent just before the worker stopped
             self._forget(worker)
         self.workers.clear()
 

@@ -12,6 +12,7 @@ import logging
 import sys
 import typing
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,25 @@ def _parser() -> argparse.ArgumentParser:
     )
     fwd.add_argument("--no-wait", action="store_true", help="queue them and return")
     fwd.add_argument("--timeout", type=float, default=600.0, help="seconds to wait (600)")
+    ana = commands.add_parser(
+        "analyze",
+        help="run analysis worker processes until SIGTERM, or re-analyse stored sessions",
+    )
+    ana.add_argument("--config", type=Path, help="YAML configuration file")
+    ana.add_argument("--data-dir", type=Path, help="data directory (server.data_dir)")
+    ana.add_argument(
+        "--workers",
+        type=int,
+        help="worker processes (default analysis.workers: CPUs - 1, at least 1)",
+    )
+    ana.add_argument(
+        "--since", help="re-analyse every stored session started since (ISO 8601 date or time)"
+    )
+    ana.add_argument("--until", help="with --since: ... and started before this")
+    ana.add_argument("--no-wait", action="store_true", help="with --since: queue them and return")
+    ana.add_argument(
+        "--timeout", type=float, default=3600.0, help="with --since: seconds to wait (3600)"
+    )
     tok = commands.add_parser(
         "hash-token",
         help="print the api.tokens entry (YAML) for an API token read from stdin",
@@ -121,24 +141,53 @@ def serve(config: Config) -> int:
     return 0
 
 
-def _forward(args: argparse.Namespace) -> int:
-    from datetime import UTC, datetime
+def _iso_date(flag: str, value: str) -> datetime | None:
+    """A command line date (UTC when it names no zone); None (and one line) if not one."""
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        sys.stderr.write(f"rtcstats-server: {flag} {value!r} is not an ISO date\n")
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
+
+def _forward(args: argparse.Namespace) -> int:
     from rtcstats_server.cli.forward import forward
 
     overrides = {"server": {"data_dir": args.data_dir}} if args.data_dir else {}
     config = load_config(args.config, overrides=overrides)
     since = None
     if args.since:
-        try:
-            since = datetime.fromisoformat(args.since.replace("Z", "+00:00"))
-        except ValueError:
-            sys.stderr.write(f"rtcstats-server: --since {args.since!r} is not an ISO date\n")
+        since = _iso_date("--since", args.since)
+        if since is None:
             return 2
-        since = since if since.tzinfo else since.replace(tzinfo=UTC)
     return asyncio.run(
         forward(config, args.session, since, args.state, not args.no_wait, args.timeout)
     )
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    """Workers until SIGTERM (0), or a re-analysis (0 all done, 1 not all, 3 off)."""
+    from rtcstats_server.cli.analyze import reanalyse, run_workers
+    from rtcstats_server.logs import configure_logging
+
+    if args.workers is not None and args.workers < 1:
+        sys.stderr.write("rtcstats-server: --workers must be at least 1\n")
+        return 2
+    if args.until and not args.since:
+        sys.stderr.write("rtcstats-server: --until needs --since\n")
+        return 2
+    overrides = {"server": {"data_dir": args.data_dir}} if args.data_dir else {}
+    config = load_config(args.config, overrides=overrides)
+    configure_logging(config.logging)
+    workers = args.workers or max(1, config.analysis.worker_count())
+    if not args.since:
+        return asyncio.run(run_workers(config, workers))
+    since = _iso_date("--since", args.since)
+    until = _iso_date("--until", args.until) if args.until else None
+    if since is None or (args.until and until is None):
+        return 2
+    return asyncio.run(reanalyse(config, since, until, workers, not args.no_wait, args.timeout))
 
 
 def _summarize(args: argparse.Namespace) -> int:
@@ -271,6 +320,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return serve(config)
         if args.command == "forward":
             return _forward(args)
+        if args.command == "analyze":
+            return _analyze(args)
         if args.command == "hash-token":
             return _hash_token(args)
         if args.command == "summarize":
