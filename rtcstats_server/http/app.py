@@ -93,6 +93,7 @@ def build_app(config: Config) -> web.Application:
                 hooks.append(viewer)
                 for key, problem in viewer_warnings(config):
                     log.warning("configuration: %s %s", key, problem)
+            pool: WorkerPool | None = None
             if config.quality.enabled:
                 # Analyses run in worker processes; this loop only queues them and keeps
                 # the queue's depth and the workers' outcomes in /metrics.
@@ -113,10 +114,7 @@ def build_app(config: Config) -> web.Application:
                 app[ANALYSIS] = analysis
                 await analysis.start(runners=0, watch_depth=True)
                 opened.push_async_callback(analysis.stop)
-                if pool is not None:
-                    await pool.start()
-                    opened.push_async_callback(pool.stop)
-                else:
+                if pool is None:
                     log.info("analysis.workers is 0: sessions are queued, analysed elsewhere")
                 hooks.append(analysis)
             forwarding = make_forwarding(config, app[RECORDS], app[DUMPS], metrics, manager.node_id)
@@ -127,6 +125,10 @@ def build_app(config: Config) -> web.Application:
                 hooks.append(forwarding)
             await manager.start()  # crash recovery finishes through the hooks above
             opened.push_async_callback(manager.stop)  # no-op when on_shutdown drained
+            if pool is not None:  # after the start: it resolves the node id they carry
+                pool.node_id = manager.node_id
+                await pool.start()  # they take what recovery queued at once
+                opened.push_async_callback(pool.stop)
             yield
 
     async def geo(app: web.Application) -> AsyncIterator[None]:

@@ -118,6 +118,7 @@ async def test_a_legacy_session_through_the_collector(
     write_legacy_dump(tmp_path)
     await replay(collector, streams.jitsi_disk_dump(tmp_path, NAME, "s-legacy"))
     record = await collector.wait_for_record(lambda r: r["state"] == "stored" and "viewer_url" in r)
+    record = await collector.wait_for_analysis(record["id"])  # later, in a worker process
     assert record["dialect"] == "3.1_LEGACY"
     assert {"high_packet_loss", "high_rtt"} <= set(record["findings"])
     assert record["max_loss_pct"] == 10.0
