@@ -59,20 +59,25 @@ def _trim(held: dict[str, Any]) -> None:
 class DescriptionState:
     """What one peer connection's local and remote descriptions are, as far as known."""
 
-    __slots__ = ("created", "local", "pending", "remote")
+    __slots__ = ("_chars", "created", "local", "pending", "remote")
 
     def __init__(self) -> None:
         self.local: dict[str, Any] | None = None
         self.remote: dict[str, Any] | None = None
         self.created: dict[str, dict[str, Any]] = {}
         self.pending: dict[str, tuple[str, Any]] = {}
+        #: ``held_chars`` since the last ``apply``: the connection's weight is taken
+        #: after each of its events, getStats ones (most) included, which change none.
+        self._chars: int | None = None
 
     def held_chars(self) -> int:
         """The SDP text this state holds (what its memory grows with)."""
-        held = [self.local, self.remote, *self.created.values()]
-        held += [full for _, full in self.pending.values()]
-        sdps = (d.get("sdp") for d in held if isinstance(d, dict))
-        return sum(len(sdp) for sdp in sdps if isinstance(sdp, str))
+        if self._chars is None:
+            held = [self.local, self.remote, *self.created.values()]
+            held += [full for _, full in self.pending.values()]
+            sdps = (d.get("sdp") for d in held if isinstance(d, dict))
+            self._chars = sum(len(sdp) for sdp in sdps if isinstance(sdp, str))
+        return self._chars
 
     def _expect(self, key: str, side: str, full: Any) -> None:
         self.pending[key] = (side, full)
@@ -80,6 +85,7 @@ class DescriptionState:
 
     def apply(self, method: str, value: Any, request: object) -> Any:
         """The expanded value of one event; updates the state it implies."""
+        self._chars = None
         key = request if isinstance(request, str) else ""
         if method in ("createOfferOnSuccess", "createAnswerOnSuccess"):
             full = expand(self.local, value)
