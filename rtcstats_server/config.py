@@ -352,7 +352,8 @@ class AnalysisConfig(Section):
         None,
         ge=0,
         le=256,
-        description="Analysis worker processes serve starts; unset: CPUs - 1, at least 1. "
+        description="Analysis worker processes serve starts; unset: the CPUs this process "
+        "may use (affinity and cgroup quota, as in a container) - 1, at least 1. "
         "0: this host only queues sessions, another host's 'rtcstats-server analyze "
         "--workers N' (same metadata store and bucket) analyses them.",
     )
@@ -369,12 +370,6 @@ class AnalysisConfig(Section):
         description="How often idle workers look for jobs that another host queued or "
         "that a dead worker left (this host's new sessions wake them at once).",
     )
-
-    def worker_count(self) -> int:
-        """The processes to start: ``workers``, or one fewer than the CPUs (at least 1)."""
-        if self.workers is not None:
-            return self.workers
-        return max(1, (os.cpu_count() or 2) - 1)
 
 
 class GeoConfig(Section):

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import multiprocessing
 import os
 import signal
@@ -36,10 +37,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 
 from rtcstats_server.analysis.geo import open_locator
 from rtcstats_server.analysis.worker import OUTCOMES, Analysis
-from rtcstats_server.config import Config
+from rtcstats_server.config import AnalysisConfig, Config
 from rtcstats_server.exceptions import StoreUnavailable
 from rtcstats_server.metadata.factory import make_job_queue, make_session_store
 from rtcstats_server.metrics import Metrics
@@ -92,6 +94,29 @@ class _WorkerObjectDumps(ObjectDumpStore):
                 yield chunk
         finally:
             await asyncio.to_thread(handle.close)
+
+
+def available_cpus() -> int:
+    """The CPUs this process may use: its affinity, and a cgroup v2 quota (a container
+    started with ``--cpus 2`` on a 64-core host sees 64 in ``os.cpu_count()``)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 limit readable: the affinity says it
+    return cpus
+
+
+def worker_count(settings: AnalysisConfig) -> int:
+    """``analysis.workers``, or one fewer than the available CPUs (at least 1)."""
+    if settings.workers is not None:
+        return settings.workers
+    return max(1, available_cpus() - 1)
 
 
 def worker_dumps(config: Config) -> DumpStore:

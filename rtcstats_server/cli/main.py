@@ -168,6 +168,7 @@ def _forward(args: argparse.Namespace) -> int:
 
 def _analyze(args: argparse.Namespace) -> int:
     """Workers until SIGTERM (0), or a re-analysis (0 all done, 1 not all, 3 off)."""
+    from rtcstats_server.analysis.processes import worker_count
     from rtcstats_server.cli.analyze import reanalyse, run_workers
     from rtcstats_server.logs import configure_logging
 
@@ -180,7 +181,7 @@ def _analyze(args: argparse.Namespace) -> int:
     overrides = {"server": {"data_dir": args.data_dir}} if args.data_dir else {}
     config = load_config(args.config, overrides=overrides)
     configure_logging(config.logging)
-    workers = args.workers or max(1, config.analysis.worker_count())
+    workers = args.workers or max(1, worker_count(config.analysis))
     if not args.since:
         return asyncio.run(run_workers(config, workers))
     since = _iso_date("--since", args.since)

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from rtcstats_server.analysis.geo import open_locator
-from rtcstats_server.analysis.processes import WorkerPool
+from rtcstats_server.analysis.processes import WorkerPool, worker_count
 from rtcstats_server.analysis.worker import Analysis
 from rtcstats_server.config import Config
 from rtcstats_server.exceptions import StartupError, StoreUnavailable
@@ -97,7 +97,7 @@ def build_app(config: Config) -> web.Application:
             if config.quality.enabled:
                 # Analyses run in worker processes; this loop only queues them and keeps
                 # the queue's depth and the workers' outcomes in /metrics.
-                count = config.analysis.worker_count()
+                count = worker_count(config.analysis)
                 pool = WorkerPool(config, manager.node_id, count, metrics) if count else None
                 analysis = Analysis(
                     config.quality,

@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
-from rtcstats_server.analysis.processes import WorkerPool
+from rtcstats_server.analysis.processes import WorkerPool, available_cpus, worker_count
 from rtcstats_server.analysis.worker import ANALYSIS
-from rtcstats_server.config import Config, build_config
+from rtcstats_server.config import AnalysisConfig, Config, build_config
 from rtcstats_server.dumps.codecs import compress_frame
 from rtcstats_server.metadata.factory import make_job_queue, make_session_store
 from rtcstats_server.metadata.jobs import Job, JobQueue, JobState
@@ -157,3 +157,13 @@ async def test_sigterm_gives_the_job_back(config: Config) -> None:
         job = await queue.get(SESSION, ANALYSIS)
     assert job is not None and job.state is JobState.PENDING and job.lease_owner is None
     assert job.next_attempt_at <= time.time()
+
+
+def test_the_default_worker_count_follows_the_usable_cpus() -> None:
+    """Unset: one fewer than the CPUs this process may use (at least 1); 0 stays 0."""
+    usable = available_cpus()
+    assert 1 <= usable <= (os.cpu_count() or 1)
+    assert usable <= len(os.sched_getaffinity(0))
+    assert worker_count(AnalysisConfig()) == max(1, usable - 1)
+    assert worker_count(AnalysisConfig(workers=3)) == 3
+    assert worker_count(AnalysisConfig(workers=0)) == 0
