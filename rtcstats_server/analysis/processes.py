@@ -32,8 +32,10 @@ import math
 import multiprocessing
 import os
 import signal
+import sys
 import time
-from collections.abc import AsyncIterator
+import types
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -244,7 +246,8 @@ class WorkerPool:
             name=f"rtcstats-analysis-{index}",
             daemon=True,  # multiprocessing ends it if this process exits without stop()
         )
-        await asyncio.to_thread(process.start)
+        with _bare_main():
+            process.start()  # fork, exec, one small write: quick, and no thread races
         theirs.close()
         self.workers[index] = _Worker(process, ours, time.monotonic(), restarts)
         asyncio.get_running_loop().add_reader(ours.fileno(), self._readable, index, ours)
@@ -326,6 +329,20 @@ class WorkerPool:
             self._drain(worker.conn)  # outcomes sent just before the worker stopped
             self._forget(worker)
         self.workers.clear()
+
+
+@contextlib.contextmanager
+def _bare_main() -> Iterator[None]:
+    """Spawn would run this process's ``__main__`` again in the child (a script that
+    embeds ``serve`` without a ``__name__`` guard would start a second collector, code
+    read from stdin cannot be found at all). The worker needs none of it: its target
+    is this module's, so the child is told of a bare ``__main__`` instead."""
+    main = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
 
 
 def _join_all(workers: list[_Worker], grace_s: float) -> None:

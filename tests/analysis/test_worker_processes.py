@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -30,6 +31,7 @@ from rtcstats_server.metadata.jobs import Job, JobQueue, JobState
 from rtcstats_server.metrics import Metrics
 from rtcstats_server.storage.base import dump_key
 from tests.services import session_stores
+from tests.services.cli import cli_env
 from tests.services.ferretdb import FerretDB
 
 SESSION = "b" * 32
@@ -167,3 +169,40 @@ def test_the_default_worker_count_follows_the_usable_cpus() -> None:
     assert worker_count(AnalysisConfig()) == max(1, usable - 1)
     assert worker_count(AnalysisConfig(workers=3)) == 3
     assert worker_count(AnalysisConfig(workers=0)) == 0
+
+
+EMBEDDED = """
+import asyncio, sys
+from rtcstats_server.analysis.processes import WorkerPool
+from rtcstats_server.config import build_config
+from rtcstats_server.metrics import Metrics
+
+async def main():
+    config = build_config({"server": {"data_dir": sys.argv[1]}}, environ={})
+    metrics = Metrics()
+    pool = WorkerPool(config, "embedded", 1, metrics)
+    await pool.start()
+    await asyncio.sleep(3)
+    alive = pool.workers[0].process.is_alive()
+    await pool.stop()
+    print(alive, metrics.analysis_worker_restarts._value.get())
+
+asyncio.run(main())
+"""
+
+
+async def test_workers_start_from_a_main_that_cannot_be_run_again(tmp_path: Path) -> None:
+    """The parent's ``__main__`` is not run again in a worker: here it is code read from
+    stdin, which a spawned child could not even find (it would die, again and again)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-",
+        str(tmp_path / "data"),
+        env=cli_env(),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(EMBEDDED.encode()), 60)
+    assert process.returncode == 0, err.decode()
+    assert out.decode().split() == ["True", "0.0"], err.decode()
