@@ -25,6 +25,7 @@ from typing import Any, Final
 
 import orjson
 
+from rtcstats_server.analysis.connection_card import ConnectionCard
 from rtcstats_server.analysis.interpreter import StatsInterpreter, interpreted
 from rtcstats_server.analysis.samples import (
     INTERVAL_METRICS,
@@ -41,9 +42,10 @@ from rtcstats_server.dumps.reader import (
 )
 from rtcstats_server.exceptions import DumpFormatError
 
+#: 4: per connection a summary card (connection_card), markers, more track series.
 #: 3: series are the interpreter's (RTT once per measurement, loss from counters,
 #: legacy stats, per-sample packet counts).
-MODEL_VERSION: Final = 3
+MODEL_VERSION: Final = 4
 
 #: Metric name → (chart title, unit) of the charts, in their order; the download has
 #: every series, charted or not (``packets``: the counts behind ``loss_pct``).
@@ -78,6 +80,8 @@ MAX_DETAIL_CHARS: Final = 200_000
 DETAIL_BUDGET_CHARS: Final = 6_000_000
 #: Series per view model; past it new tracks are not charted (they still download).
 MAX_SERIES: Final = 600
+#: Vertical markers (failures, ICE restarts) per view model.
+MAX_MARKERS: Final = 200
 _TEXT_CHARS: Final = 180
 #: Reading stops this long after a window's end (clocks of merged segments may step back).
 _WINDOW_READ_PAST_MS: Final = 300_000.0
@@ -221,6 +225,27 @@ class Buckets:
 # -- timeline -----------------------------------------------------------------------
 
 
+def marker_of(event: Event) -> str | None:
+    """The label of a moment every chart marks with a vertical line, or None: a
+    connection disconnected or failed, an ICE restart, a getUserMedia or SDP failure."""
+    method, value = event.method, event.value
+    if method.endswith(_STATE_SUFFIX) and method != "onsignalingstatechange":
+        if value in ("disconnected", "failed"):
+            return f"{method.removeprefix('on').removesuffix('statechange')} {value}"
+        return None
+    if method.endswith("OnFailure") or method.endswith("onfailure"):
+        if "getUserMedia" in method or "getDisplayMedia" in method:
+            return f"{method.rsplit('.', 1)[-1]}"
+        if "Description" in method or method.startswith(("createOffer", "createAnswer")):
+            return method
+        return None
+    if method == "restartIce" or (
+        method == "createOffer" and isinstance(value, dict) and value.get("iceRestart") is True
+    ):
+        return "ICE restart"
+    return None
+
+
 def event_kind(event: Event) -> str:
     """failure / state / event / api: how the timeline colours and filters an entry."""
     method = event.method
@@ -280,6 +305,7 @@ class _Group:
     stats: int = 0
     first: float | None = None
     last: float | None = None
+    card: ConnectionCard = field(default_factory=ConnectionCard)
 
 
 class ViewModelBuilder:
@@ -317,6 +343,8 @@ class ViewModelBuilder:
         self.session_first: float | None = None
         self.series_first: float | None = None
         self.series_last: float | None = None
+        #: [t, label, pc_id] of the moments the charts mark (``marker_of``).
+        self.markers: list[list[Any]] = []
         # Finest bucket: full resolution for a window, 100 ms for a whole session.
         span = (end - start) if start is not None and end is not None else None
         self.width = max(span / self.cap, 1.0) if span else 100.0
@@ -356,14 +384,20 @@ class ViewModelBuilder:
             group.last = t if group.last is None else max(group.last, t)
         if method == STATS_METHOD:
             self.stats_events += 1
+            if read is not None:
+                group.card.stats(read)
             if self.end is not None and t > self.end:
                 return
             group.stats += 1
             if read is not None and (self.start is None or t >= self.start):
                 self._samples(read)
             return
+        group.card.event(event)
         if inside:
             self._timeline(group, event, index)
+            marker = marker_of(event)
+            if marker is not None and len(self.markers) < MAX_MARKERS:
+                self.markers.append([t, marker, event.pc_id])
 
     def _samples(self, read: StatsRead) -> None:
         """Each value of this read into its series. Per track, its series are found
@@ -466,6 +500,7 @@ class ViewModelBuilder:
                     "timeline": group.timeline,
                     "omitted": group.omitted,
                     "series": series,
+                    "card": group.card.result() if pc_id is not None else None,
                 }
             )
         # Session-wide events (getUserMedia, identity) first, then connections by start.
@@ -490,6 +525,7 @@ class ViewModelBuilder:
                 or any(group["omitted"] for group in groups)
             ),
             "groups": groups,
+            "markers": self.markers,
         }
 
 

@@ -74,6 +74,25 @@ pre{white-space:pre-wrap;max-height:420px;overflow:auto;background:#f6f8fa;paddi
 margin:4px 0}.filters{position:sticky;top:0;background:#fff;padding:6px 0;
 border-bottom:1px solid #d8dee4;z-index:1}.note{color:#57606a}.err{color:#cf222e}
 #readout{font-family:monospace;color:#57606a;margin-left:12px}
+table.tl{table-layout:fixed}table.tl col.t{width:110px}table.tl col.m{width:260px}
+td.m{overflow:hidden;text-overflow:ellipsis}
+.card{border:1px solid #d8dee4;border-radius:6px;padding:8px 12px;margin:6px 0 12px;
+max-width:1100px}dl.chains{margin:0}dl.chains div{display:flex;gap:8px}
+dl.chains dt{min-width:100px}.st small{color:#8c959f}.st-failed,.st-closed{color:#cf222e}
+.st-disconnected,.st-checking{color:#9a6700}.st-connected,.st-completed{color:#1a7f37}
+.connect{margin:6px 0}table.grid{border-collapse:collapse;font-size:12px;margin-top:4px}
+table.grid th,table.grid td{border:1px solid #eaeef2;padding:1px 6px;text-align:right}
+table.grid td:nth-child(-n+4),table.grid th{text-align:left}
+tr.pair.selected td{background:#dafbe1}.munged{margin-top:8px}.munged b{color:#cf222e}
+tr.st-disconnected td,tr.st-checking td{background:#fff8c5}
+.mark{stroke-width:1.5;stroke-dasharray:4 3}.mk-failure{stroke:#cf222e}
+.mk-warn{stroke:#bf8700}.mk-info{stroke:#8250df}
+#tip{position:fixed;pointer-events:none;background:#fffffff2;border:1px solid #8c959f;
+border-radius:4px;padding:4px 8px;font:12px/1.4 monospace;z-index:5;white-space:nowrap}
+#tip .sw{display:inline-block;width:9px;height:9px;margin-right:4px}
+.msec{border-collapse:collapse;font-size:12px;margin:4px 0}
+.msec td,.msec th{border:1px solid #eaeef2;padding:1px 6px;text-align:left;vertical-align:top}
+button.copy{font-size:12px;margin:2px 0}
 """
 
 _SCRIPT: Final = """
@@ -124,8 +143,62 @@ _SCRIPT: Final = """
     if (readout) readout.textContent = '+' + ((t - t0) / 1000).toFixed(1) + ' s  '
       + new Date(t).toISOString();
   }
+  const tip = document.createElement('div');
+  tip.id = 'tip'; tip.hidden = true; document.body.appendChild(tip);
+  const parsed = new Map();
+  function seriesOf(svg) {
+    let found = parsed.get(svg);
+    if (found) return found;
+    found = [];
+    for (const el of svg.querySelectorAll('[data-v]')) {
+      const xs = el.tagName === 'circle' ? [Number(el.dataset.x)]
+        : el.getAttribute('points').split(' ').map(p => Number(p.split(',')[0]));
+      const colour = Array.from(el.classList).find(c => /^c[0-9]+$/.test(c)) || 'c0';
+      found.push({label: el.dataset.l, xs, vs: el.dataset.v.split(' '), colour});
+    }
+    parsed.set(svg, found);
+    return found;
+  }
+  function hover(svg, ev, f) {
+    const at = L + f * P, unit = svg.dataset.unit || '';
+    const best = new Map();
+    for (const s of seriesOf(svg)) {
+      if (at < s.xs[0] - 6 || at > s.xs[s.xs.length - 1] + 6) continue;
+      let lo = 0, hi = s.xs.length - 1;
+      while (hi - lo > 1) {
+        const mid = (lo + hi) >> 1;
+        if (s.xs[mid] < at) lo = mid; else hi = mid;
+      }
+      const i = Math.abs(s.xs[lo] - at) <= Math.abs(s.xs[hi] - at) ? lo : hi;
+      const d = Math.abs(s.xs[i] - at), seen = best.get(s.label);
+      if (!seen || d < seen.d) best.set(s.label, {d, v: s.vs[i], colour: s.colour});
+    }
+    tip.textContent = '';
+    const head = document.createElement('div');
+    head.textContent = (readout ? readout.textContent.trim() : '');
+    tip.appendChild(head);
+    for (const [label, hit] of best) {
+      const row = document.createElement('div');
+      const sw = document.createElement('span');
+      sw.className = 'sw k' + hit.colour.slice(1);
+      row.appendChild(sw);
+      row.appendChild(document.createTextNode(label + ': ' + hit.v + ' ' + unit));
+      tip.appendChild(row);
+    }
+    if (!best.size) {
+      const row = document.createElement('div'); row.textContent = 'no sample here';
+      tip.appendChild(row);
+    }
+    tip.hidden = false;
+    const w = tip.offsetWidth;
+    tip.style.left = Math.min(ev.clientX + 14, window.innerWidth - w - 4) + 'px';
+    tip.style.top = (ev.clientY + 14) + 'px';
+  }
   for (const svg of charts) {
-    svg.addEventListener('mousemove', ev => show(frac(svg, ev), dragFrom));
+    svg.addEventListener('mousemove', ev => {
+      const f = frac(svg, ev); show(f, dragFrom); hover(svg, ev, f);
+    });
+    svg.addEventListener('mouseleave', () => { tip.hidden = true; });
     svg.addEventListener('mousedown', ev => { dragFrom = frac(svg, ev); ev.preventDefault(); });
     svg.addEventListener('mouseup', ev => {
       const to = frac(svg, ev), from = dragFrom;
@@ -262,7 +335,7 @@ def _body_parts(
             f'<a href="{base}?{escape(query)}">Show the whole session</a> · '
         )
         download += f"&from={int(x0)}&to={math.ceil(x1)}"
-    else:
+    elif any(group.get("series") for group in model.get("groups") or []):
         yield "Drag across a chart to zoom in. "
     yield (
         f'<a href="{base}/samples.jsonl?{escape(download)}" download>'
@@ -306,13 +379,112 @@ def _body_parts(
         pc_id = group.get("pc_id")
         title = f"Peer connection {pc_id}" if pc_id is not None else "Session (not per connection)"
         yield f"<section class=pc><h2>{escape(title)}</h2>"
+        if group.get("card"):
+            yield from _card(group["card"], origin)
+        markers = [m for m in model.get("markers") or [] if m[2] in (None, pc_id)]
         if span is not None and group.get("series"):
-            yield from _charts(group["series"], span[0], span[1], origin)
+            yield from _charts(group["series"], span[0], span[1], origin, markers)
+        elif pc_id is not None and group.get("stats"):
+            yield (
+                f"<p class=note>{group['stats']} getStats results here, none with media or a "
+                "selected candidate pair to chart (see the candidate pairs above).</p>"
+            )
         elif pc_id is not None:
-            yield "<p class=note>No getStats samples in this range.</p>"
+            yield "<p class=note>No getStats results in this range.</p>"
         yield from _timeline(group, base, query, origin)
         yield "</section>"
     yield f'<script nonce="{nonce}">{_SCRIPT}</script></main></body></html>'
+
+
+# -- connection card ----------------------------------------------------------------
+
+_CHAIN_TITLES: Final = {
+    "ice": "ICE",
+    "connection": "connection",
+    "dtls": "DTLS",
+    "signaling": "signaling",
+    "gathering": "ICE gathering",
+}
+_PAIR_FIELDS: Final = (
+    ("local", "local_type"),
+    ("remote", "remote_type"),
+    ("protocol", "protocol"),
+    ("relay protocol", "relay_protocol"),
+    ("network", "network_type"),
+    ("local address", "local_address"),
+    ("remote address", "remote_address"),
+)
+_GRID: Final = (
+    ("pair", None),
+    ("local", "local"),
+    ("remote", "remote"),
+    ("state", "state"),
+    ("requests sent", "requests_sent"),
+    ("responses received", "responses_received"),
+    ("requests received", "requests_received"),
+    ("responses sent", "responses_sent"),
+    ("RTT ms", "rtt_ms"),
+    ("bytes sent", "bytes_sent"),
+    ("bytes received", "bytes_received"),
+)
+_BAD_STATES: Final = frozenset({"failed", "disconnected", "closed"})
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return _fmt(value) if not value.is_integer() else f"{int(value):,}"
+    return escape(str(value))
+
+
+def _card(card: dict[str, Any], origin: float) -> Iterator[str]:
+    """The connection's summary: state chains, time to connect, the selected pair,
+    the candidate grid, and any munged description."""
+    yield "<div class=card><dl class=chains>"
+    for name, states in (card.get("chains") or {}).items():
+        steps = " → ".join(
+            f'<span class="st st-{escape(str(state))}" title="{escape(_iso(t))}">'
+            f"{escape(str(state))} <small>{_relative(t, origin)[1:-4]}</small></span>"
+            for t, state in states
+        )
+        more = (card.get("chains_omitted") or {}).get(name)
+        tail = f" … {more} more" if more else ""
+        title = _CHAIN_TITLES.get(name, name)
+        yield f"<div data-chain={escape(name)}><dt>{escape(title)}</dt><dd>{steps}{tail}</dd></div>"
+    yield "</dl>"
+    connect = card.get("time_to_connect_ms")
+    connect_text = f"{connect / 1000:.2f} s" if connect is not None else "never connected"
+    yield f"<p class=connect>Time to connect: <b>{connect_text}</b></p>"
+    pair = card.get("selected_pair")
+    if pair:
+        yield "<dl class=meta>" + "".join(_field(n, pair.get(k)) for n, k in _PAIR_FIELDS) + "</dl>"
+    else:
+        yield "<p class=note>No candidate pair was selected.</p>"
+    rows = card.get("pairs") or []
+    if rows:
+        selected = pair["id"] if pair else None
+        yield (
+            "<details class=pairs" + (" open" if len(rows) <= 12 else "") + ">"
+            f"<summary>Candidate pairs ({len(rows)})</summary><table class=grid><thead><tr>"
+            + "".join(f"<th>{escape(title)}</th>" for title, _ in _GRID)
+            + "</tr></thead><tbody>"
+        )
+        for row in rows:
+            marks = " selected" if row["id"] == selected else ""
+            marks += " nominated" if row.get("nominated") else ""
+            short = "✔ selected" if row["id"] == selected else ("nominated" if marks else "")
+            cells = "".join(f"<td>{_cell(row.get(key)) if key else short}</td>" for _, key in _GRID)
+            yield f'<tr class="pair{marks}" title="{escape(row["id"])}">{cells}</tr>'
+        yield "</tbody></table></details>"
+    for munged in card.get("munged") or []:
+        difference = "\n".join(munged.get("difference") or [])
+        yield (
+            f"<div class=munged><b>SDP munged</b>: the {escape(str(munged.get('type')))} given "
+            f"to setLocalDescription at {_relative(munged['t'], origin)} differs from the one "
+            f"created.<pre>{escape(difference)}</pre></div>"
+        )
+    yield "</div>"
 
 
 # -- charts -------------------------------------------------------------------------
@@ -344,13 +516,15 @@ def _time_ticks(x0: float, x1: float, origin: float) -> list[float]:
 
 
 def _fmt(value: float) -> str:
+    """A short label that never rounds a non-zero value to 0 (an axis of 0.0001
+    read "0 0 0")."""
     if value == 0:
         return "0"
     if abs(value) >= 100:
         return f"{value:.0f}"
     if abs(value) >= 1:
         return f"{value:.1f}".rstrip("0").rstrip(".")
-    return f"{value:.2f}".rstrip("0").rstrip(".")
+    return f"{value:.2g}"
 
 
 def _segments(points: list[list[float]], width_ms: float) -> list[list[list[float]]]:
@@ -368,11 +542,26 @@ def _segments(points: list[list[float]], width_ms: float) -> list[list[list[floa
     return segments
 
 
+#: Axes with a fixed range (the value's own scale), whatever the samples reach.
+FIXED_TOP: Final = {"audio_level": 1.0}
+
+
+def _value(value: float) -> str:
+    return f"{value:.4g}"
+
+
 def _chart_svg(
-    metric: str, lines: list[dict[str, Any]], x0: float, x1: float, origin: float
+    metric: str,
+    lines: list[dict[str, Any]],
+    x0: float,
+    x1: float,
+    origin: float,
+    markers: list[list[Any]] = [],  # noqa: B006 (read only)
 ) -> str:
     title, unit = METRICS[metric]
     top = _nice_ceiling(max((p[2] for line in lines for p in line["points"]), default=1.0))
+    if metric in FIXED_TOP:
+        top = max(top, FIXED_TOP[metric])
     scale_x = PLOT_W / (x1 - x0)
 
     def x(t: float) -> str:
@@ -383,7 +572,7 @@ def _chart_svg(
 
     out = [
         f'<svg class=chart viewBox="0 0 {WIDTH} {HEIGHT}" role=img '
-        f'aria-label="{escape(title)}" data-metric="{metric}">',
+        f'aria-label="{escape(title)}" data-metric="{metric}" data-unit="{escape(unit)}">',
         f"<title>{escape(title)} ({escape(unit)})</title>",
     ]
     for fraction in (0.0, 0.5, 1.0):
@@ -410,15 +599,29 @@ def _chart_svg(
                 upper = " ".join(f"{x(p[0])},{y(p[2])}" for p in segment)
                 lower = " ".join(f"{x(p[0])},{y(p[1])}" for p in reversed(segment))
                 out.append(f'<polygon class="band {colour}" points="{upper} {lower}"/>')
+            values = " ".join(_value(p[3]) for p in segment)
+            label = escape(line["label"])
             if len(segment) == 1:
                 p = segment[0]
-                out.append(f'<circle class="{colour}" cx="{x(p[0])}" cy="{y(p[3])}" r="2"/>')
+                out.append(
+                    f'<circle class="{colour}" cx="{x(p[0])}" cy="{y(p[3])}" r="2" '
+                    f'data-l="{label}" data-x="{x(p[0])}" data-v="{values}"/>'
+                )
             else:
                 path = " ".join(f"{x(p[0])},{y(p[3])}" for p in segment)
                 out.append(
-                    f'<polyline class="line {colour}" points="{path}">'
-                    f"<title>{escape(line['label'])}</title></polyline>"
+                    f'<polyline class="line {colour}" points="{path}" data-l="{label}" '
+                    f'data-v="{values}"><title>{label}</title></polyline>'
                 )
+    for t, label, _ in markers:
+        if not x0 <= t <= x1:
+            continue
+        kind = "failure" if "fail" in label.lower() else ("info" if "restart" in label else "warn")
+        out.append(
+            f'<line class="mark mk-{kind}" x1="{x(t)}" x2="{x(t)}" y1="{TOP}" '
+            f'y2="{TOP + PLOT_H}"><title>{escape(label)} {escape(_relative(t, origin))}'
+            "</title></line>"
+        )
     out.append(
         f'<rect class=sel x="{LEFT}" y="{TOP}" width="0" height="{PLOT_H}"/>'
         f'<line class=cursor x1="{LEFT}" x2="{LEFT}" y1="{TOP}" y2="{TOP + PLOT_H}" '
@@ -427,7 +630,13 @@ def _chart_svg(
     return "".join(out)
 
 
-def _charts(series: list[dict[str, Any]], x0: float, x1: float, origin: float) -> Iterator[str]:
+def _charts(
+    series: list[dict[str, Any]],
+    x0: float,
+    x1: float,
+    origin: float,
+    markers: list[list[Any]],
+) -> Iterator[str]:
     by_metric: dict[str, list[dict[str, Any]]] = {}
     for item in series:
         by_metric.setdefault(item["metric"], []).append(item)
@@ -439,7 +648,7 @@ def _charts(series: list[dict[str, Any]], x0: float, x1: float, origin: float) -
         shown, rest = lines[:MAX_LINES], lines[MAX_LINES:]
         title, unit = METRICS[metric]
         yield f"<h3>{escape(title)} <span class=note>({escape(unit)})</span></h3>"
-        yield _chart_svg(metric, shown, x0, x1, origin)
+        yield _chart_svg(metric, shown, x0, x1, origin, markers)
         legend = "".join(
             f'<span class="sw k{i % len(COLOURS)}"></span>{escape(line["label"])}'
             for i, line in enumerate(shown)
@@ -458,12 +667,18 @@ def colour_css() -> str:
 # -- timeline -----------------------------------------------------------------------
 
 
+#: State rows the timeline marks beside failures (a failed state is a failure row).
+_MARKED_STATES: Final = frozenset({"disconnected", "checking"})
+
+
 def _timeline(group: dict[str, Any], base: str, query: str, origin: float) -> Iterator[str]:
     entries = group.get("timeline") or []
     if not entries:
         yield "<p class=note>No events in this range.</p>"
         return
-    yield "<h3>Events</h3><table class=tl><tbody>"
+    yield (
+        "<h3>Events</h3><table class=tl><colgroup><col class=t><col class=m><col></colgroup><tbody>"
+    )
     for t, method, kind, text, detail, index, detail_kind in entries:
         search = escape(f"{method} {text}".lower())
         when = _relative(t, origin) if t else "—"
@@ -473,8 +688,9 @@ def _timeline(group: dict[str, Any], base: str, query: str, origin: float) -> It
             cell = f"<details><summary>{label}</summary><pre>{escape(detail)}</pre></details>"
         elif detail_kind == "remote":
             cell = f'<a href="{base}/events/{index}?{escape(query)}" target=_blank>details</a>'
+        marked = f" st-{text}" if kind == "state" and text in _MARKED_STATES else ""
         yield (
-            f'<tr class="ev {kind}" data-kind="{kind}" data-s="{search}">'
+            f'<tr class="ev {kind}{marked}" data-kind="{kind}" data-s="{search}">'
             f'<td class=t title="{escape(_iso(t))}">{when}</td>'
             f"<td class=m>{escape(method)}</td><td class=x>{escape(text)}{cell}</td></tr>"
         )

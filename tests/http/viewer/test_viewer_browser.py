@@ -111,6 +111,7 @@ async def test_real_client_session_in_the_browser(
 
         # one cursor across every chart: they share the time axis
         chart = page.locator("svg.chart").first
+        await chart.scroll_into_view_if_needed()
         box = await chart.bounding_box()
         assert box is not None
         await page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] / 2)
