@@ -23,6 +23,7 @@ from typing import Any, Final
 from urllib.parse import urlencode
 
 from rtcstats_server.analysis.findings import SEVERITIES
+from rtcstats_server.analysis.sdp_sections import media_sections
 from rtcstats_server.analysis.useragent import parse_user_agent
 from rtcstats_server.analysis.viewmodel import MAX_CONNECTIONS, METRICS
 
@@ -84,7 +85,7 @@ dl.chains dt{min-width:100px}.st small{color:#8c959f}.st-failed,.st-closed{color
 table.grid th,table.grid td{border:1px solid #eaeef2;padding:1px 6px;text-align:right}
 table.grid td:nth-child(-n+4),table.grid th{text-align:left}
 tr.pair.selected td{background:#dafbe1}.munged{margin-top:8px}.munged b{color:#cf222e}
-tr.st-disconnected td,tr.st-checking td{background:#fff8c5}
+tr.st-disconnected td,tr.st-checking td{background:#fff8c5}tr.munged td.m{color:#cf222e}
 .mark{stroke-width:1.5;stroke-dasharray:4 3}.mk-failure{stroke:#cf222e}
 .mk-warn{stroke:#bf8700}.mk-info{stroke:#8250df}
 #tip{position:fixed;pointer-events:none;background:#fffffff2;border:1px solid #8c959f;
@@ -113,6 +114,19 @@ _SCRIPT: Final = """
       if (ok) shown++;
     }
     if (count) count.textContent = shown + ' of ' + rows.length + ' events';
+  }
+  for (const button of document.querySelectorAll('button.copy')) {
+    button.addEventListener('click', async () => {
+      const pre = button.nextElementSibling;
+      try {
+        await navigator.clipboard.writeText(pre.textContent);
+      } catch (e) {  // not a secure context: select it for Ctrl-C
+        const range = document.createRange(); range.selectNodeContents(pre);
+        const sel = window.getSelection(); sel.removeAllRanges(); sel.addRange(range);
+        document.execCommand('copy');
+      }
+      button.textContent = 'Copied';
+    });
   }
   if (q) q.addEventListener('input', filter);
   boxes.forEach(b => b.addEventListener('change', filter));
@@ -445,7 +459,7 @@ def _card(card: dict[str, Any], origin: float) -> Iterator[str]:
     for name, states in (card.get("chains") or {}).items():
         steps = " → ".join(
             f'<span class="st st-{escape(str(state))}" title="{escape(_iso(t))}">'
-            f"{escape(str(state))} <small>{_relative(t, origin)[1:-4]}</small></span>"
+            f"{escape(str(state))} <small>{_relative(t, origin)[1:-2]}</small></span>"
             for t, state in states
         )
         more = (card.get("chains_omitted") or {}).get(name)
@@ -667,6 +681,36 @@ def colour_css() -> str:
 # -- timeline -----------------------------------------------------------------------
 
 
+def _sdp_detail(sdp: str, munged: dict[str, Any] | None) -> str:
+    """A description: its m-sections as a table, what munging changed, a copy button
+    and the full text."""
+    rows = "".join(
+        f"<tr><td>{escape(section.mid or '—')}</td><td>{escape(section.kind)}</td>"
+        f"<td>{escape(section.direction or '')}</td><td>{escape(', '.join(section.codecs))}"
+        "</td></tr>"
+        for section in media_sections(sdp)
+    )
+    table = (
+        "<table class=msec><thead><tr><th>mid</th><th>kind</th><th>direction</th>"
+        f"<th>codecs</th></tr></thead><tbody>{rows}</tbody></table>"
+        if rows
+        else ""
+    )
+    change = ""
+    if munged is not None:
+        difference = "\n".join(munged.get("difference") or [])
+        change = (
+            "<p class=err>Munged: the lines below differ from what create"
+            f"{'Offer' if munged.get('type') == 'offer' else 'Answer'} produced.</p>"
+            f"<pre class=diff>{escape(difference)}</pre>"
+        )
+    return (
+        f"<details><summary>SDP</summary>{table}{change}"
+        "<button type=button class=copy>Copy SDP</button>"
+        f"<pre class=sdp>{escape(sdp)}</pre></details>"
+    )
+
+
 #: State rows the timeline marks beside failures (a failed state is a failure row).
 _MARKED_STATES: Final = frozenset({"disconnected", "checking"})
 
@@ -679,16 +723,23 @@ def _timeline(group: dict[str, Any], base: str, query: str, origin: float) -> It
     yield (
         "<h3>Events</h3><table class=tl><colgroup><col class=t><col class=m><col></colgroup><tbody>"
     )
+    munged_at = {m["t"]: m for m in (group.get("card") or {}).get("munged") or []}
     for t, method, kind, text, detail, index, detail_kind in entries:
         search = escape(f"{method} {text}".lower())
         when = _relative(t, origin) if t else "—"
         cell = ""
-        if detail_kind == "inline" and detail is not None:
-            label = "SDP" if "SDP lines" in text else "details"
-            cell = f"<details><summary>{label}</summary><pre>{escape(detail)}</pre></details>"
+        if detail_kind == "inline" and detail is not None and "SDP lines" in text:
+            cell = _sdp_detail(
+                detail, munged_at.get(t) if method == "setLocalDescription" else None
+            )
+        elif detail_kind == "inline" and detail is not None:
+            cell = f"<details><summary>details</summary><pre>{escape(detail)}</pre></details>"
         elif detail_kind == "remote":
             cell = f'<a href="{base}/events/{index}?{escape(query)}" target=_blank>details</a>'
         marked = f" st-{text}" if kind == "state" and text in _MARKED_STATES else ""
+        if method == "setLocalDescription" and t in munged_at:
+            marked += " munged"
+            text += " — munged (differs from the created description)"
         yield (
             f'<tr class="ev {kind}{marked}" data-kind="{kind}" data-s="{search}">'
             f'<td class=t title="{escape(_iso(t))}">{when}</td>'

@@ -76,7 +76,16 @@ async def show(bed: BrowserBed, url: str, name: str) -> dict[str, Any]:
             "events": await view.page.locator("tr.ev").count(),
             "header": await view.page.locator("header h1").inner_text(),
             "computing": await view.page.locator("#computing").count(),
+            "cards": await view.page.locator(".card").count(),
+            "nav": await view.page.locator("nav").inner_text(),
+            # each chart's value axis: three labels, all different (not "0 0 0")
+            "axes": await view.page.eval_on_selector_all(
+                "svg.chart",
+                "cs => cs.map(c => Array.from(c.querySelectorAll('text.tick[text-anchor=end]'))"
+                ".map(t => t.textContent))",
+            ),
         }
+        assert all(len(set(axis)) == 3 for axis in found["axes"]), found["axes"]
         assert view.errors == [], view.errors
         return found
 
@@ -92,6 +101,7 @@ async def test_real_client_session_in_the_browser(
     assert found["charts"] >= 10 and found["lines"] >= found["charts"]
     assert found["events"] > 50 and found["computing"] == 0
     assert found["header"] == f"Session {record['id']}"
+    assert found["cards"] >= 1
 
     async with opened(bed) as view:
         page = view.page
@@ -120,6 +130,16 @@ async def test_real_client_session_in_the_browser(
             "cs => cs.map(c => [c.getAttribute('x1'), c.getAttribute('visibility')])",
         )
         assert len({x for x, _ in positions}) == 1 and {v for _, v in positions} == {"visible"}
+        # the tooltip at the cursor: the time and every series' value of that chart
+        tip = page.locator("#tip")
+        assert await tip.is_visible()
+        text = await tip.inner_text()
+        lines = await chart.locator("[data-v]").evaluate_all(
+            "ls => [...new Set(ls.map(l => l.dataset.l))]"
+        )
+        assert text.startswith("+") and all(label in text for label in lines), (text, lines)
+        assert any(ch.isdigit() for row in text.splitlines()[1:] for ch in row), text
+        await page.screenshot(path=ARTIFACTS / "jitsi-9.7.1-tooltip.png")
         # drag across the chart: the window is shown at full resolution
         await page.mouse.down()
         await page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] / 2)
@@ -143,6 +163,7 @@ async def test_every_real_dump_in_the_browser(
         assert found["computing"] == 0, name
         if name in NO_STATS:
             assert found["charts"] == 0, name
+            assert "zoom" not in found["nav"], (name, found["nav"])  # nothing to drag across
         else:
             assert found["charts"] >= 3 and found["lines"] >= found["charts"], (name, found)
 
