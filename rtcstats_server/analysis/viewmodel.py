@@ -31,7 +31,13 @@ from rtcstats_server.analysis.samples import (
     INTERVAL_METRICS,
     TRACK_METRICS,
     StatsRead,
+    TrackSample,
     TransportSample,
+)
+from rtcstats_server.analysis.track_extras import (
+    EXTRA_METRICS,
+    bands,
+    track_extras,
 )
 from rtcstats_server.dumps.reader import (
     BACKEND_STATS_METHOD,
@@ -62,7 +68,7 @@ METRICS: Final[dict[str, tuple[str, str]]] = {
         "audio_level",
         "concealment_pct",
     )
-}
+} | EXTRA_METRICS
 _TRACK_SERIES: Final = tuple(TRACK_METRICS)
 #: A track sample's values of ``_TRACK_SERIES``, in that order (one C call).
 _TRACK_VALUES: Final = attrgetter(*_TRACK_SERIES)
@@ -82,6 +88,24 @@ DETAIL_BUDGET_CHARS: Final = 6_000_000
 MAX_SERIES: Final = 600
 #: Vertical markers (failures, ICE restarts) per view model.
 MAX_MARKERS: Final = 200
+#: Band changes (quality limitation, codec, encoder, decoder) per view model.
+MAX_BAND_CHANGES: Final = 3000
+#: Report fields the extra series compare between a track's samples (copied: a
+#: reader may update one report object in place).
+_EXTRA_FIELDS: Final = (
+    "nackCount",
+    "pliCount",
+    "firCount",
+    "keyFramesEncoded",
+    "keyFramesDecoded",
+    "qpSum",
+    "framesEncoded",
+    "framesDecoded",
+    "totalEncodeTime",
+    "totalDecodeTime",
+    "jitterBufferDelay",
+    "jitterBufferEmittedCount",
+)
 _TEXT_CHARS: Final = 180
 #: Reading stops this long after a window's end (clocks of merged segments may step back).
 _WINDOW_READ_PAST_MS: Final = 300_000.0
@@ -345,6 +369,11 @@ class ViewModelBuilder:
         self.series_last: float | None = None
         #: [t, label, pc_id] of the moments the charts mark (``marker_of``).
         self.markers: list[list[Any]] = []
+        #: (pc_id, track label, band) → [[t, text], ...] each time the text changed.
+        self.bands: dict[tuple[str | None, str, str], list[list[Any]]] = {}
+        self.band_changes = 0
+        #: Per track (by identity), the fields of its previous report ``_EXTRA_FIELDS``.
+        self._previous: dict[int, dict[str, Any]] = {}
         # Finest bucket: full resolution for a window, 100 ms for a whole session.
         span = (end - start) if start is not None and end is not None else None
         self.width = max(span / self.cap, 1.0) if span else 100.0
@@ -423,8 +452,19 @@ class ViewModelBuilder:
                         continue
                 series.add(t, value)
                 charted = True
+            self._extras(pc_id, t, sample, slots)
         transport = read.transport
         if transport is not None:
+            pair = transport.pair
+            found = read.reports.get(pair.id) if pair is not None else None
+            available = found.get("availableOutgoingBitrate") if isinstance(found, dict) else None
+            if isinstance(available, int | float) and not isinstance(available, bool):
+                key = (pc_id, "transport", "available_outgoing_kbps")
+                series = self.series.get(key) or self._series(
+                    pc_id, "transport", _TRANSPORT_LABEL, "available_outgoing_kbps", t
+                )
+                if series is not None:
+                    series.add(t, available / 1000)
             for entity, label, metric, value, _ in transport_values(transport):
                 series = self.series.get((pc_id, entity, metric)) or self._series(
                     pc_id, entity, label, metric, t
@@ -437,6 +477,41 @@ class ViewModelBuilder:
                 self.series_first = t
             if self.series_last is None or t > self.series_last:
                 self.series_last = t
+
+    def _extras(
+        self, pc_id: str | None, t: float, sample: TrackSample, slots: _TrackSeries
+    ) -> None:
+        """The track's further series (``track_extras``) and band changes."""
+        report = sample.report
+        key = id(sample.track)
+        previous = self._previous.get(key)
+        for suffix, metric, value in track_extras(report, previous):
+            entity = f"{slots.entity}:{suffix}" if suffix else slots.entity
+            label = f"{slots.label} {suffix}" if suffix else slots.label
+            series = self.series.get((pc_id, entity, metric)) or self._series(
+                pc_id, entity, label, metric, t
+            )
+            if series is not None:
+                series.add(t, value)
+        if sample.frames_dropped is not None and previous is not None:
+            series = self.series.get((pc_id, slots.entity, "frames_dropped")) or self._series(
+                pc_id, slots.entity, slots.label, "frames_dropped", t
+            )
+            if series is not None:
+                series.add(t, sample.frames_dropped)
+        self._previous[key] = {name: report.get(name) for name in _EXTRA_FIELDS}
+        codec = sample.track.codec
+        if codec is not None:
+            self._band(pc_id, slots.label, "codec", t, codec)
+        for band, text in bands(report):
+            self._band(pc_id, slots.label, band, t, text)
+
+    def _band(self, pc_id: str | None, label: str, band: str, t: float, text: str) -> None:
+        changes = self.bands.setdefault((pc_id, label, band), [])
+        if (changes and changes[-1][1] == text) or self.band_changes >= MAX_BAND_CHANGES:
+            return
+        self.band_changes += 1
+        changes.append([t, text])
 
     def _series(
         self, pc_id: str | None, entity: str, label: str, metric: str, t: float
@@ -501,6 +576,11 @@ class ViewModelBuilder:
                     "omitted": group.omitted,
                     "series": series,
                     "card": group.card.result() if pc_id is not None else None,
+                    "bands": [
+                        {"label": label, "band": band, "changes": changes}
+                        for (band_pc, label, band), changes in self.bands.items()
+                        if band_pc == pc_id
+                    ],
                 }
             )
         # Session-wide events (getUserMedia, identity) first, then connections by start.

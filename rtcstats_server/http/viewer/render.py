@@ -93,7 +93,9 @@ border-radius:4px;padding:4px 8px;font:12px/1.4 monospace;z-index:5;white-space:
 #tip .sw{display:inline-block;width:9px;height:9px;margin-right:4px}
 .msec{border-collapse:collapse;font-size:12px;margin:4px 0}
 .msec td,.msec th{border:1px solid #eaeef2;padding:1px 6px;text-align:left;vertical-align:top}
-button.copy{font-size:12px;margin:2px 0}
+button.copy{font-size:12px;margin:2px 0}.bandrow{fill-opacity:.35}.bandrow.bn{fill:#d0d7de}
+.bandtext{font-size:10px;fill:#1b1f24;pointer-events:none}
+.rowname{font-size:10px;fill:#57606a;text-anchor:end;pointer-events:none}
 """
 
 _SCRIPT: Final = """
@@ -175,6 +177,7 @@ _SCRIPT: Final = """
   }
   function hover(svg, ev, f) {
     const at = L + f * P, unit = svg.dataset.unit || '';
+    if (!seriesOf(svg).length) { tip.hidden = true; return; }
     const best = new Map();
     for (const s of seriesOf(svg)) {
       if (at < s.xs[0] - 6 || at > s.xs[s.xs.length - 1] + 6) continue;
@@ -396,6 +399,8 @@ def _body_parts(
         if group.get("card"):
             yield from _card(group["card"], origin)
         markers = [m for m in model.get("markers") or [] if m[2] in (None, pc_id)]
+        if span is not None and group.get("bands"):
+            yield _bands_svg(group["bands"], span[0], span[1], origin)
         if span is not None and group.get("series"):
             yield from _charts(group["series"], span[0], span[1], origin, markers)
         elif pc_id is not None and group.get("stats"):
@@ -644,6 +649,63 @@ def _chart_svg(
     return "".join(out)
 
 
+_BAND_ROW: Final = 16
+_BAND_ORDER: Final = {"quality limitation": 0, "codec": 1, "encoder": 2, "decoder": 3}
+
+
+def _band_colour(text: str) -> str:
+    if text in ("none", "unknown"):
+        return "bn"
+    return f"b{sum(map(ord, text)) % len(COLOURS)}"
+
+
+def _bands_svg(bands: list[dict[str, Any]], x0: float, x1: float, origin: float) -> str:
+    """One row per track and property (quality limitation reason, codec, encoder,
+    decoder): a coloured span per value, on the charts' time axis."""
+    rows = sorted(bands, key=lambda b: (b["label"], _BAND_ORDER.get(b["band"], 9)))
+    height = TOP + len(rows) * _BAND_ROW + 4
+    scale = PLOT_W / (x1 - x0)
+
+    def x(t: float) -> float:
+        return LEFT + (min(max(t, x0), x1) - x0) * scale
+
+    out = [
+        f"<h3>Quality limitation, codecs, encoders, decoders <span class=note>(per track)"
+        f'</span></h3><svg class="chart strip" viewBox="0 0 {WIDTH} {height}" role=img '
+        'aria-label="bands">'
+    ]
+    for row, band in enumerate(rows):
+        top = TOP + row * _BAND_ROW
+        changes = band["changes"]
+        for index, (t, text) in enumerate(changes):
+            end = changes[index + 1][0] if index + 1 < len(changes) else x1
+            if end < x0 or t > x1:
+                continue
+            left, right = x(t), x(end)
+            colour = _band_colour(str(text))
+            tip = f"{band['label']} {band['band']}: {text} from {_relative(t, origin)}"
+            out.append(
+                f'<rect class="bandrow {colour}" x="{left:.1f}" y="{top}" '
+                f'width="{max(right - left, 1.0):.1f}" height="{_BAND_ROW - 2}">'
+                f"<title>{escape(tip)}</title></rect>"
+            )
+            if right - left > 50:
+                out.append(
+                    f'<text class=bandtext x="{left + 3:.1f}" y="{top + 11}">{escape(str(text))}'
+                    "</text>"
+                )
+        out.append(
+            f'<text class=rowname x="{LEFT + PLOT_W - 3}" y="{top + 11}">'
+            f"{escape(band['label'])} · {escape(band['band'])}</text>"
+        )
+    out.append(
+        f'<rect class=sel x="{LEFT}" y="{TOP}" width="0" height="{height - TOP}"/>'
+        f'<line class=cursor x1="{LEFT}" x2="{LEFT}" y1="{TOP}" y2="{height - 4}" '
+        'visibility="hidden"/></svg>'
+    )
+    return "".join(out)
+
+
 def _charts(
     series: list[dict[str, Any]],
     x0: float,
@@ -674,6 +736,7 @@ def _charts(
 def colour_css() -> str:
     return "".join(
         f".line.c{i}{{stroke:{c}}}.band.c{i},circle.c{i}{{fill:{c}}}.k{i}{{background:{c}}}"
+        f".bandrow.b{i}{{fill:{c}}}"
         for i, c in enumerate(COLOURS)
     )
 

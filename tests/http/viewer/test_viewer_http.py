@@ -227,7 +227,7 @@ async def test_zoom_download_and_event_details(
     async with collector.http.get(f"{base}?{query}") as response:
         page = await response.text()
     # details of SDP events are inline; any event can also be fetched by its number
-    assert "<summary>SDP</summary><pre>v=0" in page
+    assert "<summary>SDP</summary><table class=msec>" in page and "<pre class=sdp>v=0" in page
     assert '<tr class="ev api" data-kind="api" data-s="setremotedescription' in page
     async with collector.http.get(f"{base}/events/0?{query}") as response:
         assert response.status == 200
