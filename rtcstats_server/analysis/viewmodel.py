@@ -88,6 +88,8 @@ DETAIL_BUDGET_CHARS: Final = 6_000_000
 MAX_SERIES: Final = 600
 #: Vertical markers (failures, ICE restarts) per view model.
 MAX_MARKERS: Final = 200
+#: Report ids listed per connection for the raw property chart.
+MAX_REPORT_IDS: Final = 500
 #: Band changes (quality limitation, codec, encoder, decoder) per view model.
 MAX_BAND_CHANGES: Final = 3000
 #: Report fields the extra series compare between a track's samples (copied: a
@@ -330,6 +332,8 @@ class _Group:
     first: float | None = None
     last: float | None = None
     card: ConnectionCard = field(default_factory=ConnectionCard)
+    #: Report id → type, of the getStats results (the raw property chart's choices).
+    reports: dict[str, str] = field(default_factory=dict)
 
 
 class ViewModelBuilder:
@@ -415,6 +419,10 @@ class ViewModelBuilder:
             self.stats_events += 1
             if read is not None:
                 group.card.stats(read)
+                if len(group.reports) < MAX_REPORT_IDS:
+                    for report_id, report in read.reports.items():
+                        if report_id not in group.reports and isinstance(report, dict):
+                            group.reports[report_id] = str(report.get("type") or "")
             if self.end is not None and t > self.end:
                 return
             group.stats += 1
@@ -576,6 +584,7 @@ class ViewModelBuilder:
                     "omitted": group.omitted,
                     "series": series,
                     "card": group.card.result() if pc_id is not None else None,
+                    "reports": group.reports,
                     "bands": [
                         {"label": label, "band": band, "changes": changes}
                         for (band_pc, label, band), changes in self.bands.items()
@@ -640,6 +649,33 @@ def build_view_model(
             "user_agent": info.user_agent,
         },
     }
+
+
+#: Values one property download gives at most (a day of 1 s samples).
+MAX_PROPERTY_VALUES: Final = 86_400
+
+
+def report_property(
+    events: Iterable[Event], pc_id: str | None, report_id: str, name: str
+) -> Iterator[tuple[float, Any]]:
+    """``(t, value)`` of property ``name`` of report ``report_id`` in every getStats
+    result of connection ``pc_id``: any raw property, charted on demand. Values are
+    as reported (numbers, strings, booleans); results without it give nothing."""
+    given = 0
+    for event in events:
+        if event.method != STATS_METHOD or event.pc_id != pc_id:
+            continue
+        reports = event.value
+        report = reports.get(report_id) if isinstance(reports, dict) else None
+        if not isinstance(report, dict) or name not in report:
+            continue
+        value = report[name]
+        if not isinstance(value, int | float | str | bool) or value is None:
+            continue
+        yield event.timestamp, value
+        given += 1
+        if given >= MAX_PROPERTY_VALUES:
+            return
 
 
 def find_event(chunks: Iterable[bytes], index: int) -> Event | None:

@@ -211,7 +211,7 @@ _SCRIPT: Final = """
     tip.style.left = Math.min(ev.clientX + 14, window.innerWidth - w - 4) + 'px';
     tip.style.top = (ev.clientY + 14) + 'px';
   }
-  for (const svg of charts) {
+  function attach(svg) {
     svg.addEventListener('mousemove', ev => {
       const f = frac(svg, ev); show(f, dragFrom); hover(svg, ev, f);
     });
@@ -225,6 +225,52 @@ _SCRIPT: Final = """
       url.searchParams.set('from', Math.floor(x0 + Math.min(from, to) * (x1 - x0)));
       url.searchParams.set('to', Math.ceil(x0 + Math.max(from, to) * (x1 - x0)));
       window.location.assign(url.toString());
+    });
+  }
+  charts.forEach(attach);
+  const NS = 'http://www.w3.org/2000/svg';
+  function el(name, attrs) {
+    const e = document.createElementNS(NS, name);
+    for (const k in attrs) e.setAttribute(k, attrs[k]);
+    return e;
+  }
+  for (const form of document.querySelectorAll('form.raw')) {
+    form.addEventListener('submit', async ev => {
+      ev.preventDefault();
+      const note = form.querySelector('.note');
+      const report = form.elements.report.value, prop = form.elements.property.value.trim();
+      const url = form.dataset.href + '&pc=' + encodeURIComponent(form.dataset.pc)
+        + '&report=' + encodeURIComponent(report) + '&property=' + encodeURIComponent(prop);
+      note.textContent = 'reading…';
+      const text = await (await fetch(url)).text();
+      const pts = text.split('\\n').filter(Boolean).map(l => JSON.parse(l))
+        .filter(p => typeof p.value === 'number' && p.t >= x0 && p.t <= x1);
+      note.textContent = pts.length + ' numeric values';
+      if (!pts.length) return;
+      const top = Math.max(...pts.map(p => p.value), 0) || 1;
+      const H = 150, T = 10, PH = 118;
+      const svg = el('svg', {'class': 'chart raw', viewBox: '0 0 ' + W + ' ' + H,
+        'data-unit': '', role: 'img'});
+      svg.appendChild(el('line', {'class': 'axis', x1: L, x2: L + P, y1: T + PH, y2: T + PH}));
+      for (const f of [0, 0.5, 1]) {
+        const t = el('text', {'class': 'tick', x: L - 4, y: T + PH - f * PH + 3,
+          'text-anchor': 'end'});
+        t.textContent = String(+(top * f).toPrecision(3));
+        svg.appendChild(t);
+      }
+      const xs = pts.map(p => (L + (p.t - x0) / (x1 - x0) * P).toFixed(1));
+      const ys = pts.map(p => (T + PH - Math.max(0, p.value) / top * PH).toFixed(1));
+      svg.appendChild(el('polyline', {'class': 'line c0',
+        points: xs.map((x, i) => x + ',' + ys[i]).join(' '),
+        'data-l': report + ' ' + prop, 'data-v': pts.map(p => p.value).join(' ')}));
+      svg.appendChild(el('rect', {'class': 'sel', x: L, y: T, width: 0, height: PH}));
+      svg.appendChild(el('line', {'class': 'cursor', x1: L, x2: L, y1: T, y2: T + PH,
+        visibility: 'hidden'}));
+      const title = document.createElement('h3');
+      title.textContent = prop + ' of ' + report;
+      form.after(title, svg);
+      charts.push(svg);
+      attach(svg);
     });
   }
 })();
@@ -410,6 +456,8 @@ def _body_parts(
             )
         elif pc_id is not None:
             yield "<p class=note>No getStats results in this range.</p>"
+        if group.get("reports") and span is not None:
+            yield _property_form(group, base, query)
         yield from _timeline(group, base, query, origin)
         yield "</section>"
     yield f'<script nonce="{nonce}">{_SCRIPT}</script></main></body></html>'
@@ -647,6 +695,21 @@ def _chart_svg(
         'visibility="hidden"/></svg>'
     )
     return "".join(out)
+
+
+def _property_form(group: dict[str, Any], base: str, query: str) -> str:
+    """Chart any raw property of any report: the page fetches its series on demand."""
+    options = "".join(
+        f'<option value="{escape(rid)}">{escape(rid)} ({escape(kind or "?")})</option>'
+        for rid, kind in sorted(group["reports"].items(), key=lambda item: (item[1], item[0]))
+    )
+    return (
+        f'<form class=raw data-href="{base}/property.jsonl?{escape(query)}" '
+        f'data-pc="{escape(str(group["pc_id"]))}"><label>Chart a raw getStats property: '
+        f"<select name=report>{options}</select></label> "
+        '<input name=property placeholder="e.g. bytesReceived" required> '
+        "<button type=submit>Chart</button> <span class=note></span></form>"
+    )
 
 
 _BAND_ROW: Final = 16

@@ -140,6 +140,7 @@ async def test_real_client_session_in_the_browser(
         assert text.startswith("+") and all(label in text for label in lines), (text, lines)
         assert any(ch.isdigit() for row in text.splitlines()[1:] for ch in row), text
         await page.screenshot(path=ARTIFACTS / "jitsi-9.7.1-tooltip.png")
+
         # drag across the chart: the window is shown at full resolution
         await page.mouse.down()
         await page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] / 2)
@@ -149,6 +150,26 @@ async def test_real_client_session_in_the_browser(
         await page.wait_for_selector("svg.chart")
         assert "Zoomed to" in await page.locator("nav").inner_text()
         await page.screenshot(path=ARTIFACTS / "jitsi-9.7.1-zoomed.png", full_page=True)
+        # (zoomed) any raw property of any report, charted on demand (streamed by the server)
+        form = page.locator("form.raw").first
+        pair = await form.locator("option", has_text="(candidate-pair)").first.get_attribute(
+            "value"
+        )
+        assert pair is not None
+        await form.locator("select").select_option(pair)
+        await form.locator("input[name=property]").fill("bytesReceived")
+        await form.locator("button").click()
+        raw = page.locator("svg.chart.raw")
+        await raw.wait_for()
+        assert "numeric values" in await form.locator(".note").inner_text()
+        values = await raw.locator("polyline").get_attribute("data-v")
+        assert values is not None and len(values.split()) > 3
+        await raw.scroll_into_view_if_needed()
+        rbox = await raw.bounding_box()
+        assert rbox is not None
+        await page.mouse.move(rbox["x"] + rbox["width"] * 0.5, rbox["y"] + rbox["height"] / 2)
+        assert "bytesReceived" in await page.locator("#tip").inner_text()
+        await page.screenshot(path=ARTIFACTS / "jitsi-9.7.1-raw-property.png")
         assert view.errors == [], view.errors
 
 
