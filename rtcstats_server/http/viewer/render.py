@@ -406,6 +406,10 @@ def _body_parts(
         f"<span id=readout></span></nav>"
     )
     info = model.get("info") or {}
+    first, last = model.get("session_first"), model.get("last")
+    if not window and first is not None and last is not None and last > first:
+        # the record's duration is the socket's: a replayed or uploaded call reads 0.0 s
+        yield f"<p class=note id=span>The dump spans {(last - first) / 1000:.1f} s.</p>"
     yield (
         f"<p class=note>{model.get('events', 0)} events, {model.get('stats_events', 0)} getStats "
         f"results; dump layout {escape(str(info.get('layout') or '?'))}, client protocol "

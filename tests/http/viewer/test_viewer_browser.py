@@ -77,6 +77,7 @@ async def show(bed: BrowserBed, url: str, name: str) -> dict[str, Any]:
             "header": await view.page.locator("header h1").inner_text(),
             "computing": await view.page.locator("#computing").count(),
             "cards": await view.page.locator(".card").count(),
+            "span": " ".join(await view.page.locator("#span").all_inner_texts()),
             "nav": await view.page.locator("nav").inner_text(),
             # each chart's value axis: three labels, all different (not "0 0 0")
             "axes": await view.page.eval_on_selector_all(
@@ -102,6 +103,7 @@ async def test_real_client_session_in_the_browser(
     assert found["events"] > 50 and found["computing"] == 0
     assert found["header"] == f"Session {record['id']}"
     assert found["cards"] >= 1
+    assert found["span"].startswith("The dump spans ") and " 0.0 s" not in found["span"]
 
     async with opened(bed) as view:
         page = view.page
