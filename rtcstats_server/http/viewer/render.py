@@ -318,6 +318,11 @@ def page_head(record: dict[str, Any], nonce: str) -> str:
         ("meeting", record.get("meeting_id")),
         ("app", record.get("app")),
         ("dialect", record.get("dialect")),
+        *(
+            [("uploaded", " ".join(str(p) for p in (upload, record.get("upload_file_name")) if p))]
+            if (upload := record.get("upload_layout"))
+            else []
+        ),
         ("browser", browser or record.get("browser")),
         ("OS", system or record.get("os")),
         ("started", _iso(record.get("started_at"))),
@@ -369,14 +374,26 @@ def _findings(quality: dict[str, Any], record: dict[str, Any]) -> str:
 
 
 def page_body(
-    model: dict[str, Any], session_id: str, query: str, nonce: str, t0: float | None = None
+    model: dict[str, Any],
+    session_id: str,
+    query: str,
+    nonce: str,
+    t0: float | None = None,
+    uploaded_as: str | None = None,
 ) -> str:
-    """Charts and timelines of the view model; ``query`` is the signed ``exp&sig``."""
-    return "".join(_body_parts(model, session_id, query, nonce, t0))
+    """Charts and timelines of the view model; ``query`` is the signed ``exp&sig``;
+    ``uploaded_as``: the layout of the file an upload came in (the record's
+    ``upload_layout``), re-encoded into ours before it was stored."""
+    return "".join(_body_parts(model, session_id, query, nonce, t0, uploaded_as))
 
 
 def _body_parts(
-    model: dict[str, Any], session_id: str, query: str, nonce: str, t0: float | None
+    model: dict[str, Any],
+    session_id: str,
+    query: str,
+    nonce: str,
+    t0: float | None,
+    uploaded_as: str | None,
 ) -> Iterator[str]:
     base = f"/view/{escape(session_id)}"
     if model.get("error"):
@@ -410,10 +427,17 @@ def _body_parts(
     if not window and first is not None and last is not None and last > first:
         # the record's duration is the socket's: a replayed or uploaded call reads 0.0 s
         yield f"<p class=note id=span>The dump spans {(last - first) / 1000:.1f} s.</p>"
+    if uploaded_as:
+        # the stored dump is our re-encoding: its protocol is ours, not the file's
+        source = f"uploaded as a {escape(uploaded_as)} file, stored in our dump format"
+    else:
+        source = (
+            f"dump layout {escape(str(info.get('layout') or '?'))}, client protocol "
+            f"{escape(str(info.get('client_protocol') or '?'))}"
+        )
     yield (
-        f"<p class=note>{model.get('events', 0)} events, {model.get('stats_events', 0)} getStats "
-        f"results; dump layout {escape(str(info.get('layout') or '?'))}, client protocol "
-        f"{escape(str(info.get('client_protocol') or '?'))}.</p>"
+        f"<p class=note id=source>{model.get('events', 0)} events, "
+        f"{model.get('stats_events', 0)} getStats results; {source}.</p>"
     )
     if model.get("backend_stats"):
         yield (
@@ -653,11 +677,15 @@ def _chart_svg(
             f'<text class=tick x="{LEFT - 4}" y="{level + 3}" text-anchor=end>'
             f"{_fmt(top * fraction)}</text>"
         )
-    for tick in _time_ticks(x0, x1, origin):
+    ticks = _time_ticks(x0, x1, origin)
+    # sub-second steps keep their tenths ("+00:01 +00:01" said nothing)
+    cut = -4 if all(round(t - origin) % 1000 == 0 for t in ticks) else -2
+    for tick in ticks:
+        anchor = "end" if x1 - tick < (x1 - x0) * 0.03 else "middle"
         out.append(
             f'<line class=grid x1="{x(tick)}" x2="{x(tick)}" y1="{TOP}" y2="{TOP + PLOT_H}"/>'
-            f'<text class=tick x="{x(tick)}" y="{HEIGHT - 6}" text-anchor=middle>'
-            f"{escape(_relative(tick, origin)[:-4])}</text>"
+            f'<text class="tick tt" x="{x(tick)}" y="{HEIGHT - 6}" text-anchor={anchor}>'
+            f"{escape(_relative(tick, origin)[:cut])}</text>"
         )
     out.append(
         f'<line class=axis x1="{LEFT}" x2="{LEFT + PLOT_W}" y1="{TOP + PLOT_H}" '

@@ -135,7 +135,14 @@ async def view_page(request: web.Request) -> web.StreamResponse:
                 model = await viewer.data.model(session_id, dump_key)
             else:
                 model = await viewer.data.window(dump_key, window[0], window[1])
-            body = render.page_body(model, session_id, query, nonce, model.get("session_first"))
+            body = render.page_body(
+                model,
+                session_id,
+                query,
+                nonce,
+                model.get("session_first"),
+                record.get("upload_layout"),
+            )
         except (NotFound, StoreUnavailable, OSError) as exc:
             body = render.no_dump_body(f"The dump cannot be read now: {exc}", nonce)
     try:

@@ -13,16 +13,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from aiohttp import web
 from playwright.async_api import ConsoleMessage, Error, Frame, Page
 
 from tests.analysis.test_viewmodel import NO_STATS, REAL
 from tests.ingest.test_replay_fixtures import replay
-from tests.services import streams
+from tests.services import streams, uploads
 from tests.services.browser import BrowserBed, browser_bed
 from tests.services.collector import RunningCollector, free_port, run_collector, wait_until
 from tests.services.stored_dumps import store_dump_file
+from tests.uploads.test_upload_api import internals_export
 
 pytestmark = pytest.mark.browser
 
@@ -78,15 +80,22 @@ async def show(bed: BrowserBed, url: str, name: str) -> dict[str, Any]:
             "computing": await view.page.locator("#computing").count(),
             "cards": await view.page.locator(".card").count(),
             "span": " ".join(await view.page.locator("#span").all_inner_texts()),
+            # each chart's time axis: no label twice ("+00:01 +00:01" at half seconds)
+            "times": await view.page.eval_on_selector_all(
+                "svg.chart:not(.strip)",
+                "cs => cs.map(c => Array.from(c.querySelectorAll('text.tick.tt'))"
+                ".map(t => t.textContent))",
+            ),
             "nav": await view.page.locator("nav").inner_text(),
             # each chart's value axis: three labels, all different (not "0 0 0")
             "axes": await view.page.eval_on_selector_all(
                 "svg.chart:not(.strip)",
-                "cs => cs.map(c => Array.from(c.querySelectorAll('text.tick[text-anchor=end]'))"
+                "cs => cs.map(c => Array.from(c.querySelectorAll('text.tick:not(.tt)'))"
                 ".map(t => t.textContent))",
             ),
         }
         assert all(len(set(axis)) == 3 for axis in found["axes"]), found["axes"]
+        assert all(len(set(axis)) == len(axis) for axis in found["times"]), found["times"]
         assert view.errors == [], view.errors
         return found
 
@@ -189,6 +198,33 @@ async def test_every_real_dump_in_the_browser(
             assert "zoom" not in found["nav"], (name, found["nav"])  # nothing to drag across
         else:
             assert found["charts"] >= 3 and found["lines"] >= found["charts"], (name, found)
+
+
+async def test_an_uploaded_webrtc_internals_export_in_the_browser(
+    bed: BrowserBed, collector: RunningCollector
+) -> None:
+    """Issue 19: such an import read "client protocol 3.1_STANDARD" (the protocol of our
+    re-encoding), offered a zoom with no chart, and its card and charts were missing."""
+    status, answer = await uploads.post_raw(
+        collector.http,
+        collector.base_url,
+        orjson.dumps(internals_export()),
+        content_type="application/json",
+    )
+    assert status == 200, answer
+    record = await collector.wait_for_record(
+        lambda r: r["id"] == answer["rtcstatsId"] and r["state"] == "stored"
+    )
+    url = (await collector.get_json(f"/v1/sessions/{record['id']}"))["viewer_url"]
+    found = await show(bed, url, "webrtc-internals-upload")
+    assert found["charts"] >= 2 and found["lines"] >= found["charts"], found
+    assert found["cards"] == 1
+    async with opened(bed) as view:
+        await view.page.goto(url)
+        source = await view.page.locator("#source").inner_text()
+        assert "uploaded as a webrtc-internals file" in source and "3.1_STANDARD" not in source
+        header = await view.page.locator("header").inner_text()
+        assert "webrtc-internals" in header
 
 
 def embedding_app() -> web.Application:
