@@ -120,8 +120,14 @@ async def test_real_client_session_in_the_browser(
         rows = page.locator("tr.ev")
         visible = page.locator("tr.ev:not([hidden])")
         total = await rows.count()
+        widths = (
+            "() => Array.from(document.querySelector('table.tl tr.ev:not([hidden])').cells)"
+            ".map(c => Math.round(c.getBoundingClientRect().width))"
+        )
+        before = await page.evaluate(widths)
         await page.fill("#q", "setremotedescription")
         assert 0 < await visible.count() < total
+        assert await page.evaluate(widths) == before  # columns stay put while filtering
         assert "setRemoteDescription" in await visible.first.inner_text()
         await page.fill("#q", "")
         await page.uncheck("input[name=kind][value=api]")
