@@ -163,19 +163,64 @@ def transport_values(transport: TransportSample) -> Iterator[SeriesValue]:
         yield "transport:recv", "transport received", "bitrate_kbps", received, interval
 
 
+def extra_values(
+    sample: TrackSample, previous: dict[int, dict[str, Any]]
+) -> Iterator[tuple[str, str, str, float]]:
+    """(entity, label, metric, value) of a track sample's further series
+    (``track_extras``, frames dropped); ``previous`` keeps, per track, the fields its
+    last report had, and is updated."""
+    track = sample.track
+    entity, label = track.key, track.label
+    report = sample.report
+    key = id(track)
+    before = previous.get(key)
+    for suffix, metric, value in track_extras(report, before):
+        if suffix:
+            yield f"{entity}:{suffix}", f"{label} {suffix}", metric, value
+        else:
+            yield entity, label, metric, value
+    if sample.frames_dropped is not None and before is not None:
+        yield entity, label, "frames_dropped", sample.frames_dropped
+    previous[key] = {name: report.get(name) for name in _EXTRA_FIELDS}
+
+
+def available_outgoing_kbps(read: StatsRead) -> float | None:
+    """The selected pair's ``availableOutgoingBitrate`` in this result, in kbps."""
+    transport = read.transport
+    pair = transport.pair if transport is not None else None
+    found = read.reports.get(pair.id) if pair is not None else None
+    value = found.get("availableOutgoingBitrate") if isinstance(found, dict) else None
+    if isinstance(value, int | float) and not isinstance(value, bool) and isfinite(value):
+        return value / 1000
+    return None
+
+
 def samples(
     events: Iterable[Event], start: float | None = None, end: float | None = None
 ) -> Iterator[tuple[Sample, str]]:
     """Every sample (with its series label) of the events, optionally in [start, end]:
     the charts' values at full resolution, for the download."""
+    previous: dict[int, dict[str, Any]] = {}
     for _, read in interpreted(events, MAX_CONNECTIONS):
         if read is None or (end is not None and read.t > end):
             continue
+        t, pc_id = read.t, read.pc_id
+        # extras compare with the previous report: seen before the window too
+        extras = [
+            (*extra, sample.interval_s * 1000 if sample.interval_s is not None else None)
+            for sample in read.tracks
+            for extra in extra_values(sample, previous)
+        ]
         if start is not None and read.t < start:
             continue
-        t, pc_id = read.t, read.pc_id
         for entity, label, metric, value, interval in series_values(read):
             yield Sample(t, pc_id, entity, metric, value, interval), label
+        for entity, label, metric, value, interval in extras:
+            yield Sample(t, pc_id, entity, metric, value, interval), label
+        available = available_outgoing_kbps(read)
+        if available is not None:
+            sample = Sample(t, pc_id, "transport", "available_outgoing_kbps", available)
+            yield sample, _TRANSPORT_LABEL
 
 
 # -- downsampling -------------------------------------------------------------------
@@ -463,16 +508,14 @@ class ViewModelBuilder:
             self._extras(pc_id, t, sample, slots)
         transport = read.transport
         if transport is not None:
-            pair = transport.pair
-            found = read.reports.get(pair.id) if pair is not None else None
-            available = found.get("availableOutgoingBitrate") if isinstance(found, dict) else None
-            if isinstance(available, int | float) and not isinstance(available, bool):
+            available = available_outgoing_kbps(read)
+            if available is not None:
                 key = (pc_id, "transport", "available_outgoing_kbps")
                 series = self.series.get(key) or self._series(
                     pc_id, "transport", _TRANSPORT_LABEL, "available_outgoing_kbps", t
                 )
                 if series is not None:
-                    series.add(t, available / 1000)
+                    series.add(t, available)
             for entity, label, metric, value, _ in transport_values(transport):
                 series = self.series.get((pc_id, entity, metric)) or self._series(
                     pc_id, entity, label, metric, t
@@ -491,23 +534,12 @@ class ViewModelBuilder:
     ) -> None:
         """The track's further series (``track_extras``) and band changes."""
         report = sample.report
-        key = id(sample.track)
-        previous = self._previous.get(key)
-        for suffix, metric, value in track_extras(report, previous):
-            entity = f"{slots.entity}:{suffix}" if suffix else slots.entity
-            label = f"{slots.label} {suffix}" if suffix else slots.label
+        for entity, label, metric, value in extra_values(sample, self._previous):
             series = self.series.get((pc_id, entity, metric)) or self._series(
                 pc_id, entity, label, metric, t
             )
             if series is not None:
                 series.add(t, value)
-        if sample.frames_dropped is not None and previous is not None:
-            series = self.series.get((pc_id, slots.entity, "frames_dropped")) or self._series(
-                pc_id, slots.entity, slots.label, "frames_dropped", t
-            )
-            if series is not None:
-                series.add(t, sample.frames_dropped)
-        self._previous[key] = {name: report.get(name) for name in _EXTRA_FIELDS}
         codec = sample.track.codec
         if codec is not None:
             self._band(pc_id, slots.label, "codec", t, codec)

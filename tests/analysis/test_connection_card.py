@@ -7,8 +7,9 @@ from typing import Any
 
 from rtcstats_server.analysis.connection_card import sdp_difference
 from rtcstats_server.analysis.sdp_sections import media_sections
-from rtcstats_server.analysis.viewmodel import build_view_model, marker_of
-from rtcstats_server.dumps.reader import Event
+from rtcstats_server.analysis.track_extras import EXTRA_METRICS
+from rtcstats_server.analysis.viewmodel import build_view_model, marker_of, samples
+from rtcstats_server.dumps.reader import DumpReader, Event
 
 
 def model(fixtures_dir: Path, name: str) -> dict[str, Any]:
@@ -96,3 +97,35 @@ def test_audio_levels_are_on_the_0_to_1_scale(fixtures_dir: Path) -> None:
         for point in series["points"]
     ]
     assert levels and max(levels) <= 1.0 and max(levels) > 0.001
+
+
+def test_further_series_are_charted_and_downloaded_alike(fixtures_dir: Path) -> None:
+    """NACK/PLI/FIR, keyframes, QP, decode time, jitter buffer, frames dropped and the
+    available outgoing bitrate: in the charts, and with the same values in the download."""
+    path = fixtures_dir / "real" / "jitsi-google-standard-stats-sfu.jsonl"
+    built = model(fixtures_dir, path.name)
+    charted = {
+        (series["entity"], series["metric"]): series
+        for group in built["groups"]
+        for series in group["series"]
+    }
+    metrics = {metric for _, metric in charted}
+    assert metrics >= {
+        "rtcp_feedback",
+        "keyframes",
+        "qp",
+        "decode_ms",
+        "jitter_buffer_ms",
+        "frames_dropped",
+        "available_outgoing_kbps",
+    }
+    downloaded: dict[tuple[str, str], list[float]] = {}
+    for sample, _ in samples(DumpReader([path.read_bytes()])):
+        downloaded.setdefault((sample.entity, sample.metric), []).append(sample.value)
+    for key, series in charted.items():
+        if key[1] in EXTRA_METRICS:
+            assert series["samples"] == len(downloaded[key]), key
+    nack = [k for k in charted if k[1] == "rtcp_feedback" and k[0].endswith(":NACK")]
+    assert nack and all(v >= 0 for k in nack for v in downloaded[k])
+    qp = [v for k, values in downloaded.items() if k[1] == "qp" for v in values]
+    assert qp and 0 < min(qp) and max(qp) < 128  # a per-frame QP, not a running sum
