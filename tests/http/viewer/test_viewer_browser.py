@@ -79,6 +79,11 @@ async def show(bed: BrowserBed, url: str, name: str) -> dict[str, Any]:
             "header": await view.page.locator("header h1").inner_text(),
             "computing": await view.page.locator("#computing").count(),
             "cards": await view.page.locator(".card").count(),
+            "marks": await view.page.locator("svg.chart line.mark").count(),
+            "disconnected": await view.page.locator("tr.ev.st-disconnected").count(),
+            "checking": await view.page.locator("tr.ev.st-checking").count(),
+            "munged": await view.page.locator("tr.ev.munged").count(),
+            "bands": await view.page.locator("svg.strip rect.bandrow").count(),
             "span": " ".join(await view.page.locator("#span").all_inner_texts()),
             # each chart's time axis: no label twice ("+00:01 +00:01" at half seconds)
             "times": await view.page.eval_on_selector_all(
@@ -96,6 +101,18 @@ async def show(bed: BrowserBed, url: str, name: str) -> dict[str, Any]:
         }
         assert all(len(set(axis)) == 3 for axis in found["axes"]), found["axes"]
         assert all(len(set(axis)) == len(axis) for axis in found["times"]), found["times"]
+        chart = view.page.locator("svg.chart:not(.strip)").first
+        if await chart.count():  # hover: the tooltip has a value of this chart
+            await chart.scroll_into_view_if_needed()
+            box = await chart.bounding_box()
+            assert box is not None
+            for fraction in (0.5, 0.3, 0.7, 0.9):
+                x = box["x"] + box["width"] * (60 + fraction * 890) / 960
+                await view.page.mouse.move(x, box["y"] + box["height"] / 2)
+                found["tip"] = await view.page.locator("#tip").inner_text()
+                if ": " in found["tip"]:
+                    break
+            assert ": " in found["tip"] and any(c.isdigit() for c in found["tip"]), found["tip"]
         assert view.errors == [], view.errors
         return found
 
@@ -111,7 +128,7 @@ async def test_real_client_session_in_the_browser(
     assert found["charts"] >= 10 and found["lines"] >= found["charts"]
     assert found["events"] > 50 and found["computing"] == 0
     assert found["header"] == f"Session {record['id']}"
-    assert found["cards"] >= 1
+    assert found["cards"] >= 1 and found["checking"] > 0
     assert found["span"].startswith("The dump spans ") and " 0.0 s" not in found["span"]
 
     async with opened(bed) as view:
@@ -199,6 +216,12 @@ async def test_every_real_dump_in_the_browser(
         found = await show(bed, url, name)
         assert found["events"] > 0, name
         assert found["computing"] == 0, name
+        if name == "jitsi-chrome-standard-pc-failed.jsonl":
+            # failed/disconnected connections: markers on the charts, rows marked
+            assert found["marks"] > 0 and found["disconnected"] > 0, found
+            assert found["cards"] == 3
+        if name in ("jitsi-google-standard-stats-sfu.jsonl", "jitsi-safari-standard-stats.jsonl"):
+            assert found["munged"] > 0 and found["bands"] > 0, found  # jitsi munges answers
         if name in NO_STATS:
             assert found["charts"] == 0, name
             assert "zoom" not in found["nav"], (name, found["nav"])  # nothing to drag across
