@@ -53,28 +53,59 @@ BAND_FIELDS: Final = (
 )
 
 
-def _delta(report: Report, previous: Report, name: str) -> float | None:
-    now, before = number(report.get(name)), number(previous.get(name))
-    if now is None or before is None or now < before:
-        return None
-    return now - before
+#: Fields read per (kind, direction): only those the track's report can have.
+_FIELDS: Final[dict[tuple[str, str], tuple[str, ...]]] = {
+    ("video", "send"): (
+        "nackCount",
+        "pliCount",
+        "firCount",
+        "keyFramesEncoded",
+        "qpSum",
+        "framesEncoded",
+        "totalEncodeTime",
+    ),
+    ("video", "recv"): (
+        "nackCount",
+        "pliCount",
+        "firCount",
+        "keyFramesDecoded",
+        "qpSum",
+        "framesDecoded",
+        "totalDecodeTime",
+        "jitterBufferDelay",
+        "jitterBufferEmittedCount",
+    ),
+    ("audio", "send"): ("nackCount",),
+    ("audio", "recv"): ("nackCount", "jitterBufferDelay", "jitterBufferEmittedCount"),
+}
 
 
-def track_extras(report: Report, previous: Report | None) -> Iterator[tuple[str, str, float]]:
-    """(series suffix, metric, value) of one track's report against its previous one."""
-    if previous is None:
+def read_fields(report: Report, kind: str, direction: str) -> dict[str, float | None]:
+    """The numbers ``track_extras`` compares, read once per report."""
+    return {name: number(report.get(name)) for name in _FIELDS.get((kind, direction), ())}
+
+
+def track_extras(
+    now: dict[str, float | None], before: dict[str, float | None] | None
+) -> Iterator[tuple[str, str, float]]:
+    """(series suffix, metric, value) of one track's fields (``read_fields``) against
+    those of its previous report; a counter that went back gives nothing."""
+    if before is None:
+        return
+    deltas: dict[str, float] = {}
+    for name, value in now.items():
+        old = before.get(name)
+        if value is not None and old is not None and value >= old:
+            deltas[name] = value - old
+    if not deltas:
         return
     for name, suffix, metric in _COUNTS:
-        if name in report:
-            value = _delta(report, previous, name)
-            if value is not None:
-                yield suffix, metric, value
+        if name in deltas:
+            yield suffix, metric, deltas[name]
     for total, count, scale, metric in _MEANS:
-        if total in report and count in report:
-            frames = _delta(report, previous, count)
-            amount = _delta(report, previous, total)
-            if frames and amount is not None:
-                yield "", metric, amount / frames * scale
+        frames = deltas.get(count)
+        if frames and total in deltas:
+            yield "", metric, deltas[total] / frames * scale
 
 
 def bands(report: Report) -> Iterator[tuple[str, str]]:

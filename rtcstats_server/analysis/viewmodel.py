@@ -37,6 +37,7 @@ from rtcstats_server.analysis.samples import (
 from rtcstats_server.analysis.track_extras import (
     EXTRA_METRICS,
     bands,
+    read_fields,
     track_extras,
 )
 from rtcstats_server.dumps.reader import (
@@ -92,22 +93,6 @@ MAX_MARKERS: Final = 200
 MAX_REPORT_IDS: Final = 500
 #: Band changes (quality limitation, codec, encoder, decoder) per view model.
 MAX_BAND_CHANGES: Final = 3000
-#: Report fields the extra series compare between a track's samples (copied: a
-#: reader may update one report object in place).
-_EXTRA_FIELDS: Final = (
-    "nackCount",
-    "pliCount",
-    "firCount",
-    "keyFramesEncoded",
-    "keyFramesDecoded",
-    "qpSum",
-    "framesEncoded",
-    "framesDecoded",
-    "totalEncodeTime",
-    "totalDecodeTime",
-    "jitterBufferDelay",
-    "jitterBufferEmittedCount",
-)
 _TEXT_CHARS: Final = 180
 #: Reading stops this long after a window's end (clocks of merged segments may step back).
 _WINDOW_READ_PAST_MS: Final = 300_000.0
@@ -164,24 +149,23 @@ def transport_values(transport: TransportSample) -> Iterator[SeriesValue]:
 
 
 def extra_values(
-    sample: TrackSample, previous: dict[int, dict[str, Any]]
+    sample: TrackSample, previous: dict[int, dict[str, float | None]]
 ) -> Iterator[tuple[str, str, str, float]]:
     """(entity, label, metric, value) of a track sample's further series
     (``track_extras``, frames dropped); ``previous`` keeps, per track, the fields its
     last report had, and is updated."""
     track = sample.track
     entity, label = track.key, track.label
-    report = sample.report
     key = id(track)
     before = previous.get(key)
-    for suffix, metric, value in track_extras(report, before):
+    now = previous[key] = read_fields(sample.report, track.kind, track.direction)
+    for suffix, metric, value in track_extras(now, before):
         if suffix:
             yield f"{entity}:{suffix}", f"{label} {suffix}", metric, value
         else:
             yield entity, label, metric, value
     if sample.frames_dropped is not None and before is not None:
         yield entity, label, "frames_dropped", sample.frames_dropped
-    previous[key] = {name: report.get(name) for name in _EXTRA_FIELDS}
 
 
 def available_outgoing_kbps(read: StatsRead) -> float | None:
@@ -200,7 +184,7 @@ def samples(
 ) -> Iterator[tuple[Sample, str]]:
     """Every sample (with its series label) of the events, optionally in [start, end]:
     the charts' values at full resolution, for the download."""
-    previous: dict[int, dict[str, Any]] = {}
+    previous: dict[int, dict[str, float | None]] = {}
     for _, read in interpreted(events, MAX_CONNECTIONS):
         if read is None or (end is not None and read.t > end):
             continue
@@ -360,12 +344,16 @@ def _describe(value: Any) -> tuple[str, str | None]:
 class _TrackSeries:
     """A track's name and label, and its series by ``_TRACK_SERIES`` index once made."""
 
-    __slots__ = ("buckets", "entity", "label")
+    __slots__ = ("bands", "buckets", "entity", "extra", "label")
 
     def __init__(self, entity: str, label: str) -> None:
         self.entity = entity
         self.label = label
         self.buckets: list[Buckets | None] = [None] * len(_TRACK_SERIES)
+        #: The further series (``extra_values``) by (entity, metric), once made.
+        self.extra: dict[tuple[str, str], Buckets | None] = {}
+        #: Last text per band, to skip unchanged ones without a lookup.
+        self.bands: dict[str, str] = {}
 
 
 @dataclass(slots=True)
@@ -379,6 +367,7 @@ class _Group:
     card: ConnectionCard = field(default_factory=ConnectionCard)
     #: Report id → type, of the getStats results (the raw property chart's choices).
     reports: dict[str, str] = field(default_factory=dict)
+    ids_seen: object = None
 
 
 class ViewModelBuilder:
@@ -421,8 +410,8 @@ class ViewModelBuilder:
         #: (pc_id, track label, band) → [[t, text], ...] each time the text changed.
         self.bands: dict[tuple[str | None, str, str], list[list[Any]]] = {}
         self.band_changes = 0
-        #: Per track (by identity), the fields of its previous report ``_EXTRA_FIELDS``.
-        self._previous: dict[int, dict[str, Any]] = {}
+        #: Per track (by identity), the fields of its previous report (``read_fields``).
+        self._previous: dict[int, dict[str, float | None]] = {}
         # Finest bucket: full resolution for a window, 100 ms for a whole session.
         span = (end - start) if start is not None and end is not None else None
         self.width = max(span / self.cap, 1.0) if span else 100.0
@@ -464,7 +453,8 @@ class ViewModelBuilder:
             self.stats_events += 1
             if read is not None:
                 group.card.stats(read)
-                if len(group.reports) < MAX_REPORT_IDS:
+                if len(group.reports) < MAX_REPORT_IDS and read.ids is not group.ids_seen:
+                    group.ids_seen = read.ids  # shared by every result with the same ids
                     for report_id, report in read.reports.items():
                         if report_id not in group.reports and isinstance(report, dict):
                             group.reports[report_id] = str(report.get("type") or "")
@@ -533,18 +523,24 @@ class ViewModelBuilder:
         self, pc_id: str | None, t: float, sample: TrackSample, slots: _TrackSeries
     ) -> None:
         """The track's further series (``track_extras``) and band changes."""
-        report = sample.report
+        known = slots.extra
         for entity, label, metric, value in extra_values(sample, self._previous):
-            series = self.series.get((pc_id, entity, metric)) or self._series(
-                pc_id, entity, label, metric, t
-            )
+            key = (entity, metric)
+            if key in known:
+                series = known[key]
+            else:
+                series = known[key] = self._series(pc_id, entity, label, metric, t)
             if series is not None:
                 series.add(t, value)
+        last = slots.bands
         codec = sample.track.codec
-        if codec is not None:
+        if codec is not None and last.get("codec") != codec:
+            last["codec"] = codec
             self._band(pc_id, slots.label, "codec", t, codec)
-        for band, text in bands(report):
-            self._band(pc_id, slots.label, band, t, text)
+        for band, text in bands(sample.report):
+            if last.get(band) != text:
+                last[band] = text
+                self._band(pc_id, slots.label, band, t, text)
 
     def _band(self, pc_id: str | None, label: str, band: str, t: float, text: str) -> None:
         changes = self.bands.setdefault((pc_id, label, band), [])
