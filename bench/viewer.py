@@ -97,9 +97,9 @@ async def in_browser(browser: Any, url: str) -> tuple[float, float]:
     try:
         started = time.perf_counter()
         await page.goto(url, wait_until="commit")
-        await page.wait_for_selector("header h1", state="visible")
+        await page.wait_for_selector("header h1", state="visible", timeout=900_000)
         header = time.perf_counter() - started
-        await page.wait_for_load_state("load")
+        await page.wait_for_load_state("load", timeout=900_000)
         return header, time.perf_counter() - started
     finally:
         await page.close()
@@ -108,7 +108,7 @@ async def in_browser(browser: Any, url: str) -> tuple[float, float]:
 async def measure(
     collector: RunningCollector, browser: Any, name: str, path: Path, size: int
 ) -> None:
-    session_id = await store_dump_file(collector, path)
+    session_id = await store_dump_file(collector, path, analysis_timeout=1800)
     record = await collector.get_json(f"/v1/sessions/{session_id}")
     url = record["viewer_url"]
     data = collector.app[VIEWER].data

@@ -91,6 +91,13 @@ def _measured(value: object) -> float | None:
     return found if found is not None and found >= 0 else None
 
 
+def _level(level: float | None) -> float | None:
+    """An audio level on the standard 0..1 scale. Some clients (the jitsi dumps of
+    2020, e.g. google-standard-stats-sfu) put the legacy 0..32767 integer in the
+    standard ``audioLevel``; anything above 1 is that scale."""
+    return level / LEGACY_LEVEL_SCALE if level is not None and level > 1 else level
+
+
 def linked_report(reports: dict[str, Report], report: Report, name: str) -> Report | None:
     """The report another report names in its field ``name`` (ids are client data)."""
     target = report.get(name)
@@ -169,7 +176,7 @@ class TrackReader:
                 )
             else:
                 frames = None
-                level = _measured(field("audioLevel"))
+                level = _level(_measured(field("audioLevel")))
                 counts = (
                     number(field("concealedSamples")),
                     number(field("totalSamplesReceived")),
@@ -183,7 +190,7 @@ class TrackReader:
             if not video:
                 source = linked_report(reports, report, "mediaSourceId")
                 raw = source.get("audioLevel") if source is not None else None
-                level = _measured(raw if raw is not None else field("audioLevel"))
+                level = _level(_measured(raw if raw is not None else field("audioLevel")))
             if remote is not None:
                 lost = number(remote.get("packetsLost"))
                 if lost is None:

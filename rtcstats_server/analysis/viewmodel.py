@@ -25,12 +25,20 @@ from typing import Any, Final
 
 import orjson
 
+from rtcstats_server.analysis.connection_card import ConnectionCard
 from rtcstats_server.analysis.interpreter import StatsInterpreter, interpreted
 from rtcstats_server.analysis.samples import (
     INTERVAL_METRICS,
     TRACK_METRICS,
     StatsRead,
+    TrackSample,
     TransportSample,
+)
+from rtcstats_server.analysis.track_extras import (
+    EXTRA_METRICS,
+    bands,
+    read_fields,
+    track_extras,
 )
 from rtcstats_server.dumps.reader import (
     BACKEND_STATS_METHOD,
@@ -41,9 +49,10 @@ from rtcstats_server.dumps.reader import (
 )
 from rtcstats_server.exceptions import DumpFormatError
 
+#: 4: per connection a summary card (connection_card), markers, more track series.
 #: 3: series are the interpreter's (RTT once per measurement, loss from counters,
 #: legacy stats, per-sample packet counts).
-MODEL_VERSION: Final = 3
+MODEL_VERSION: Final = 4
 
 #: Metric name → (chart title, unit) of the charts, in their order; the download has
 #: every series, charted or not (``packets``: the counts behind ``loss_pct``).
@@ -60,7 +69,7 @@ METRICS: Final[dict[str, tuple[str, str]]] = {
         "audio_level",
         "concealment_pct",
     )
-}
+} | EXTRA_METRICS
 _TRACK_SERIES: Final = tuple(TRACK_METRICS)
 #: A track sample's values of ``_TRACK_SERIES``, in that order (one C call).
 _TRACK_VALUES: Final = attrgetter(*_TRACK_SERIES)
@@ -78,6 +87,12 @@ MAX_DETAIL_CHARS: Final = 200_000
 DETAIL_BUDGET_CHARS: Final = 6_000_000
 #: Series per view model; past it new tracks are not charted (they still download).
 MAX_SERIES: Final = 600
+#: Vertical markers (failures, ICE restarts) per view model.
+MAX_MARKERS: Final = 200
+#: Report ids listed per connection for the raw property chart.
+MAX_REPORT_IDS: Final = 500
+#: Band changes (quality limitation, codec, encoder, decoder) per view model.
+MAX_BAND_CHANGES: Final = 3000
 _TEXT_CHARS: Final = 180
 #: Reading stops this long after a window's end (clocks of merged segments may step back).
 _WINDOW_READ_PAST_MS: Final = 300_000.0
@@ -133,19 +148,63 @@ def transport_values(transport: TransportSample) -> Iterator[SeriesValue]:
         yield "transport:recv", "transport received", "bitrate_kbps", received, interval
 
 
+def extra_values(
+    sample: TrackSample, previous: dict[int, dict[str, float | None]]
+) -> Iterator[tuple[str, str, str, float]]:
+    """(entity, label, metric, value) of a track sample's further series
+    (``track_extras``, frames dropped); ``previous`` keeps, per track, the fields its
+    last report had, and is updated."""
+    track = sample.track
+    entity, label = track.key, track.label
+    key = id(track)
+    before = previous.get(key)
+    now = previous[key] = read_fields(sample.report, track.kind, track.direction)
+    for suffix, metric, value in track_extras(now, before):
+        if suffix:
+            yield f"{entity}:{suffix}", f"{label} {suffix}", metric, value
+        else:
+            yield entity, label, metric, value
+    if sample.frames_dropped is not None and before is not None:
+        yield entity, label, "frames_dropped", sample.frames_dropped
+
+
+def available_outgoing_kbps(read: StatsRead) -> float | None:
+    """The selected pair's ``availableOutgoingBitrate`` in this result, in kbps."""
+    transport = read.transport
+    pair = transport.pair if transport is not None else None
+    found = read.reports.get(pair.id) if pair is not None else None
+    value = found.get("availableOutgoingBitrate") if isinstance(found, dict) else None
+    if isinstance(value, int | float) and not isinstance(value, bool) and isfinite(value):
+        return value / 1000
+    return None
+
+
 def samples(
     events: Iterable[Event], start: float | None = None, end: float | None = None
 ) -> Iterator[tuple[Sample, str]]:
     """Every sample (with its series label) of the events, optionally in [start, end]:
     the charts' values at full resolution, for the download."""
+    previous: dict[int, dict[str, float | None]] = {}
     for _, read in interpreted(events, MAX_CONNECTIONS):
         if read is None or (end is not None and read.t > end):
             continue
+        t, pc_id = read.t, read.pc_id
+        # extras compare with the previous report: seen before the window too
+        extras = [
+            (*extra, sample.interval_s * 1000 if sample.interval_s is not None else None)
+            for sample in read.tracks
+            for extra in extra_values(sample, previous)
+        ]
         if start is not None and read.t < start:
             continue
-        t, pc_id = read.t, read.pc_id
         for entity, label, metric, value, interval in series_values(read):
             yield Sample(t, pc_id, entity, metric, value, interval), label
+        for entity, label, metric, value, interval in extras:
+            yield Sample(t, pc_id, entity, metric, value, interval), label
+        available = available_outgoing_kbps(read)
+        if available is not None:
+            sample = Sample(t, pc_id, "transport", "available_outgoing_kbps", available)
+            yield sample, _TRANSPORT_LABEL
 
 
 # -- downsampling -------------------------------------------------------------------
@@ -221,6 +280,27 @@ class Buckets:
 # -- timeline -----------------------------------------------------------------------
 
 
+def marker_of(event: Event) -> str | None:
+    """The label of a moment every chart marks with a vertical line, or None: a
+    connection disconnected or failed, an ICE restart, a getUserMedia or SDP failure."""
+    method, value = event.method, event.value
+    if method.endswith(_STATE_SUFFIX) and method != "onsignalingstatechange":
+        if value in ("disconnected", "failed"):
+            return f"{method.removeprefix('on').removesuffix('statechange')} {value}"
+        return None
+    if method.endswith("OnFailure") or method.endswith("onfailure"):
+        if "getUserMedia" in method or "getDisplayMedia" in method:
+            return f"{method.rsplit('.', 1)[-1]}"
+        if "Description" in method or method.startswith(("createOffer", "createAnswer")):
+            return method
+        return None
+    if method == "restartIce" or (
+        method == "createOffer" and isinstance(value, dict) and value.get("iceRestart") is True
+    ):
+        return "ICE restart"
+    return None
+
+
 def event_kind(event: Event) -> str:
     """failure / state / event / api: how the timeline colours and filters an entry."""
     method = event.method
@@ -264,12 +344,16 @@ def _describe(value: Any) -> tuple[str, str | None]:
 class _TrackSeries:
     """A track's name and label, and its series by ``_TRACK_SERIES`` index once made."""
 
-    __slots__ = ("buckets", "entity", "label")
+    __slots__ = ("bands", "buckets", "entity", "extra", "label")
 
     def __init__(self, entity: str, label: str) -> None:
         self.entity = entity
         self.label = label
         self.buckets: list[Buckets | None] = [None] * len(_TRACK_SERIES)
+        #: The further series (``extra_values``) by (entity, metric), once made.
+        self.extra: dict[tuple[str, str], Buckets | None] = {}
+        #: Last text per band, to skip unchanged ones without a lookup.
+        self.bands: dict[str, str] = {}
 
 
 @dataclass(slots=True)
@@ -280,6 +364,10 @@ class _Group:
     stats: int = 0
     first: float | None = None
     last: float | None = None
+    card: ConnectionCard = field(default_factory=ConnectionCard)
+    #: Report id → type, of the getStats results (the raw property chart's choices).
+    reports: dict[str, str] = field(default_factory=dict)
+    ids_seen: object = None
 
 
 class ViewModelBuilder:
@@ -317,6 +405,13 @@ class ViewModelBuilder:
         self.session_first: float | None = None
         self.series_first: float | None = None
         self.series_last: float | None = None
+        #: [t, label, pc_id] of the moments the charts mark (``marker_of``).
+        self.markers: list[list[Any]] = []
+        #: (pc_id, track label, band) → [[t, text], ...] each time the text changed.
+        self.bands: dict[tuple[str | None, str, str], list[list[Any]]] = {}
+        self.band_changes = 0
+        #: Per track (by identity), the fields of its previous report (``read_fields``).
+        self._previous: dict[int, dict[str, float | None]] = {}
         # Finest bucket: full resolution for a window, 100 ms for a whole session.
         span = (end - start) if start is not None and end is not None else None
         self.width = max(span / self.cap, 1.0) if span else 100.0
@@ -356,14 +451,25 @@ class ViewModelBuilder:
             group.last = t if group.last is None else max(group.last, t)
         if method == STATS_METHOD:
             self.stats_events += 1
+            if read is not None:
+                group.card.stats(read)
+                if len(group.reports) < MAX_REPORT_IDS and read.ids is not group.ids_seen:
+                    group.ids_seen = read.ids  # shared by every result with the same ids
+                    for report_id, report in read.reports.items():
+                        if report_id not in group.reports and isinstance(report, dict):
+                            group.reports[report_id] = str(report.get("type") or "")
             if self.end is not None and t > self.end:
                 return
             group.stats += 1
             if read is not None and (self.start is None or t >= self.start):
                 self._samples(read)
             return
+        group.card.event(event)
         if inside:
             self._timeline(group, event, index)
+            marker = marker_of(event)
+            if marker is not None and len(self.markers) < MAX_MARKERS:
+                self.markers.append([t, marker, event.pc_id])
 
     def _samples(self, read: StatsRead) -> None:
         """Each value of this read into its series. Per track, its series are found
@@ -389,8 +495,17 @@ class ViewModelBuilder:
                         continue
                 series.add(t, value)
                 charted = True
+            self._extras(pc_id, t, sample, slots)
         transport = read.transport
         if transport is not None:
+            available = available_outgoing_kbps(read)
+            if available is not None:
+                key = (pc_id, "transport", "available_outgoing_kbps")
+                series = self.series.get(key) or self._series(
+                    pc_id, "transport", _TRANSPORT_LABEL, "available_outgoing_kbps", t
+                )
+                if series is not None:
+                    series.add(t, available)
             for entity, label, metric, value, _ in transport_values(transport):
                 series = self.series.get((pc_id, entity, metric)) or self._series(
                     pc_id, entity, label, metric, t
@@ -403,6 +518,36 @@ class ViewModelBuilder:
                 self.series_first = t
             if self.series_last is None or t > self.series_last:
                 self.series_last = t
+
+    def _extras(
+        self, pc_id: str | None, t: float, sample: TrackSample, slots: _TrackSeries
+    ) -> None:
+        """The track's further series (``track_extras``) and band changes."""
+        known = slots.extra
+        for entity, label, metric, value in extra_values(sample, self._previous):
+            key = (entity, metric)
+            if key in known:
+                series = known[key]
+            else:
+                series = known[key] = self._series(pc_id, entity, label, metric, t)
+            if series is not None:
+                series.add(t, value)
+        last = slots.bands
+        codec = sample.track.codec
+        if codec is not None and last.get("codec") != codec:
+            last["codec"] = codec
+            self._band(pc_id, slots.label, "codec", t, codec)
+        for band, text in bands(sample.report):
+            if last.get(band) != text:
+                last[band] = text
+                self._band(pc_id, slots.label, band, t, text)
+
+    def _band(self, pc_id: str | None, label: str, band: str, t: float, text: str) -> None:
+        changes = self.bands.setdefault((pc_id, label, band), [])
+        if (changes and changes[-1][1] == text) or self.band_changes >= MAX_BAND_CHANGES:
+            return
+        self.band_changes += 1
+        changes.append([t, text])
 
     def _series(
         self, pc_id: str | None, entity: str, label: str, metric: str, t: float
@@ -466,6 +611,13 @@ class ViewModelBuilder:
                     "timeline": group.timeline,
                     "omitted": group.omitted,
                     "series": series,
+                    "card": group.card.result() if pc_id is not None else None,
+                    "reports": group.reports,
+                    "bands": [
+                        {"label": label, "band": band, "changes": changes}
+                        for (band_pc, label, band), changes in self.bands.items()
+                        if band_pc == pc_id
+                    ],
                 }
             )
         # Session-wide events (getUserMedia, identity) first, then connections by start.
@@ -490,6 +642,7 @@ class ViewModelBuilder:
                 or any(group["omitted"] for group in groups)
             ),
             "groups": groups,
+            "markers": self.markers,
         }
 
 
@@ -524,6 +677,33 @@ def build_view_model(
             "user_agent": info.user_agent,
         },
     }
+
+
+#: Values one property download gives at most (a day of 1 s samples).
+MAX_PROPERTY_VALUES: Final = 86_400
+
+
+def report_property(
+    events: Iterable[Event], pc_id: str | None, report_id: str, name: str
+) -> Iterator[tuple[float, Any]]:
+    """``(t, value)`` of property ``name`` of report ``report_id`` in every getStats
+    result of connection ``pc_id``: any raw property, charted on demand. Values are
+    as reported (numbers, strings, booleans); results without it give nothing."""
+    given = 0
+    for event in events:
+        if event.method != STATS_METHOD or event.pc_id != pc_id:
+            continue
+        reports = event.value
+        report = reports.get(report_id) if isinstance(reports, dict) else None
+        if not isinstance(report, dict) or name not in report:
+            continue
+        value = report[name]
+        if not isinstance(value, int | float | str | bool) or value is None:
+            continue
+        yield event.timestamp, value
+        given += 1
+        if given >= MAX_PROPERTY_VALUES:
+            return
 
 
 def find_event(chunks: Iterable[bytes], index: int) -> Event | None:

@@ -132,7 +132,7 @@ async def test_viewer_links(
         "empty exp": f"exp=&sig={good.split('sig=', 1)[1]}",
     }
     for name, query in hostile.items():
-        for sub in ("", "/samples.jsonl", "/events/0"):
+        for sub in ("", "/samples.jsonl", "/events/0", "/property.jsonl"):
             status, kind, _ = await answer(collector, f"{base}{sub}?{query}")
             assert (status, kind) == (403, "text/html"), (name, sub, status)
     windows = {
@@ -144,12 +144,19 @@ async def test_viewer_links(
         "empty": "from=&to=",
     }
     for name, window in windows.items():
-        for sub in ("", "/samples.jsonl"):
+        for sub in ("", "/samples.jsonl", "/property.jsonl"):
             status, kind, _ = await answer(collector, f"{base}{sub}?{good}&{window}")
             assert (status, kind) == (400, "text/html"), (name, sub, status)
     for index in ("²", FULLWIDTH_123, NINES, "-1"):
         status, kind, _ = await answer(collector, f"{base}/events/{quote(index)}?{good}")
         assert (status, kind) == (404, "text/html"), (index, status)
+    # the raw property chart: names are client data, looked up, never parsed; too long → 400
+    for pick in (f"pc=PC_0&report=x&property={'p' * 301}", "pc=&report=x&property=y", "pc=x"):
+        status, kind, _ = await answer(collector, f"{base}/property.jsonl?{good}&{pick}")
+        assert (status, kind) == (400, "text/html"), (pick, status)
+    odd = f"pc={quote(FULLWIDTH_123)}&report=%00&property={quote('²')}"
+    status, kind, _ = await answer(collector, f"{base}/property.jsonl?{good}&{odd}")
+    assert (status, kind) == (200, "application/x-ndjson"), status
     no_traceback(caplog)
 
 

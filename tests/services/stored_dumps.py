@@ -40,9 +40,13 @@ def _compress(source: Path, target: Path) -> int:
 
 
 async def store_dump_file(
-    collector: RunningCollector, path: Path, fields: dict[str, Any] | None = None
+    collector: RunningCollector,
+    path: Path,
+    fields: dict[str, Any] | None = None,
+    analysis_timeout: float = 30,
 ) -> str:
-    """The new session's id; ``fields`` add to or override the record's facts."""
+    """The new session's id; ``fields`` add to or override the record's facts
+    (``analysis_timeout``: a 200 MB dump's analysis takes minutes)."""
     app = collector.app
     config = app[CONFIG]
     manager = app[MANAGER]
@@ -68,5 +72,5 @@ async def store_dump_file(
             record = await records.get(session_id)
             return record is not None and analysed(record)
 
-        await wait_until(summarized, 30, f"the analysis of session {session_id}")
+        await wait_until(summarized, analysis_timeout, f"the analysis of session {session_id}")
     return session_id

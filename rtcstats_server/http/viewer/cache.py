@@ -27,7 +27,13 @@ from typing import Any, Final, TypeVar
 import orjson
 import zstandard
 
-from rtcstats_server.analysis.viewmodel import MODEL_VERSION, build_view_model, find_event, samples
+from rtcstats_server.analysis.viewmodel import (
+    MODEL_VERSION,
+    build_view_model,
+    find_event,
+    report_property,
+    samples,
+)
 from rtcstats_server.dumps.reader import DumpReader, Event
 from rtcstats_server.exceptions import DumpFormatError
 from rtcstats_server.metrics import Metrics
@@ -247,6 +253,46 @@ class ViewData:
         write: Callable[[bytes], Awaitable[None]],
     ) -> None:
         """Every sample as JSON lines, produced in a thread and written as it comes."""
+
+        def lines(events: Iterator[Event]) -> Iterator[bytes]:
+            for sample, label in samples(events, start, end):
+                yield orjson.dumps(
+                    {
+                        "t": sample.t,
+                        "pc_id": sample.pc_id,
+                        "series": label,
+                        "metric": sample.metric,
+                        "value": sample.value,
+                        "interval_ms": sample.interval_ms,
+                    }
+                )
+
+        await self._stream(dump_key, lines, write)
+
+    async def stream_property(
+        self,
+        dump_key: str,
+        pc_id: str | None,
+        report_id: str,
+        name: str,
+        write: Callable[[bytes], Awaitable[None]],
+    ) -> None:
+        """One raw getStats property of one report over time, as JSON lines ``{t, value}``."""
+
+        def lines(events: Iterator[Event]) -> Iterator[bytes]:
+            for t, value in report_property(events, pc_id, report_id, name):
+                yield orjson.dumps({"t": t, "value": value})
+
+        await self._stream(dump_key, lines, write)
+
+    async def _stream(
+        self,
+        dump_key: str,
+        make_lines: Callable[[Iterator[Event]], Iterator[bytes]],
+        write: Callable[[bytes], Awaitable[None]],
+    ) -> None:
+        """``make_lines`` over the dump's events in a thread, written in blocks as they
+        come (the client's pace holds the thread back: bounded memory)."""
         loop = asyncio.get_running_loop()
         blocks: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=_DOWNLOAD_QUEUE)
         stop = threading.Event()
@@ -271,17 +317,7 @@ class ViewData:
                 hand_over(orjson.dumps({"error": str(exc)}) + b"\n")
                 hand_over(None)
                 return
-            for sample, label in samples(events, start, end):
-                line = orjson.dumps(
-                    {
-                        "t": sample.t,
-                        "pc_id": sample.pc_id,
-                        "series": label,
-                        "metric": sample.metric,
-                        "value": sample.value,
-                        "interval_ms": sample.interval_ms,
-                    }
-                )
+            for line in make_lines(events):
                 block.append(line)
                 size += len(line) + 1
                 if size >= _DOWNLOAD_BLOCK:

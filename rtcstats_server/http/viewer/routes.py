@@ -36,6 +36,7 @@ def _headers(request: web.Request, nonce: str) -> dict[str, str]:
         viewer.framing.observe(request.headers, request.headers.get("Host"))
     policy = (
         f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
+        "connect-src 'self'; "
         "img-src 'self' data:; base-uri 'none'; form-action 'self'; "
         f"frame-ancestors {ancestors}"
     )
@@ -134,7 +135,14 @@ async def view_page(request: web.Request) -> web.StreamResponse:
                 model = await viewer.data.model(session_id, dump_key)
             else:
                 model = await viewer.data.window(dump_key, window[0], window[1])
-            body = render.page_body(model, session_id, query, nonce, model.get("session_first"))
+            body = render.page_body(
+                model,
+                session_id,
+                query,
+                nonce,
+                model.get("session_first"),
+                record.get("upload_layout"),
+            )
         except (NotFound, StoreUnavailable, OSError) as exc:
             body = render.no_dump_body(f"The dump cannot be read now: {exc}", nonce)
     try:
@@ -193,6 +201,42 @@ async def view_samples(request: web.Request) -> web.StreamResponse:
         await response.write_eof()
     except ConnectionResetError as exc:
         client_went_away(viewer.metrics, request.remote, exc)  # stream_samples has stopped
+    return response
+
+
+_MAX_NAME: Final = 300
+
+
+async def view_property(request: web.Request) -> web.StreamResponse:
+    """One raw getStats property of one report of one connection over time, streamed
+    as JSON lines ``{t, value}`` (the page charts it on demand)."""
+    nonce = secrets.token_urlsafe(16)
+    opened = await _open_view(request, nonce)
+    if isinstance(opened, web.Response):
+        return opened
+    viewer, _, _, record = opened
+    pc_id, report_id = request.query.get("pc"), request.query.get("report")
+    name = request.query.get("property")
+    if (
+        not pc_id
+        or not report_id
+        or not name
+        or max(map(len, (pc_id, report_id, name))) > _MAX_NAME
+    ):
+        text = f"pc, report and property are required (at most {_MAX_NAME} characters each)"
+        return _html(request, 400, render.error_page(text, nonce), nonce)
+    if not record.get("dump_key"):
+        return _html(request, 404, render.not_found_page(nonce), nonce)
+    response = web.StreamResponse(headers=_headers(request, nonce))
+    response.content_type = "application/x-ndjson"
+    await response.prepare(request)
+    try:
+        await viewer.data.stream_property(
+            record["dump_key"], pc_id, report_id, name, response.write
+        )
+        await response.write_eof()
+    except ConnectionResetError as exc:
+        client_went_away(viewer.metrics, request.remote, exc)
     return response
 
 
@@ -258,4 +302,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/view/{id}", view_page)
     app.router.add_get("/view/{id}/events/{index}", view_event)
     app.router.add_get("/view/{id}/samples.jsonl", view_samples)
+    app.router.add_get("/view/{id}/property.jsonl", view_property)
     app.router.add_post("/v1/sessions/{id}/viewer-url", viewer_url)

@@ -13,16 +13,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from aiohttp import web
 from playwright.async_api import ConsoleMessage, Error, Frame, Page
 
 from tests.analysis.test_viewmodel import NO_STATS, REAL
 from tests.ingest.test_replay_fixtures import replay
-from tests.services import streams
+from tests.services import streams, uploads
 from tests.services.browser import BrowserBed, browser_bed
 from tests.services.collector import RunningCollector, free_port, run_collector, wait_until
 from tests.services.stored_dumps import store_dump_file
+from tests.uploads.test_upload_api import internals_export
 
 pytestmark = pytest.mark.browser
 
@@ -76,7 +78,41 @@ async def show(bed: BrowserBed, url: str, name: str) -> dict[str, Any]:
             "events": await view.page.locator("tr.ev").count(),
             "header": await view.page.locator("header h1").inner_text(),
             "computing": await view.page.locator("#computing").count(),
+            "cards": await view.page.locator(".card").count(),
+            "marks": await view.page.locator("svg.chart line.mark").count(),
+            "disconnected": await view.page.locator("tr.ev.st-disconnected").count(),
+            "checking": await view.page.locator("tr.ev.st-checking").count(),
+            "munged": await view.page.locator("tr.ev.munged").count(),
+            "bands": await view.page.locator("svg.strip rect.bandrow").count(),
+            "span": " ".join(await view.page.locator("#span").all_inner_texts()),
+            # each chart's time axis: no label twice ("+00:01 +00:01" at half seconds)
+            "times": await view.page.eval_on_selector_all(
+                "svg.chart:not(.strip)",
+                "cs => cs.map(c => Array.from(c.querySelectorAll('text.tick.tt'))"
+                ".map(t => t.textContent))",
+            ),
+            "nav": await view.page.locator("nav").inner_text(),
+            # each chart's value axis: three labels, all different (not "0 0 0")
+            "axes": await view.page.eval_on_selector_all(
+                "svg.chart:not(.strip)",
+                "cs => cs.map(c => Array.from(c.querySelectorAll('text.tick:not(.tt)'))"
+                ".map(t => t.textContent))",
+            ),
         }
+        assert all(len(set(axis)) == 3 for axis in found["axes"]), found["axes"]
+        assert all(len(set(axis)) == len(axis) for axis in found["times"]), found["times"]
+        chart = view.page.locator("svg.chart:not(.strip)").first
+        if await chart.count():  # hover: the tooltip has a value of this chart
+            await chart.scroll_into_view_if_needed()
+            box = await chart.bounding_box()
+            assert box is not None
+            for fraction in (0.5, 0.3, 0.7, 0.9):
+                x = box["x"] + box["width"] * (60 + fraction * 890) / 960
+                await view.page.mouse.move(x, box["y"] + box["height"] / 2)
+                found["tip"] = await view.page.locator("#tip").inner_text()
+                if ": " in found["tip"]:
+                    break
+            assert ": " in found["tip"] and any(c.isdigit() for c in found["tip"]), found["tip"]
         assert view.errors == [], view.errors
         return found
 
@@ -92,6 +128,8 @@ async def test_real_client_session_in_the_browser(
     assert found["charts"] >= 10 and found["lines"] >= found["charts"]
     assert found["events"] > 50 and found["computing"] == 0
     assert found["header"] == f"Session {record['id']}"
+    assert found["cards"] >= 1 and found["checking"] > 0
+    assert found["span"].startswith("The dump spans ") and " 0.0 s" not in found["span"]
 
     async with opened(bed) as view:
         page = view.page
@@ -99,8 +137,14 @@ async def test_real_client_session_in_the_browser(
         rows = page.locator("tr.ev")
         visible = page.locator("tr.ev:not([hidden])")
         total = await rows.count()
+        widths = (
+            "() => Array.from(document.querySelector('table.tl tr.ev:not([hidden])').cells)"
+            ".map(c => Math.round(c.getBoundingClientRect().width))"
+        )
+        before = await page.evaluate(widths)
         await page.fill("#q", "setremotedescription")
         assert 0 < await visible.count() < total
+        assert await page.evaluate(widths) == before  # columns stay put while filtering
         assert "setRemoteDescription" in await visible.first.inner_text()
         await page.fill("#q", "")
         await page.uncheck("input[name=kind][value=api]")
@@ -110,7 +154,8 @@ async def test_real_client_session_in_the_browser(
         assert "OnFailure" in await visible.first.inner_text()
 
         # one cursor across every chart: they share the time axis
-        chart = page.locator("svg.chart").first
+        chart = page.locator("svg.chart:not(.strip)").first
+        await chart.scroll_into_view_if_needed()
         box = await chart.bounding_box()
         assert box is not None
         await page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] / 2)
@@ -119,6 +164,17 @@ async def test_real_client_session_in_the_browser(
             "cs => cs.map(c => [c.getAttribute('x1'), c.getAttribute('visibility')])",
         )
         assert len({x for x, _ in positions}) == 1 and {v for _, v in positions} == {"visible"}
+        # the tooltip at the cursor: the time and every series' value of that chart
+        tip = page.locator("#tip")
+        assert await tip.is_visible()
+        text = await tip.inner_text()
+        lines = await chart.locator("[data-v]").evaluate_all(
+            "ls => [...new Set(ls.map(l => l.dataset.l))]"
+        )
+        assert text.startswith("+") and all(label in text for label in lines), (text, lines)
+        assert any(ch.isdigit() for row in text.splitlines()[1:] for ch in row), text
+        await page.screenshot(path=ARTIFACTS / "jitsi-9.7.1-tooltip.png")
+
         # drag across the chart: the window is shown at full resolution
         await page.mouse.down()
         await page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] / 2)
@@ -128,6 +184,26 @@ async def test_real_client_session_in_the_browser(
         await page.wait_for_selector("svg.chart")
         assert "Zoomed to" in await page.locator("nav").inner_text()
         await page.screenshot(path=ARTIFACTS / "jitsi-9.7.1-zoomed.png", full_page=True)
+        # (zoomed) any raw property of any report, charted on demand (streamed by the server)
+        form = page.locator("form.raw").first
+        pair = await form.locator("option", has_text="(candidate-pair)").first.get_attribute(
+            "value"
+        )
+        assert pair is not None
+        await form.locator("select").select_option(pair)
+        await form.locator("input[name=property]").fill("bytesReceived")
+        await form.locator("button").click()
+        raw = page.locator("svg.chart.raw")
+        await raw.wait_for()
+        assert "numeric values" in await form.locator(".note").inner_text()
+        values = await raw.locator("polyline").get_attribute("data-v")
+        assert values is not None and len(values.split()) > 3
+        await raw.scroll_into_view_if_needed()
+        rbox = await raw.bounding_box()
+        assert rbox is not None
+        await page.mouse.move(rbox["x"] + rbox["width"] * 0.5, rbox["y"] + rbox["height"] / 2)
+        assert "bytesReceived" in await page.locator("#tip").inner_text()
+        await page.screenshot(path=ARTIFACTS / "jitsi-9.7.1-raw-property.png")
         assert view.errors == [], view.errors
 
 
@@ -140,10 +216,44 @@ async def test_every_real_dump_in_the_browser(
         found = await show(bed, url, name)
         assert found["events"] > 0, name
         assert found["computing"] == 0, name
+        if name == "jitsi-chrome-standard-pc-failed.jsonl":
+            # failed/disconnected connections: markers on the charts, rows marked
+            assert found["marks"] > 0 and found["disconnected"] > 0, found
+            assert found["cards"] == 3
+        if name in ("jitsi-google-standard-stats-sfu.jsonl", "jitsi-safari-standard-stats.jsonl"):
+            assert found["munged"] > 0 and found["bands"] > 0, found  # jitsi munges answers
         if name in NO_STATS:
             assert found["charts"] == 0, name
+            assert "zoom" not in found["nav"], (name, found["nav"])  # nothing to drag across
         else:
             assert found["charts"] >= 3 and found["lines"] >= found["charts"], (name, found)
+
+
+async def test_an_uploaded_webrtc_internals_export_in_the_browser(
+    bed: BrowserBed, collector: RunningCollector
+) -> None:
+    """Issue 19: such an import read "client protocol 3.1_STANDARD" (the protocol of our
+    re-encoding), offered a zoom with no chart, and its card and charts were missing."""
+    status, answer = await uploads.post_raw(
+        collector.http,
+        collector.base_url,
+        orjson.dumps(internals_export()),
+        content_type="application/json",
+    )
+    assert status == 200, answer
+    record = await collector.wait_for_record(
+        lambda r: r["id"] == answer["rtcstatsId"] and r["state"] == "stored"
+    )
+    url = (await collector.get_json(f"/v1/sessions/{record['id']}"))["viewer_url"]
+    found = await show(bed, url, "webrtc-internals-upload")
+    assert found["charts"] >= 2 and found["lines"] >= found["charts"], found
+    assert found["cards"] == 1
+    async with opened(bed) as view:
+        await view.page.goto(url)
+        source = await view.page.locator("#source").inner_text()
+        assert "uploaded as a webrtc-internals file" in source and "3.1_STANDARD" not in source
+        header = await view.page.locator("header").inner_text()
+        assert "webrtc-internals" in header
 
 
 def embedding_app() -> web.Application:

@@ -227,7 +227,7 @@ async def test_zoom_download_and_event_details(
     async with collector.http.get(f"{base}?{query}") as response:
         page = await response.text()
     # details of SDP events are inline; any event can also be fetched by its number
-    assert "<summary>SDP</summary><pre>v=0" in page
+    assert "<summary>SDP</summary><table class=msec>" in page and "<pre class=sdp>v=0" in page
     assert '<tr class="ev api" data-kind="api" data-s="setremotedescription' in page
     async with collector.http.get(f"{base}/events/0?{query}") as response:
         assert response.status == 200
@@ -283,3 +283,26 @@ async def test_a_read_token_gets_a_link_and_the_link_needs_no_token(
             link = (await response.json())["viewer_url"]
         async with collector.http.get(link) as response:  # the signature is the permission
             assert response.status == 200
+
+
+async def test_a_raw_property_is_streamed_on_demand(
+    collector: RunningCollector, fixtures_dir: Path
+) -> None:
+    path = fixtures_dir / "real" / "jitsi-chrome-standard-pc-failed.jsonl"
+    session_id = await store_dump_file(collector, path)
+    url = (await collector.get_json(f"/v1/sessions/{session_id}"))["viewer_url"]
+    base, query = url.split("?", 1)
+    pair = "RTCIceCandidatePair_EmztWeo9_dVk2L1DR"
+    wanted = f"{base}/property.jsonl?{query}&pc=PC_0&report={pair}&property=bytesReceived"
+    async with collector.http.get(wanted) as response:
+        assert response.status == 200 and response.content_type == "application/x-ndjson"
+        lines = [orjson.loads(line) for line in (await response.read()).splitlines()]
+    values = [line["value"] for line in lines]
+    assert len(values) == 7 and values == sorted(values) and values[-1] > 5_000_000
+    assert "connect-src 'self'" in response.headers["Content-Security-Policy"]
+    async with collector.http.get(f"{base}/property.jsonl?{query}&pc=PC_0") as response:
+        assert response.status == 400  # report and property are required
+    page = await (await collector.http.get(url)).text()
+    assert f'<option value="{pair}">' in page and "class=card" in page
+    async with collector.http.get(f"{base}/property.jsonl?pc=PC_0") as response:
+        assert response.status == 403  # signed like the page
