@@ -11,7 +11,8 @@ from typing import Any
 import orjson
 import pytest
 
-from rtcstats_server.dumps.events import BACKEND_STATS_METHOD, ERROR_METHOD
+from rtcstats_server.dumps.events import ERROR_METHOD
+from rtcstats_server.dumps.jsforms import RENAMES
 from rtcstats_server.dumps.reader import DumpReader
 from tests.services import uploads
 from tests.services.collector import RunningCollector, run_collector, wait_until
@@ -46,17 +47,22 @@ def as_the_rtcstats_tools_time(dump: bytes) -> list[float]:
     """Event times as fileFormat 3 readers compute them: each line's last element is
     the time since the previous line (the first one's, since the epoch)."""
     times: list[float] = []
+    last = 0.0
     for line in dump.splitlines()[2:]:
-        delta = orjson.loads(line)[-1]
-        times.append(delta if not times else times[-1] + delta)
+        entry = orjson.loads(line)
+        last = entry[-1] + last
+        if entry[0] not in ("create", 39) or entry[1] is not None:  # as ``outline``
+            times.append(last)
     return times
 
 
 def outline(dump: bytes) -> list[tuple[float, str, str | None, int]]:
+    """The events, less damage markers and the page-level ``create`` a conversion adds
+    (dumps/jsforms.py), their methods under rtcstats-js's names."""
     return [
-        (e.timestamp, e.method, e.pc_id, len(e.stats))
+        (e.timestamp, RENAMES.get(e.method, e.method), e.pc_id, len(e.stats))
         for e in DumpReader([dump])
-        if e.method not in (ERROR_METHOD, BACKEND_STATS_METHOD)
+        if e.method != ERROR_METHOD and not (e.method == "create" and e.pc_id is None)
     ]
 
 
