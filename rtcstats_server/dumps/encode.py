@@ -296,7 +296,8 @@ class StatsEncoder:
                 changed["timestamp"] = stamp
             if changed or base is None:
                 delta[short] = self._coded(changed)
-        for short in [*gone, *(self.previous.keys() - current.keys())]:
+        # In the order they were held (a set's order changes with each process's hash seed).
+        for short in [*gone, *(short for short in self.previous if short not in current)]:
             delta[short] = None
         if top is not None:
             delta[STAT_PROPERTY_CODES["timestamp"]] = top
