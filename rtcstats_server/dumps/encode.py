@@ -12,21 +12,23 @@
   is gone).
 - ``to_rtcstats``: ``fileFormat: 3``, the rtcstats-js layout rtcstats.com and the
   rtcstats tools parse: times relative to the previous event, methods as codes,
-  getStats compressed against the previous result of the same peer connection.
-  Sessions of the 3.1 (jitsi) and 2.0 clients are re-encoded event by event from
-  the reader's model, so both legacy delta schemes come out in one form; a dump
-  already in that dialect is copied as it is (``rtcstats_file``). Handing a jitsi dump
-  out under its ``RTCStatsDump`` header as it is would make those tools read its
-  absolute times as deltas (dates in 2071).
+  getStats compressed against the previous result of the same peer connection, and
+  the values those tools read by position in rtcstats-js's shapes (jsforms.py).
+  Sessions of every other dialect (3.1 clients and pushers, 2.0, the exports) are
+  re-encoded event by event from the reader's model, so every legacy delta scheme
+  comes out in one form; a dump already in that dialect is copied as it is
+  (``write_rtcstats``: the entry point for any file). Handing a jitsi dump out under
+  its ``RTCStatsDump`` header as it is would make those tools read its absolute times
+  as deltas (dates in 2071).
 
 The getStats encoder is lossless for what the rtcstats scheme can say: report ids
-become "0", "1", ... (and every ``…Id`` reference with them, so nothing needs
-reversing), property names and types become table codes, unchanged properties and
-reports are left out, removed reports are ``null``, and a report whose timestamp is
-not the newest keeps its own ``t``. Unlike rtcstats-js we keep certificate reports
-and obsolete properties: the goal is the same reports, not a smaller file. What the
-scheme cannot say (a property or a nested key that disappears from a live report)
-is counted in ``lossy_reports``.
+become "0", "1", ... (and every ``…Id`` property whose value is a report's id with
+them, so nothing needs reversing), property names and types become table codes,
+unchanged properties and reports are left out, removed reports are ``null``, and a
+report whose timestamp is not the newest keeps its own ``t``. Unlike rtcstats-js we
+keep certificate reports and obsolete properties: the goal is the same reports, not
+a smaller file. What the scheme cannot say (a property or a nested key that
+disappears from a live report) is counted in ``lossy_reports``.
 
 Blocking (files, compression, parsing): run it in a worker thread.
 """
