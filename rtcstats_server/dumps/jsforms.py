@@ -128,10 +128,14 @@ class JsForms:
                 continue
             kind, track_id, label = entry.get("kind"), entry.get("id"), entry.get("label")
             label = label if type(label) is str else ""
-            if type(track_id) is str and len(self.labels) < MAX_LABELS:
-                self.labels[track_id] = label
+            if type(track_id) is str:
+                self._remember(track_id, label)
             tracks.append([kind, track_id, label, *([stream] if stream is not None else [])])
         return tracks
+
+    def _remember(self, track_id: str, label: str) -> None:
+        if len(self.labels) < MAX_LABELS or track_id in self.labels:
+            self.labels[track_id] = label
 
     def _internals(self, method: str, entry: dict[str, Any]) -> Any:
         """A webrtc-internals getUserMedia entry as the peer's export reader reads it."""
@@ -145,7 +149,7 @@ class JsForms:
                     label = info.get("label")
                     tracks.append([kind, info.get("id"), label, entry.get("stream_id")])
                     if type(info.get("id")) is str and type(label) is str:
-                        self.labels[info["id"]] = label
+                        self._remember(info["id"], label)
             return tracks
         asked: dict[str, Any] = {}
         for kind in ("audio", "video"):
