@@ -354,9 +354,9 @@ def recorded(name: str, how: str, peer: dict[str, Any]) -> dict[str, Any]:
     notes = list(peer.get("notes", []))
     untied = sum(1 for c in features["connections"] for t in c["tracks"] if t["stats_id"] is None)
     if untied:
-        # The peer ties a track to its stats by the track id it parses from addTrack /
-        # ontrack values in rtcstats-js's form ([kind, id, label, stream]); other clients'
-        # strings ("audio:<id> stream:<id>") give it kind "a"/"v" and no stats.
+        # The peer ties a track to its stats by the id of an addTrack / ontrack track
+        # ([kind, id, label, stream]): a report whose trackIdentifier (or media source's)
+        # is another id leaves it untied.
         notes.append(f"{untied} track(s) not tied to any stats report (no stats id)")
     return {
         "fixture": name,
@@ -383,12 +383,14 @@ says what the peer read, `peer_errors` what its extractors threw, `peer_notes` h
 around it or what it could not do, `peer_keys_not_in_our_list` what else it emitted (the
 client extractor spreads every field of the page's `create` event into its output).
 
-Converted dumps (jitsi 3.1, the 2015 client, the 2016 import format) keep their client's
-own value shapes today: getUserMedia results as `{id, tracks}` objects and tracks as
-`"audio:<id> stream:<id>"` strings, where the peer expects rtcstats-js arrays. So its client
-extractor throws on them and it ties none of their tracks to stats (kind `a`/`v`, no
-stats id): only their connection features are meaningful. Re-record when the converter
-(issue 16, "fileFormat 3 for everyone") writes those values in rtcstats-js's form.
+Converted dumps (jitsi 3.1 and its backend pushers, the 2015 client, the 2016 import format)
+are what `GET /v1/sessions/{id}/dump?format=rtcstats` and `rtcstats-server convert --to
+rtcstats` give: their values in rtcstats-js's shapes (rtcstats_server/dumps/jsforms.py:
+tracks as `[kind, id, label, stream]`, getUserMedia results as lists of them, a page-level
+`create`), so the peer reads every level of them. Where it still ties a track to no stats
+report, the client's own ids do not meet (jitsi's plan-b `mixedlabelaudio0` tracks, Safari
+2020 reports without `trackIdentifier`, outbound tracks sent with `addStream`): the
+`peer_notes` count them.
 """
 
 

@@ -102,6 +102,14 @@ def _parser() -> argparse.ArgumentParser:
     feat.add_argument(
         "--config", type=Path, help="YAML configuration file (geo databases, connection cap)"
     )
+    conv = commands.add_parser(
+        "convert", help="write a dump of any dialect as an rtcstats fileFormat 3 dump"
+    )
+    conv.add_argument("file", type=Path, help="dump file: ours (.zst), jitsi, 2.0, exports, any")
+    conv.add_argument(
+        "--to", choices=["rtcstats"], required=True, help="rtcstats: fileFormat 3 (rtcstats tools)"
+    )
+    conv.add_argument("-o", "--output", type=Path, help="output file (default: standard output)")
     rep = commands.add_parser("replay", help="replay a dump into a running collector")
     rep.add_argument("file", type=Path, help="dump: ours (.zst), jitsi, rtcstats, .ws.jsonl")
     rep.add_argument("url", help="collector URL, e.g. ws://127.0.0.1:8080 (a path overrides)")
@@ -234,6 +242,40 @@ def _features(args: argparse.Namespace) -> int:
     return 0
 
 
+def _convert(args: argparse.Namespace) -> int:
+    """Exit 0 with the converted dump written, 1 if the file cannot be read as a dump
+    (an ``--output`` file is then not left behind, half written)."""
+    import os
+
+    from rtcstats_server.dumps.encode import write_rtcstats
+    from rtcstats_server.exceptions import DumpFormatError, DumpTooLarge
+
+    target: Path | None = args.output
+    partial = None if target is None else target.with_name(f".{target.name}.{os.getpid()}.part")
+    try:
+        if partial is None:
+            write_rtcstats(args.file, sys.stdout.buffer)
+            sys.stdout.buffer.flush()
+        else:
+            with partial.open("wb") as out:
+                write_rtcstats(args.file, out)
+            partial.replace(typing.cast(Path, target))
+    except BrokenPipeError:
+        # The reader of standard output stopped (``| head``): nothing more to say.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except OSError as exc:
+        sys.stderr.write(f"rtcstats-server: {exc.filename or args.file}: {exc.strerror}\n")
+        return 1
+    except (DumpFormatError, DumpTooLarge) as exc:
+        sys.stderr.write(f"rtcstats-server: {args.file}: {exc}\n")
+        return 1
+    finally:
+        if partial is not None:
+            partial.unlink(missing_ok=True)
+    return 0
+
+
 def _check_connect(config: Config) -> int:
     """One line per backend after the config; 1 if any is unreachable."""
     from rtcstats_server.cli.check import check_all
@@ -329,6 +371,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _summarize(args)
         if args.command == "features":
             return _features(args)
+        if args.command == "convert":
+            return _convert(args)
         if args.command == "check-config":
             return _check_config(args)
         if args.command == "replay":

@@ -12,21 +12,23 @@
   is gone).
 - ``to_rtcstats``: ``fileFormat: 3``, the rtcstats-js layout rtcstats.com and the
   rtcstats tools parse: times relative to the previous event, methods as codes,
-  getStats compressed against the previous result of the same peer connection.
-  Sessions of the 3.1 (jitsi) and 2.0 clients are re-encoded event by event from
-  the reader's model, so both legacy delta schemes come out in one form; a dump
-  already in that dialect is copied as it is (``rtcstats_file``). Handing a jitsi dump
-  out under its ``RTCStatsDump`` header as it is would make those tools read its
-  absolute times as deltas (dates in 2071).
+  getStats compressed against the previous result of the same peer connection, and
+  the values those tools read by position in rtcstats-js's shapes (jsforms.py).
+  Sessions of every other dialect (3.1 clients and pushers, 2.0, the exports) are
+  re-encoded event by event from the reader's model, so every legacy delta scheme
+  comes out in one form; a dump already in that dialect is copied as it is
+  (``write_rtcstats``: the entry point for any file). Handing a jitsi dump out under
+  its ``RTCStatsDump`` header as it is would make those tools read its absolute times
+  as deltas (dates in 2071).
 
 The getStats encoder is lossless for what the rtcstats scheme can say: report ids
-become "0", "1", ... (and every ``…Id`` reference with them, so nothing needs
-reversing), property names and types become table codes, unchanged properties and
-reports are left out, removed reports are ``null``, and a report whose timestamp is
-not the newest keeps its own ``t``. Unlike rtcstats-js we keep certificate reports
-and obsolete properties: the goal is the same reports, not a smaller file. What the
-scheme cannot say (a property or a nested key that disappears from a live report)
-is counted in ``lossy_reports``.
+become "0", "1", ... (and every ``…Id`` property whose value is a report's id with
+them, so nothing needs reversing), property names and types become table codes,
+unchanged properties and reports are left out, removed reports are ``null``, and a
+report whose timestamp is not the newest keeps its own ``t``. Unlike rtcstats-js we
+keep certificate reports and obsolete properties: the goal is the same reports, not
+a smaller file. What the scheme cannot say (a property or a nested key that
+disappears from a live report) is counted in ``lossy_reports``.
 
 Blocking (files, compression, parsing): run it in a worker thread.
 """
@@ -49,13 +51,13 @@ from rtcstats_server.dumps.connections import (
     LruStates,
 )
 from rtcstats_server.dumps.events import (
-    BACKEND_STATS_METHOD,
     ERROR_METHOD,
     STATS_METHOD,
     Event,
     epoch_ms,
 )
 from rtcstats_server.dumps.getstats import Report, Reports
+from rtcstats_server.dumps.jsforms import CREATE, JsForms
 from rtcstats_server.dumps.layout import (
     FILE_FORMAT,
     close_line,
@@ -64,7 +66,13 @@ from rtcstats_server.dumps.layout import (
     is_session_close,
 )
 from rtcstats_server.dumps.privacy import mask_line, mask_text
-from rtcstats_server.dumps.reader import LINE_LAYOUTS, DumpInfo, DumpReader, open_dump
+from rtcstats_server.dumps.reader import (
+    LINE_LAYOUTS,
+    PLAUSIBLE_MS,
+    DumpInfo,
+    DumpReader,
+    open_dump,
+)
 from rtcstats_server.dumps.writer import DumpWriter
 from rtcstats_server.exceptions import DumpFormatError
 
@@ -236,8 +244,12 @@ class StatsEncoder:
         return short
 
     def _renamed(self, report: Report) -> Report:
+        """The report with its references (``transportId``, ``codecId``...) in short ids:
+        an ``…Id`` whose value names no report (``googTrackId``, a track's own id; a
+        reference to a report never sent) is a value, and stays as it is."""
+        ids = self.ids
         return {
-            name: self._short(value) if name.endswith("Id") and type(value) is str else value
+            name: ids.get(value, value) if type(value) is str and name.endswith("Id") else value
             for name, value in report.items()
         }
 
@@ -249,7 +261,11 @@ class StatsEncoder:
             gone = list(self.previous)
             self.ids.clear()
             self.previous = {}
-        current: Reports = {self._short(sid): self._renamed(r) for sid, r in reports.items()}
+        shorts = [self._short(stats_id) for stats_id in reports]  # before any reference
+        current: Reports = {
+            short: self._renamed(report)
+            for short, report in zip(shorts, reports.values(), strict=True)
+        }
         self.cells = sum(len(report) for report in current.values())
         stamps = [
             r["timestamp"]
@@ -282,7 +298,8 @@ class StatsEncoder:
                 changed["timestamp"] = stamp
             if changed or base is None:
                 delta[short] = self._coded(changed)
-        for short in [*gone, *(self.previous.keys() - current.keys())]:
+        # In the order they were held (a set's order changes with each process's hash seed).
+        for short in [*gone, *(short for short in self.previous if short not in current)]:
             delta[short] = None
         if top is not None:
             delta[STAT_PROPERTY_CODES["timestamp"]] = top
@@ -310,19 +327,30 @@ class Conversion:
     #: Encoders dropped to keep within the reader's state budget.
     dropped_encoders: int = 0
     source_protocol: str | None = None
+    #: Events written that the source has not: the page-level ``create`` (jsforms.py).
+    added: int = 0
+    #: The time of the first event (epoch ms), the ``startTime`` a header lacking one gets.
+    first_ms: float | None = None
     id_maps: dict[str | None, dict[str, str]] = field(default_factory=dict)
 
 
 def _coded_lines(reader: DumpReader, result: Conversion, id_maps: bool) -> Iterator[bytes]:
     # Encoders hold what the reader's decoders hold, within the same budget.
     encoders: LruStates[StatsEncoder] = LruStates(reader.limits.max_state_bytes)
+    forms = JsForms()
     numbered = 0  # past every short id a dropped encoder gave
     last: float | None = None
     for event in reader:
-        if event.method in (ERROR_METHOD, BACKEND_STATS_METHOD):
-            result.skipped += 1  # damage markers and pusher objects have no fileFormat 3 form
+        if event.method == ERROR_METHOD:
+            result.skipped += 1  # damage markers: the damage itself is not copied
             continue
-        value = event.value
+        if result.first_ms is None and event.timestamp >= PLAUSIBLE_MS:
+            result.first_ms = event.timestamp
+        if forms.needs_create(event.method, event.pc_id):
+            when = event.timestamp if last is None else event.timestamp - last
+            yield orjson.dumps([METHOD_CODES.get(CREATE, CREATE), None, {}, _number(when)])
+            last = event.timestamp
+            result.added += 1
         if event.is_stats:
             encoder = encoders.get(event.pc_id) or encoders.add(event.pc_id, StatsEncoder(numbered))
             value = encoder.encode(event.stats)
@@ -331,8 +359,11 @@ def _coded_lines(reader: DumpReader, result: Conversion, id_maps: bool) -> Itera
                 result.dropped_encoders += 1
                 _finished(pc_id, dropped, result, id_maps)
             result.stats_events += 1
+            name = event.method
+        else:
+            name, value = forms.event(event.method, event.pc_id, event.value)
         when = event.timestamp if last is None else event.timestamp - last
-        method = METHOD_CODES.get(event.method, event.method)
+        method = METHOD_CODES.get(name, name)
         yield orjson.dumps([method, event.pc_id, value, *event.extra, _number(when)])
         last = event.timestamp
         result.events += 1
@@ -353,15 +384,24 @@ def to_rtcstats(reader: DumpReader, out: IO[bytes], *, id_maps: bool = False) ->
     info = reader.info
     if info.scheme == "rtcstats-js":
         raise DumpFormatError("the dump is already in the rtcstats-js dialect: send it as is")
-    result = Conversion(source_protocol=info.client_protocol)
+    result = Conversion()
+    lines = _coded_lines(reader, result, id_maps)
+    # Known once the first event is read: when the session started, and of envelopes,
+    # whether a backend pusher sent them (its identity comes first).
+    first = next(lines, None)
+    result.source_protocol = info.client_protocol
     meta = {k: v for k, v in info.metadata.items() if k not in ("fileFormat", "clientProtocol")}
     meta["fileFormat"] = FILE_FORMAT
     # No clientProtocol: readers would pick the original dialect's scheme from it.
     meta["convertedFrom"] = info.client_protocol or info.layout
+    if not isinstance(meta.get("startTime"), int | float) and result.first_ms is not None:
+        meta["startTime"] = _number(result.first_ms)
     out.write(("\n".join(header_lines(meta)) + "\n").encode())
-    buffer: list[bytes] = []
-    size = 0
-    for line in _coded_lines(reader, result, id_maps):
+    if first is None:
+        return result
+    buffer: list[bytes] = [first]
+    size = len(first) + 1
+    for line in lines:
         buffer.append(line)
         size += len(line) + 1
         if size >= CHUNK:
@@ -373,25 +413,47 @@ def to_rtcstats(reader: DumpReader, out: IO[bytes], *, id_maps: bool = False) ->
     return result
 
 
-def decompress_file(source: Path, target: Path) -> None:
-    """``source`` as it is, decompressed (any compression)."""
+def _decompressed_to(source: Path, out: IO[bytes]) -> None:
     compression, chunks = sniff(file_chunks(source))
     decompressor = Decompressor(compression)
+    for chunk in chunks:
+        for piece in decompressor.pieces(chunk):
+            out.write(piece)
+
+
+def decompress_file(source: Path, target: Path) -> None:
+    """``source`` as it is, decompressed (any compression)."""
     with target.open("wb") as out:
-        for chunk in chunks:
-            for piece in decompressor.pieces(chunk):
-                out.write(piece)
+        _decompressed_to(source, out)
+
+
+def write_rtcstats(source: Path, out: IO[bytes], *, id_maps: bool = False) -> Conversion | None:
+    """The dump at ``source`` (any layout, any compression) as fileFormat 3 on ``out``.
+
+    An rtcstats dump of the rtcstats-js dialect that says ``fileFormat: 3`` is copied
+    as it is (None); rtcstats-js lines under no header or another one (a raw client
+    stream, an old header) get the header, then their lines byte for byte (None);
+    anything else is converted (``to_rtcstats``, its ``Conversion``; ``id_maps`` as there).
+    """
+    reader = open_dump(source)
+    try:
+        info = reader.info
+        if info.scheme != "rtcstats-js":
+            return to_rtcstats(reader, out, id_maps=id_maps)
+        if info.layout == "rtcstats-dump" and info.metadata.get("fileFormat") == FILE_FORMAT:
+            reader.close()
+            _decompressed_to(source, out)
+            return None
+        meta = {**info.metadata, "fileFormat": FILE_FORMAT}
+        out.write(("\n".join(header_lines(meta)) + "\n").encode())
+        for line in reader.lines():
+            out.write(line + b"\n")
+        return None
+    finally:
+        reader.close()
 
 
 def rtcstats_file(source: Path, target: Path) -> None:
-    """The dump at ``source`` as a fileFormat 3 file at ``target``: copied as it is when
-    it already is one (rtcstats-js dialect), else converted."""
-    reader = open_dump(source)
-    try:
-        if reader.info.scheme == "rtcstats-js":
-            decompress_file(source, target)
-            return
-        with target.open("wb") as out:
-            to_rtcstats(reader, out)
-    finally:
-        reader.close()
+    """The dump at ``source`` as a fileFormat 3 file at ``target`` (``write_rtcstats``)."""
+    with target.open("wb") as out:
+        write_rtcstats(source, out)

@@ -114,7 +114,8 @@ async def test_jitsi_session_is_converted_uploaded_and_its_urls_recorded(
     uploaded = DumpReader([upload.content], strict=True)
     assert uploaded.info.metadata["fileFormat"] == 3
     assert uploaded.info.metadata["convertedFrom"] == "3.1_STANDARD"
-    converted = list(uploaded)
+    # Less the page-level create the conversion adds (dumps/jsforms.py), said in its count.
+    converted = [e for e in uploaded if e.method != "create" or e.pc_id is not None]
     assert [(e.timestamp, e.method, e.pc_id) for e in converted] == [
         (e.timestamp, e.method, e.pc_id) for e in original
     ]

@@ -5,14 +5,17 @@ would put its events in 2071)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
-from rtcstats_server.dumps.events import BACKEND_STATS_METHOD, ERROR_METHOD
+from rtcstats_server.dumps.events import ERROR_METHOD
+from rtcstats_server.dumps.jsforms import RENAMES
 from rtcstats_server.dumps.reader import DumpReader
+from tests.ingest.test_replay_fixtures import load, replay
 from tests.services import uploads
 from tests.services.collector import RunningCollector, run_collector, wait_until
 
@@ -46,17 +49,22 @@ def as_the_rtcstats_tools_time(dump: bytes) -> list[float]:
     """Event times as fileFormat 3 readers compute them: each line's last element is
     the time since the previous line (the first one's, since the epoch)."""
     times: list[float] = []
+    last = 0.0
     for line in dump.splitlines()[2:]:
-        delta = orjson.loads(line)[-1]
-        times.append(delta if not times else times[-1] + delta)
+        entry = orjson.loads(line)
+        last = entry[-1] + last
+        if entry[0] not in ("create", 39) or entry[1] is not None:  # as ``outline``
+            times.append(last)
     return times
 
 
 def outline(dump: bytes) -> list[tuple[float, str, str | None, int]]:
+    """The events, less damage markers and the page-level ``create`` a conversion adds
+    (dumps/jsforms.py), their methods under rtcstats-js's names."""
     return [
-        (e.timestamp, e.method, e.pc_id, len(e.stats))
+        (e.timestamp, RENAMES.get(e.method, e.method), e.pc_id, len(e.stats))
         for e in DumpReader([dump])
-        if e.method not in (ERROR_METHOD, BACKEND_STATS_METHOD)
+        if e.method != ERROR_METHOD and not (e.method == "create" and e.pc_id is None)
     ]
 
 
@@ -100,3 +108,37 @@ async def test_unknown_formats_are_refused(collector: RunningCollector, fixtures
     async with collector.http.get(url) as response:
         assert response.status == 400
         assert (await response.json())["error"] == "bad_filter"
+
+
+#: Live sessions of every dialect the websocket takes: (fixture kind, name, protocol).
+LIVE = [
+    ("captured", "rtcstats-js-2.4.0-loopback-call", "rtcstats#5.0"),
+    ("rtcstats", "rtcstats-gumonly", "rtcstats#4.0"),
+    ("captured", "jitsi-rtcstats-9.7.1-loopback-call", "3.1_STANDARD"),
+    ("jitsi", "jitsi-safari-standard-stats.jsonl", "3.1_LEGACY"),
+    ("captured", "rtcstats-5.2.0-loopback-call", "2.0"),
+    ("jvb", "jitsi-jvb-sample.jsonl", "3.1_JVB"),
+]
+
+
+@pytest.mark.parametrize(("kind", "name", "protocol"), LIVE, ids=[p for *_, p in LIVE])
+async def test_live_sessions_of_every_dialect_download_as_file_format_3(
+    collector: RunningCollector, fixtures_dir: Path, kind: str, name: str, protocol: str
+) -> None:
+    stream = replace(load(fixtures_dir, kind, name), subprotocol=protocol)
+    await replay(collector, stream)
+    record = await collector.wait_for_record(lambda r: r["state"] == "stored")
+    assert record["dialect"] == protocol
+    stored = await download(collector, record["id"], "jsonl")
+    converted = await download(collector, record["id"], "rtcstats")
+    reader = DumpReader([converted], strict=True)
+    assert reader.info.metadata["fileFormat"] == 3 and reader.info.scheme == "rtcstats-js"
+    expected = outline(stored)
+    assert expected and outline(converted) == expected
+    times = as_the_rtcstats_tools_time(converted)
+    assert times == [when for when, *_ in expected] and max(times) < LATE_MS
+    if protocol.startswith("rtcstats#"):
+        assert converted == stored  # ours, already fileFormat 3: sent as stored
+    else:
+        assert reader.info.metadata["convertedFrom"] == protocol
+        assert reader.info.metadata["url"] == stream.path  # the session's metadata kept

@@ -5,10 +5,9 @@ The peer's values are recorded in tests/data/peer-features (bench/features_parit
 bench's ``peer_input``: a capture wrapped in the peer server's header and close line,
 a jitsi dump converted to fileFormat 3), so both sides see the same events.
 
-Where the peer's values are meaningful (tests/data/peer-features/README.md): every
-level of the rtcstats-js capture and of the rtcstats dumps; the connection level of the
-converted dumps (the peer cannot read their client values nor tie their tracks to
-stats). Every feature the peer gave must be ours with the same value, except the
+Here: every level of the rtcstats-js capture and of the rtcstats dumps; the connection
+level of the converted dumps (test_converted_parity.py compares their every level, now
+that the conversion writes rtcstats-js's value shapes). Every feature the peer gave must be ours with the same value, except the
 differences listed in ``DELIBERATE``, each with its reason.
 """
 
