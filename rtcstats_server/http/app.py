@@ -12,7 +12,7 @@ import contextlib
 import logging
 import signal
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
@@ -21,7 +21,7 @@ from rtcstats_server.analysis.worker import Analysis
 from rtcstats_server.config import Config
 from rtcstats_server.exceptions import StartupError, StoreUnavailable
 from rtcstats_server.forwarders.worker import make_forwarding
-from rtcstats_server.http import api, features, openapi, rtcstats_api, startup, ui
+from rtcstats_server.http import api, features, openapi, rtcstats_api, startup, ui, workers
 from rtcstats_server.http.access import ApiAccess
 from rtcstats_server.http.access_log import AccessLog, access_logger
 from rtcstats_server.http.errors import Handler, HttpErrorLog, json_errors
@@ -158,8 +158,14 @@ def build_app(config: Config) -> web.Application:
     return app
 
 
-async def start_server(config: Config, listeners: startup.Listeners | None = None) -> web.AppRunner:
+async def start_server(
+    config: Config,
+    listeners: startup.Listeners | None = None,
+    worker: workers.WorkerInfo | None = None,
+) -> web.AppRunner:
     """Check, bind, open, then listen (see startup.py); the caller owns the runner.
+
+    ``worker``: this process is one of ``serve --workers N`` (see workers.py).
 
     ``listeners``: sockets ``startup.prepare`` bound already (``serve`` binds before
     importing this module); made here when not given. Every failure raises
@@ -171,6 +177,8 @@ async def start_server(config: Config, listeners: startup.Listeners | None = Non
         listeners = await asyncio.to_thread(startup.prepare, config)
     try:
         app = build_app(config)
+        if worker is not None:
+            workers.attach(app, worker)
     except BaseException:
         listeners.close()
         raise
@@ -243,8 +251,17 @@ async def stop_server(runner: web.AppRunner) -> None:
     await runner.cleanup()
 
 
-async def serve_until_signalled(config: Config, listeners: startup.Listeners | None = None) -> None:
-    runner = await start_server(config, listeners)
+async def serve_until_signalled(
+    config: Config,
+    listeners: startup.Listeners | None = None,
+    worker: workers.WorkerInfo | None = None,
+    on_ready: Callable[[], None] | None = None,
+) -> None:
+    """Serve until SIGTERM/SIGINT, then drain. ``on_ready`` runs once listening (a
+    worker tells its supervisor so)."""
+    runner = await start_server(config, listeners, worker)
+    if on_ready is not None:
+        on_ready()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
