@@ -137,6 +137,11 @@ def serve(config: Config, args: argparse.Namespace | None = None, argv: Sequence
         else:
             count = worker_count(config)
             ensure_writable(config.server.data_dir)
+            if count > 1:
+                # Workers bind with SO_REUSEPORT, which a second supervisor's workers
+                # could share unnoticed; bound once without it here, a port that is
+                # anyone's fails now, in one line, as for a single process.
+                prepare(config).close()
             adopt_orphans(config.server.data_dir, count)
             if count > 1:
                 return _supervise(config, count, argv)
