@@ -37,6 +37,7 @@ from rtcstats_server.http.keys import (
     SPOOL,
     VIEWER,
 )
+from rtcstats_server.http.relay import WorkerRelay
 from rtcstats_server.http.viewer import routes as viewer_routes
 from rtcstats_server.http.viewer.advice import viewer_warnings
 from rtcstats_server.http.viewer.service import make_viewer
@@ -202,6 +203,8 @@ async def start_server(
         listeners.listen()
         for sock in listeners.sockets:
             await web.SockSite(runner, sock).start()
+        if worker is not None:
+            await workers.take_relayed(runner, worker)
     except BaseException as exc:
         await _release(runner, listeners)
         if isinstance(exc, OSError | sqlite3.Error | StoreUnavailable):
@@ -284,7 +287,14 @@ class _LazyIngest:
     async def __call__(self, request: web.Request) -> web.StreamResponse:
         if self.handler is None:
             app = request.app
+            worker = app.get(workers.WORKER)
             self.handler = IngestHandler(
-                self.config, app[MANAGER], app[METRICS], app[SPOOL], self.access, app.get(GEO)
+                self.config,
+                app[MANAGER],
+                app[METRICS],
+                app[SPOOL],
+                self.access,
+                app.get(GEO),
+                WorkerRelay(worker, self.config, app[METRICS]) if worker else None,
             )
         return await self.handler(request)

@@ -28,7 +28,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
-from rtcstats_server.http.keys import METRICS
+from rtcstats_server.http.keys import MANAGER, METRICS
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +60,13 @@ class WorkerInfo:
 
     def metrics_socket(self, index: int) -> str:
         """The abstract Unix socket (Linux: no file to clean up, no path length limit
-        from a deep data dir) where worker ``index`` serves its own exposition."""
+        from a deep data dir) where worker ``index`` answers its siblings: its own
+        exposition (``/metrics``), whether it holds a session (``/holds``)."""
         return f"\0rtcstats-collector-{self.group}-metrics-{index}"
+
+    def ingest_socket(self, index: int) -> str:
+        """Where worker ``index`` takes the upgrades its siblings relay (relay.py)."""
+        return f"\0rtcstats-collector-{self.group}-ingest-{index}"
 
 
 WORKER = web.AppKey("worker", WorkerInfo)
@@ -85,8 +90,14 @@ async def _own_metrics_socket(app: web.Application) -> AsyncIterator[None]:
     async def own(_: web.Request) -> web.Response:
         return web.Response(body=generate_latest(registry))
 
+    async def holds(request: web.Request) -> web.Response:
+        client, dialect = request.query.get("client", ""), request.query.get("dialect", "")
+        held = MANAGER in app and app[MANAGER].holds_resumable(client, dialect)
+        return web.Response(status=200 if held else 404)
+
     inner = web.Application()
     inner.router.add_get("/metrics", own)
+    inner.router.add_get("/holds", holds)
     runner = web.AppRunner(inner, handle_signals=False, access_log=None)
     await runner.setup()
     try:
@@ -94,6 +105,11 @@ async def _own_metrics_socket(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await runner.cleanup()
+
+
+async def take_relayed(runner: web.AppRunner, worker: WorkerInfo) -> None:
+    """Listen for the upgrades siblings relay to this worker (on the app's runner)."""
+    await web.UnixSite(runner, worker.ingest_socket(worker.index)).start()
 
 
 async def _sibling(worker: WorkerInfo, index: int) -> str | None:

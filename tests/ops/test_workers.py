@@ -251,3 +251,50 @@ async def test_sigterm_drains_every_worker(supervised: CollectorProcess) -> None
         assert {r["state"] for r in stored} == {"stored"}
     finally:
         single.kill()
+
+
+async def test_a_client_resuming_on_any_worker_keeps_one_session(
+    supervised: CollectorProcess,
+) -> None:
+    """A 3.1 client that drops and reconnects 12 times lands on both workers; the
+    worker without its session relays it to the one with it: one record, one dump,
+    every seq once."""
+    server = supervised
+    session = "resumes-across-workers"
+    connections = 12
+    sent = acked = 0
+    served_by: list[int] = []
+    async with aiohttp.ClientSession() as http:
+        for n in range(connections):
+            flag = "true" if n else "false"
+            url = f"{server.ws_url}/room?statsSessionId={session}&isReconnect={flag}"
+            ws = await http.ws_connect(url, protocols=("3.1_STANDARD",))
+            assert ws._response is not None
+            served_by.append(int(ws._response.headers[WORKER_HEADER]))
+            hello = (await ws.receive_json(timeout=10))["body"]
+            assert hello["state"] == "initial" and hello["value"] >= acked
+            # the client resends everything not acknowledged to it: some twice
+            for seq in range(acked + 1, sent + 26):
+                await ws.send_str(entry(session, seq))
+            sent += 25
+            while acked < sent // 10 * 10:
+                acked = (await ws.receive_json(timeout=10))["body"]["value"]
+            await ws.close(code=3001 if n == connections - 1 else 4000)
+
+        async def one_stored() -> bool:
+            mine = [r for r in await records(http, server) if r["client_session_id"] == session]
+            return len(mine) == 1 and mine[0]["state"] == "stored"
+
+        await wait_until(one_stored, 30, what="one stored session")
+        (record,) = await records(http, server)
+        assert record["connections"] == connections
+        assert record["end_reason"] == "conference_left"
+        async with http.get(f"{server.base_url}/v1/sessions/{record['id']}/dump") as response:
+            dump = (await response.text()).splitlines()
+        assert [json.loads(line)[4] for line in dump[2:-1]] == list(range(1, sent + 1))
+        relayed = sum(1 for worker in served_by if worker != served_by[0])
+        assert 0 < relayed < connections, served_by  # 12 picks: both, all but surely
+        text = await metrics(http, server)
+        assert samples(text, "rtcstats_resumes_relayed_total") == {(): float(relayed)}
+        assert samples(text, "rtcstats_sessions_resumed_total") == {(): float(connections - 1)}
+    assert "Traceback" not in server.log(), server.log()
