@@ -26,22 +26,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 
 import aiohttp
 from aiohttp import WSMsgType, web
 from yarl import URL
 
 from rtcstats_server.config import Config
-from rtcstats_server.http.workers import WorkerInfo
+from rtcstats_server.http.workers import RELAYED_FOR, WorkerInfo, relayed_address
 from rtcstats_server.ingest.handler import echo_close_code
 from rtcstats_server.metrics import Metrics
 from rtcstats_server.sessions.live import Client
 
 log = logging.getLogger(__name__)
 
-#: The client's address, as the relaying worker determined it.
-RELAYED_FOR = "X-Rtcstats-Relayed-For"
 #: Request headers the holder reads from an upgrade (besides the subprotocol).
 PASSED_HEADERS = ("Origin", "User-Agent")
 #: How long a sibling may take to say whether it holds a session.
@@ -60,11 +57,7 @@ class WorkerRelay:
         self.metrics = metrics
 
     def relayed_for(self, request: web.Request) -> str | None:
-        address = request.headers.get(RELAYED_FOR)
-        if address is None:
-            return None
-        sock = request.transport.get_extra_info("socket") if request.transport else None
-        return address if sock is not None and sock.family == socket.AF_UNIX else None
+        return relayed_address(request)
 
     async def holder(self, client: Client) -> int | None:
         """The sibling holding ``client``'s live session, if one does."""
@@ -190,3 +183,58 @@ async def _downstream(
             # the holder died (a killed worker): the client reconnects and resumes
             await client.close(code=1011)
             return
+
+
+#: Headers of one hop, not passed on (RFC 9110 7.6.1), and the ones aiohttp sets.
+HOP_HEADERS = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+    }
+)
+
+
+async def relay_request(request: web.Request, worker: WorkerInfo, index: int) -> web.StreamResponse:
+    """Serve ``request`` by worker ``index``: its body streamed there, the answer back.
+
+    For what must happen in one process, whichever worker a connection reached: the
+    chunks of a ``/v1.0/upload`` file and their assembly (uploads/chunks.py keeps
+    them, and serializes their assembly, in one process: worker 0's).
+    """
+    headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
+    headers[RELAYED_FOR] = request.remote or ""
+    connector = aiohttp.UnixConnector(path=worker.ingest_socket(index))
+    async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as http:
+        try:
+            async with http.request(
+                request.method,
+                URL("http://worker" + request.raw_path, encoded=True),
+                headers=headers,
+                data=request.content.iter_chunked(64 * 1024) if request.body_exists else None,
+                skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+            ) as answer:
+                response = web.StreamResponse(
+                    status=answer.status,
+                    reason=answer.reason,
+                    headers={
+                        k: v for k, v in answer.headers.items() if k.lower() not in HOP_HEADERS
+                    },
+                )
+                await response.prepare(request)
+                async for data in answer.content.iter_chunked(64 * 1024):
+                    await response.write(data)
+                await response.write_eof()
+                return response
+        except (aiohttp.ClientError, OSError) as exc:
+            log.warning(
+                "%s %s not relayed to worker %d: %r", request.method, request.path, index, exc
+            )
+            return web.json_response(
+                {"error": "worker restarting; retry", "errorCode": "busy"}, status=503
+            )

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -70,6 +71,23 @@ class WorkerInfo:
 
 
 WORKER = web.AppKey("worker", WorkerInfo)
+
+#: The client's address, as the worker that relayed a request to this one saw it.
+RELAYED_FOR = "X-Rtcstats-Relayed-For"
+
+
+def relayed_address(request: web.Request) -> str | None:
+    """The client address a sibling relayed ``request`` for; None when not relayed.
+
+    Believed only on a Unix socket: the siblings are its only callers (an abstract
+    socket is reachable from this host's network namespace only); from TCP the
+    header is anyone's.
+    """
+    address = request.headers.get(RELAYED_FOR)
+    if address is None or request.transport is None:
+        return None
+    sock = request.transport.get_extra_info("socket")
+    return address if sock is not None and sock.family == socket.AF_UNIX else None
 
 
 def attach(app: web.Application, worker: WorkerInfo) -> None:

@@ -18,6 +18,7 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.services import uploads
 from tests.services.collector import wait_until
 from tests.services.process import CollectorProcess
 
@@ -298,3 +299,34 @@ async def test_a_client_resuming_on_any_worker_keeps_one_session(
         assert samples(text, "rtcstats_resumes_relayed_total") == {(): float(relayed)}
         assert samples(text, "rtcstats_sessions_resumed_total") == {(): float(connections - 1)}
     assert "Traceback" not in server.log(), server.log()
+
+
+async def test_a_file_uploaded_in_chunks_over_many_connections_is_one_session(
+    supervised: CollectorProcess, fixtures_dir: Path
+) -> None:
+    """/v1.0/upload chunks reach either worker (a connection each); the file's chunks
+    and its assembly meet in one worker (the others relay to it): one session."""
+    server = supervised
+    name = "jitsi-google-standard-stats-sfu.jsonl"
+    body = await asyncio.to_thread((fixtures_dir / "real" / name).read_bytes)
+    seen: set[str] = set()
+
+    async def note(
+        _: aiohttp.ClientSession, __: object, params: aiohttp.TraceRequestEndParams
+    ) -> None:
+        seen.add(params.response.headers[WORKER_HEADER])
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_end.append(note)
+    # a fresh connection per request: each may reach either worker
+    connector = aiohttp.TCPConnector(force_close=True)
+    async with aiohttp.ClientSession(connector=connector, trace_configs=[trace]) as http:
+        status, answer = await uploads.post_chunks(http, server.base_url, body, name, size=8 * 1024)
+        assert status == 200 and answer["success"] is True, answer
+        session_id = answer["rtcstatsId"]
+        assert len(body) // (8 * 1024) >= 10 and seen == {"0", "1"}, seen
+        async with http.get(f"{server.base_url}/v1/sessions/{session_id}") as response:
+            record = await response.json()
+        assert record["state"] == "stored" and record["dialect"] == "upload"
+        assert record["upload_layout"] == "jitsi-disk"
+        assert len(await records(http, server)) == 1
