@@ -123,7 +123,8 @@ def serve(config: Config, args: argparse.Namespace | None = None, argv: Sequence
     from rtcstats_server.http.workers import WorkerInfo
     from rtcstats_server.logs import configure_logging
 
-    configure_logging(config.logging)
+    index = args.worker_index if args is not None else None
+    configure_logging(config.logging, index)
     worker: WorkerInfo | None = None
     ready_fd: int | None = None
     try:

@@ -130,6 +130,10 @@ def build_app(config: Config) -> web.Application:
             locator.close()
 
     async def retention(app: web.Application) -> AsyncIterator[None]:
+        worker = app.get(workers.WORKER)
+        if worker is not None and worker.index != 0:
+            yield  # under serve --workers N, worker 0 sweeps the shared stores for all
+            return
         async with retention_running(config.retention, app[RECORDS], app[DUMPS]):
             yield
 

@@ -144,6 +144,10 @@ async def test_both_workers_take_connections_and_metrics_add_up(
         assert samples(text, "rtcstats_workers") == {(): float(WORKERS)}
         # a shared state is not added up: the store is up, once
         assert samples(text, "rtcstats_metadata_up") == {(): 1.0}
+    # the workers share one log stream: each line says whose it is
+    log = server.log()
+    assert "INFO [w0] rtcstats_server.http.app: rtcstats-collector" in log
+    assert "INFO [w1] rtcstats_server.http.app: rtcstats-collector" in log
 
 
 async def test_a_killed_worker_is_restarted_and_loses_nothing_acknowledged(
