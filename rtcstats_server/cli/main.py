@@ -131,6 +131,10 @@ def serve(config: Config, args: argparse.Namespace | None = None, argv: Sequence
         if args is not None and args.worker_index is not None:
             from rtcstats_server.cli.supervisor import watch_parent
 
+            if None in (args.worker_count, args.worker_of, args.ready_fd):
+                sys.stderr.write("rtcstats-server: --worker-index is the supervisor's flag\n")
+                return 2
+
             watch_parent(args.worker_of)
             worker = WorkerInfo(args.worker_index, args.worker_count, str(args.worker_of))
             ready_fd = args.ready_fd
