@@ -64,6 +64,14 @@ class ServerConfig(Section):
         "or the dump bucket does not answer within metadata.timeout_s; false: start degraded "
         "and keep sessions in the local spools until they answer.",
     )
+    workers: int = Field(
+        0,
+        ge=0,
+        le=256,
+        description="Worker processes sharing the port (SO_REUSEPORT) under one supervisor; "
+        "0: one per CPU the host (and the container's cpu.max) allows; 1: a single process, "
+        "no supervisor.",
+    )
 
 
 class IngestConfig(Section):

@@ -22,6 +22,11 @@ _BASE_KEYS = ("time", "level", "logger", "message")
 
 
 class JsonFormatter(logging.Formatter):
+    def __init__(self, worker: int | None = None) -> None:
+        super().__init__()
+        #: ``serve --workers N``: the worker whose line it is (a ``worker`` key).
+        self.worker = worker
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
@@ -29,6 +34,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        if self.worker is not None:
+            entry["worker"] = self.worker
         fields = getattr(record, LOG_FIELDS, None)
         if isinstance(fields, dict):
             for key, value in fields.items():
@@ -39,12 +46,17 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry).decode()
 
 
-def configure_logging(config: LoggingConfig) -> None:
+def configure_logging(config: LoggingConfig, worker: int | None = None) -> None:
+    """``worker``: this process is worker ``worker`` of ``serve --workers N``; its
+    lines say so (``[w1]`` in text, ``"worker": 1`` in JSON), as they share a stream."""
     handler = logging.StreamHandler(sys.stderr)
     if config.format == "json":
-        handler.setFormatter(JsonFormatter())
+        handler.setFormatter(JsonFormatter(worker))
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        tag = f"[w{worker}] " if worker is not None else ""
+        handler.setFormatter(
+            logging.Formatter(f"%(asctime)s %(levelname)s {tag}%(name)s: %(message)s")
+        )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(config.level)

@@ -100,6 +100,11 @@ class Metrics:
         self.resumed = Counter(
             "rtcstats_sessions_resumed", "Reconnects that continued a live session.", registry=r
         )
+        self.relayed = Counter(
+            "rtcstats_resumes_relayed",
+            "Reconnects relayed to the worker that holds their session (serve --workers).",
+            registry=r,
+        )
         self.live = Gauge(
             "rtcstats_sessions_live", "Sessions in memory, by state.", ["state"], registry=r
         )

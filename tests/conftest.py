@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -11,6 +12,11 @@ from tests.services import session_stores
 from tests.services.collector import RunningCollector, run_collector
 from tests.services.ferretdb import FerretDB
 from tests.services.shared import FIXTURES
+
+# A collector a test starts as a process runs as one process, as before
+# ``server.workers`` existed (its default is one worker per CPU); the tests of the
+# workers (tests/ops/test_workers.py) set it themselves.
+os.environ.setdefault("RTCSTATS_SERVER__WORKERS", "1")
 
 
 @pytest.fixture

@@ -41,6 +41,14 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="listen address (server.host)")
     serve.add_argument("--port", type=int, help="listen port (server.port)")
     serve.add_argument("--data-dir", type=Path, help="data directory (server.data_dir)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="worker processes on the port (server.workers; 0: one per CPU, 1: no supervisor)",
+    )
+    # Given by the supervisor to the workers it starts (cli/supervisor.py), not by users.
+    for internal in ("--worker-index", "--worker-count", "--worker-of", "--ready-fd"):
+        serve.add_argument(internal, type=int, help=argparse.SUPPRESS)
     check = commands.add_parser("check-config", help="validate a config file and print it")
     check.add_argument("file", type=Path, nargs="?", help="YAML configuration file")
     check.add_argument(
@@ -126,22 +134,61 @@ def _serve_overrides(args: argparse.Namespace) -> dict[str, Any]:
         server["port"] = args.port
     if args.data_dir is not None:
         server["data_dir"] = args.data_dir
+    if args.workers is not None:
+        server["workers"] = args.workers
     return {"server": server} if server else {}
 
 
-def serve(config: Config) -> int:
-    """Run until SIGTERM/SIGINT (0); 1 with one line when the collector cannot start."""
+def serve(config: Config, args: argparse.Namespace | None = None, argv: Sequence[str] = ()) -> int:
+    """Run until SIGTERM/SIGINT (0); 1 with one line when the collector cannot start.
+
+    With more than one worker (``server.workers``), this process supervises that many
+    copies of itself (cli/supervisor.py); each copy gets ``--worker-index``.
+    """
     from rtcstats_server.cli.allocator import pin_mmap_threshold
-    from rtcstats_server.http.startup import prepare
+    from rtcstats_server.cli.workers import adopt_orphans, worker_config, worker_count
+    from rtcstats_server.http.startup import ensure_writable, prepare
+    from rtcstats_server.http.workers import WorkerInfo
     from rtcstats_server.logs import configure_logging
 
-    configure_logging(config.logging)
-    pin_mmap_threshold()  # before any thread or large buffer: see allocator.py
+    index = args.worker_index if args is not None else None
+    configure_logging(config.logging, index)
+    worker: WorkerInfo | None = None
+    ready_fd: int | None = None
     try:
-        listeners = prepare(config)  # before the app's imports: a busy port fails fast
+        if args is not None and args.worker_index is not None:
+            from rtcstats_server.cli.supervisor import watch_parent
+
+            if None in (args.worker_count, args.worker_of, args.ready_fd):
+                sys.stderr.write("rtcstats-server: --worker-index is the supervisor's flag\n")
+                return 2
+
+            watch_parent(args.worker_of)
+            worker = WorkerInfo(args.worker_index, args.worker_count, str(args.worker_of))
+            ready_fd = args.ready_fd
+            config = worker_config(config, worker.index)
+        else:
+            count = worker_count(config)
+            ensure_writable(config.server.data_dir)
+            if count > 1:
+                # Workers bind with SO_REUSEPORT, which a second supervisor's workers
+                # could share unnoticed; bound once without it here, a port that is
+                # anyone's fails now, in one line, as for a single process.
+                prepare(config).close()
+            adopt_orphans(config.server.data_dir, count)
+            if count > 1:
+                return _supervise(config, count, argv)
+        pin_mmap_threshold()  # before any thread or large buffer: see allocator.py
+        # before the app's imports: a busy port fails fast
+        listeners = prepare(config, reuse_port=worker is not None)
+        from rtcstats_server.cli.supervisor import tell_ready
         from rtcstats_server.http.app import serve_until_signalled
 
-        asyncio.run(serve_until_signalled(config, listeners))
+        def ready() -> None:
+            if ready_fd is not None:
+                tell_ready(ready_fd)
+
+        asyncio.run(serve_until_signalled(config, listeners, worker, ready))
     except StartupError as exc:
         log.error("not started: %s", exc)
         return 1
@@ -157,6 +204,21 @@ def _iso_date(flag: str, value: str) -> datetime | None:
         sys.stderr.write(f"rtcstats-server: {flag} {value!r} is not an ISO date\n")
         return None
     return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _supervise(config: Config, count: int, argv: Sequence[str]) -> int:
+    """Start ``count`` workers running this same command line (cli/supervisor.py)."""
+    from rtcstats_server.cli.supervisor import supervise
+
+    command = [sys.executable, "-m", "rtcstats_server", *argv]
+    log.info(
+        "rtcstats-collector %s: %d workers on port %d, data in %s",
+        installed_version(),
+        count,
+        config.server.port,
+        config.server.data_dir.resolve(),
+    )
+    return supervise(command, count, config.server.shutdown_grace_s)
 
 
 def _forward(args: argparse.Namespace) -> int:
@@ -356,11 +418,12 @@ def _hash_token(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(argv) if argv is not None else sys.argv[1:]
     args = _parser().parse_args(argv)
     try:
         if args.command == "serve":
             config = load_config(args.config, overrides=_serve_overrides(args))
-            return serve(config)
+            return serve(config, args, argv)
         if args.command == "forward":
             return _forward(args)
         if args.command == "analyze":

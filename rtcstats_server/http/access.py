@@ -24,6 +24,7 @@ from aiohttp import web
 from rtcstats_server.config import ApiConfig
 from rtcstats_server.http.errors import Handler, error
 from rtcstats_server.http.ui import is_ui
+from rtcstats_server.http.workers import relayed_address
 
 #: Paths of the API proper; /healthz and /readyz stay open on every port.
 PROTECTED_PREFIXES = ("/v1/", "/v1.0/", "/metrics")
@@ -95,8 +96,10 @@ def relayed(headers: Mapping[str, str]) -> bool:
 def _from_loopback(request: web.Request) -> bool:
     if relayed(request.headers):
         return False
+    # relayed by a sibling worker (serve --workers): the address it was sent from
+    remote = relayed_address(request) or request.remote or ""
     try:
-        return ipaddress.ip_address((request.remote or "").split("%", 1)[0]).is_loopback
+        return ipaddress.ip_address(remote.split("%", 1)[0]).is_loopback
     except ValueError:
         return False  # a unix socket has no address: not ours to open
 

@@ -39,6 +39,7 @@ from rtcstats_server.http.keys import (
     RECORDS,
     SPOOL,
 )
+from rtcstats_server.http.workers import WORKER, merged_exposition
 from rtcstats_server.metadata.jobs import JobState
 from rtcstats_server.metadata.record import (
     EQUALITY_FILTERS,
@@ -302,7 +303,11 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[METRICS].registry)
+    """This process's metrics; under ``serve --workers N``, every worker's, merged."""
+    if WORKER in request.app:
+        body = await merged_exposition(request.app)
+    else:
+        body = generate_latest(request.app[METRICS].registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import signal
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
@@ -22,7 +22,7 @@ from rtcstats_server.analysis.worker import Analysis
 from rtcstats_server.config import Config
 from rtcstats_server.exceptions import StartupError, StoreUnavailable
 from rtcstats_server.forwarders.worker import make_forwarding
-from rtcstats_server.http import api, features, openapi, rtcstats_api, startup, ui
+from rtcstats_server.http import api, features, openapi, rtcstats_api, startup, ui, workers
 from rtcstats_server.http.access import ApiAccess
 from rtcstats_server.http.access_log import AccessLog, access_logger
 from rtcstats_server.http.errors import Handler, HttpErrorLog, json_errors
@@ -38,6 +38,7 @@ from rtcstats_server.http.keys import (
     SPOOL,
     VIEWER,
 )
+from rtcstats_server.http.relay import WorkerRelay
 from rtcstats_server.http.viewer import routes as viewer_routes
 from rtcstats_server.http.viewer.advice import viewer_warnings
 from rtcstats_server.http.viewer.service import make_viewer
@@ -97,7 +98,11 @@ def build_app(config: Config) -> web.Application:
             if config.quality.enabled:
                 # Analyses run in worker processes; this loop only queues them and keeps
                 # the queue's depth and the workers' outcomes in /metrics.
-                count = worker_count(config.analysis)
+                # Under serve --workers N, worker 0 alone runs the analysis processes:
+                # one pool per host, not one per ingest worker.
+                sibling = app.get(workers.WORKER)
+                first = sibling is None or sibling.index == 0
+                count = worker_count(config.analysis) if first else 0
                 pool = WorkerPool(config, manager.node_id, count, metrics) if count else None
                 analysis = Analysis(
                     config.quality,
@@ -114,7 +119,7 @@ def build_app(config: Config) -> web.Application:
                 app[ANALYSIS] = analysis
                 await analysis.start(runners=0, watch_depth=True)
                 opened.push_async_callback(analysis.stop)
-                if pool is None:
+                if pool is None and first:
                     log.info("analysis.workers is 0: sessions are queued, analysed elsewhere")
                 hooks.append(analysis)
             forwarding = make_forwarding(config, app[RECORDS], app[DUMPS], metrics, manager.node_id)
@@ -144,6 +149,10 @@ def build_app(config: Config) -> web.Application:
             locator.close()
 
     async def retention(app: web.Application) -> AsyncIterator[None]:
+        worker = app.get(workers.WORKER)
+        if worker is not None and worker.index != 0:
+            yield  # under serve --workers N, worker 0 sweeps the shared stores for all
+            return
         async with retention_running(config.retention, app[RECORDS], app[DUMPS]):
             yield
 
@@ -173,8 +182,14 @@ def build_app(config: Config) -> web.Application:
     return app
 
 
-async def start_server(config: Config, listeners: startup.Listeners | None = None) -> web.AppRunner:
+async def start_server(
+    config: Config,
+    listeners: startup.Listeners | None = None,
+    worker: workers.WorkerInfo | None = None,
+) -> web.AppRunner:
     """Check, bind, open, then listen (see startup.py); the caller owns the runner.
+
+    ``worker``: this process is one of ``serve --workers N`` (see workers.py).
 
     ``listeners``: sockets ``startup.prepare`` bound already (``serve`` binds before
     importing this module); made here when not given. Every failure raises
@@ -186,6 +201,8 @@ async def start_server(config: Config, listeners: startup.Listeners | None = Non
         listeners = await asyncio.to_thread(startup.prepare, config)
     try:
         app = build_app(config)
+        if worker is not None:
+            workers.attach(app, worker)
     except BaseException:
         listeners.close()
         raise
@@ -209,6 +226,8 @@ async def start_server(config: Config, listeners: startup.Listeners | None = Non
         listeners.listen()
         for sock in listeners.sockets:
             await web.SockSite(runner, sock).start()
+        if worker is not None:
+            await workers.take_relayed(runner, worker)
     except BaseException as exc:
         await _release(runner, listeners)
         if isinstance(exc, OSError | sqlite3.Error | StoreUnavailable):
@@ -258,8 +277,17 @@ async def stop_server(runner: web.AppRunner) -> None:
     await runner.cleanup()
 
 
-async def serve_until_signalled(config: Config, listeners: startup.Listeners | None = None) -> None:
-    runner = await start_server(config, listeners)
+async def serve_until_signalled(
+    config: Config,
+    listeners: startup.Listeners | None = None,
+    worker: workers.WorkerInfo | None = None,
+    on_ready: Callable[[], None] | None = None,
+) -> None:
+    """Serve until SIGTERM/SIGINT, then drain. ``on_ready`` runs once listening (a
+    worker tells its supervisor so)."""
+    runner = await start_server(config, listeners, worker)
+    if on_ready is not None:
+        on_ready()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -282,7 +310,14 @@ class _LazyIngest:
     async def __call__(self, request: web.Request) -> web.StreamResponse:
         if self.handler is None:
             app = request.app
+            worker = app.get(workers.WORKER)
             self.handler = IngestHandler(
-                self.config, app[MANAGER], app[METRICS], app[SPOOL], self.access, app.get(GEO)
+                self.config,
+                app[MANAGER],
+                app[METRICS],
+                app[SPOOL],
+                self.access,
+                app.get(GEO),
+                WorkerRelay(worker, self.config, app[METRICS]) if worker else None,
             )
         return await self.handler(request)

@@ -34,7 +34,9 @@ from rtcstats_server.analysis.findings import ERROR, INFO, SEVERITIES, WARNING
 from rtcstats_server.exceptions import NotFound, ProtocolViolation, UploadRefused
 from rtcstats_server.http.errors import json_response
 from rtcstats_server.http.keys import CONFIG, DUMPS, MANAGER, METRICS, RECORDS, UPLOADS, VIEWER
+from rtcstats_server.http.relay import relay_request
 from rtcstats_server.http.viewer.signing import public_base_url
+from rtcstats_server.http.workers import WORKER
 from rtcstats_server.metadata.record import (
     SessionQuery,
     decode_cursor,
@@ -93,6 +95,9 @@ _MAX_FIELD_BYTES: Final = 1024
 #: A JSON body at most this long that has the assemble shape is an assemble call;
 #: anything else sent as JSON is a dump (a webrtc-internals export is JSON).
 _ASSEMBLE_MAX: Final = 1024
+#: Under ``serve --workers N``, the worker that takes every ``/v1.0/upload`` (the others
+#: relay theirs to it): a file's chunks may arrive over different connections.
+UPLOADS_WORKER: Final = 0
 _WRITE_BYTES: Final = 1 << 20
 _MAX_CHUNKS: Final = 100_000
 
@@ -190,7 +195,11 @@ class _Sink:
         self.reserved = 0
 
 
-async def upload(request: web.Request) -> web.Response:
+async def upload(request: web.Request) -> web.StreamResponse:
+    worker = request.app.get(WORKER)
+    if worker is not None and worker.index != UPLOADS_WORKER:
+        # A file's chunks and its assembly must meet in one process (chunks.py)
+        return await relay_request(request, worker, UPLOADS_WORKER)
     uploads = request.app[UPLOADS]
     limit = request.app[CONFIG].uploads.max_bytes
     if request.content_length is not None and request.content_length > limit + 64 * 1024:

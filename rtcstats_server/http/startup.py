@@ -69,8 +69,11 @@ def display_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def bind(host: str, port: int, key: str) -> list[socket.socket]:
+def bind(host: str, port: int, key: str, reuse_port: bool = False) -> list[socket.socket]:
     """Sockets bound to every address ``host`` names, not yet listening.
+
+    ``reuse_port``: SO_REUSEPORT, so the workers of one supervisor each bind the same
+    port and the kernel spreads new connections over them.
 
     The same addresses ``loop.create_server(host, port)`` would take: all interfaces
     for an empty host, each address a name resolves to, IPv6 sockets v6-only so an
@@ -93,6 +96,8 @@ def bind(host: str, port: int, key: str) -> list[socket.socket]:
             sock = socket.socket(family, kind, proto)
             bound.append(sock)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             if family == socket.AF_INET6 and hasattr(socket, "IPPROTO_IPV6"):
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             try:
@@ -148,14 +153,14 @@ class Listeners:
         return where(self.public) + private
 
 
-def prepare(config: Config) -> Listeners:
+def prepare(config: Config, reuse_port: bool = False) -> Listeners:
     """Steps 1 and 2: a writable data directory and every address bound. Blocking."""
     ensure_writable(config.server.data_dir)
     api_host, api_port = api_listen(config)
-    listeners = Listeners(bind(config.server.host, config.server.port, "server.port"))
+    listeners = Listeners(bind(config.server.host, config.server.port, "server.port", reuse_port))
     if api_port is not None:
         try:
-            listeners.private = bind(api_host, api_port, "api.listen")
+            listeners.private = bind(api_host, api_port, "api.listen", reuse_port)
         except BaseException:
             listeners.close()
             raise

@@ -15,7 +15,7 @@ import contextlib
 import errno
 import logging
 import re
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import unquote_plus
 
 from aiohttp import WSMsgType, web
@@ -118,6 +118,24 @@ def client_of(decoder: Decoder) -> Client:
     )
 
 
+class Elsewhere(Protocol):
+    """Other processes that may hold a session (``serve --workers N``: http/relay.py).
+
+    A resume that lands on a process without the session is relayed to the one that
+    has it, so a session stays in one process and its dump in one file, whichever
+    worker the kernel gives the reconnecting socket.
+    """
+
+    def relayed_for(self, request: web.Request) -> str | None:
+        """The client address a sibling relayed this upgrade for; None if not relayed."""
+
+    async def relay(
+        self, request: web.Request, client: Client, client_ip: str
+    ) -> web.StreamResponse | None:
+        """Serve the upgrade through the process that holds ``client``'s session;
+        None when no other process does (it is served here)."""
+
+
 def echo_close_code(code: int) -> int:
     """The code to answer a client's close frame with (1000 when it sent none)."""
     return code if 1000 <= code <= 4999 and code not in (1005, 1006, 1015) else 1000
@@ -132,8 +150,10 @@ class IngestHandler:
         spool: Spool | None = None,
         access: ClientAccess | None = None,
         locator: GeoLocator | None = None,
+        elsewhere: Elsewhere | None = None,
     ) -> None:
         self.config = config
+        self.elsewhere = elsewhere
         #: Looks up the client's address and its candidates' before they are masked.
         self.locator = locator
         self.manager = manager
@@ -170,7 +190,12 @@ class IngestHandler:
             # Refused before the upgrade: a full disk would cut every live session instead.
             return self.refuse(HandshakeRefused(503, no_room[0], "no room for a session; retry"))
         limits = self.limits
-        client_ip = limits.client_ip(request.remote or "", request.headers.get("X-Forwarded-For"))
+        relayed_for = self.elsewhere.relayed_for(request) if self.elsewhere else None
+        if relayed_for is not None:
+            client_ip = relayed_for
+        else:
+            forwarded = request.headers.get("X-Forwarded-For")
+            client_ip = limits.client_ip(request.remote or "", forwarded)
         try:
             limits.admit(client_ip)
         except HandshakeRefused as refusal:
@@ -188,6 +213,15 @@ class IngestHandler:
             handshake = read_handshake(request, self.config, remote, self._located(client_ip))
             decoder = open_decoder(handshake)
             client = client_of(decoder)
+            if (
+                self.elsewhere is not None
+                and client.resumable
+                and client.is_reconnect
+                and not self.manager.holds(client)
+            ):
+                relayed = await self.elsewhere.relay(request, client, client_ip)
+                if relayed is not None:
+                    return relayed
             self.manager.check_resume(client, token)
         except HandshakeRefused as refusal:
             return self.refuse(refusal)

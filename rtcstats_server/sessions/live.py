@@ -294,6 +294,16 @@ class SessionManager:
         connection.durable_seq = connection.told_seq = session.last_seq
         return session, session.last_seq
 
+    def holds(self, client: Client) -> bool:
+        """This process has the live session ``client`` resumes (under ``serve
+        --workers N`` another worker may have it: http/relay.py asks them)."""
+        return self._resumable(client) is not None
+
+    def holds_resumable(self, client_session_id: str, dialect: str) -> bool:
+        """A live session of ``dialect`` that ``client_session_id``'s resumes go to."""
+        session = self.by_client.get(client_session_id)
+        return session is not None and session.client.dialect == dialect and session.live
+
     def _resumable(self, client: Client) -> LiveSession | None:
         client_id = client.client_session_id
         if not client.resumable or not client.is_reconnect or client_id is None:

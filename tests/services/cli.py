@@ -22,7 +22,8 @@ def cli_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
     """This environment without ``RTCSTATS_*`` (the test says which it wants), plus ``env``."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("RTCSTATS_")}
     path = os.pathsep.join(p for p in (str(ROOT), base.get("PYTHONPATH", "")) if p)
-    return {**base, "PYTHONPATH": path, **(env or {})}
+    # One process, as before ``server.workers``; tests/ops/test_workers.py asks for more.
+    return {**base, "PYTHONPATH": path, "RTCSTATS_SERVER__WORKERS": "1", **(env or {})}
 
 
 @dataclass(frozen=True)

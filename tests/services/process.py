@@ -39,7 +39,13 @@ class CollectorProcess:
         self.port = free_port()
         self.log_path = data_dir.parent / f"collector-{self.port}.log"
         base = (
-            {} if clean else {k: v for k, v in os.environ.items() if not k.startswith("RTCSTATS_")}
+            {}
+            if clean
+            else {
+                **{k: v for k, v in os.environ.items() if not k.startswith("RTCSTATS_")},
+                # one process, as before server.workers (test_workers.py asks for more)
+                "RTCSTATS_SERVER__WORKERS": "1",
+            }
         )
         self.env = {**base, **(env or {})}
         self.command = [*wrapper, *(command or (
