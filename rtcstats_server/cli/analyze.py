@@ -35,6 +35,8 @@ from rtcstats_server.sessions.live import default_node_id
 #: Exit codes: all analysed / some failed or the wait timed out / analysis is off.
 EXIT_OK, EXIT_FAILED, EXIT_DISABLED = 0, 1, 3
 _PAGE = 1000
+#: Jobs looked at per round while waiting.
+_CHECKS = 200
 #: A progress line at most this often while waiting.
 _PROGRESS_S = 2.0
 
@@ -109,21 +111,27 @@ async def _outcomes(queue: JobQueue, ids: list[str]) -> Counter[str]:
 
 
 async def _wait(queue: JobQueue, ids: list[str], timeout_s: float) -> Counter[str]:
-    """Until none of ``ids`` waits or runs (or the timeout); their states."""
+    """Until none of ``ids`` waits or runs (or the timeout); their states.
+
+    Jobs re-armed together are taken about in order, so the oldest waiting ones are
+    looked at, at most ``_CHECKS`` per round: a re-analysis of a million sessions
+    does not read a million jobs twice a second.
+    """
     deadline = time.monotonic() + timeout_s
     waiting = list(ids)
     said = 0.0
     while waiting and time.monotonic() < deadline:
+        head, rest = waiting[:_CHECKS], waiting[_CHECKS:]
         still: list[str] = []
-        for session_id in waiting:
+        for session_id in head:
             job = await queue.get(session_id, ANALYSIS)
             if job is not None and job.state in (JobState.PENDING, JobState.UPLOADING):
                 still.append(session_id)
-        waiting = still
+        waiting = still + rest
         if time.monotonic() - said >= _PROGRESS_S or not waiting:
             said = time.monotonic()
             _say(f"analysed {len(ids) - len(waiting)} of {len(ids)}")
-        if waiting:
+        if still:  # the oldest are not all done: give the workers a moment
             await asyncio.sleep(0.5)
     return await _outcomes(queue, ids)
 
