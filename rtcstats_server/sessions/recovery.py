@@ -90,6 +90,8 @@ class Recovery:
         for record in await self.records.unfinished(self.node_id):
             if self.owns(record["id"]):
                 continue  # ours now (a recovery postponed past the first sessions)
+            if record.get("segments"):
+                continue  # a cluster's session: its segments recover (sessions/segments.py)
             try:
                 await self._recover_one(record)
             except Exception as exc:  # a full disk, a store refusing it: retried later

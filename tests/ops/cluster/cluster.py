@@ -1,0 +1,102 @@
+"""Helpers of the cluster tests: collector settings and a real-protocol 3.1 client.
+
+``Client31`` behaves as the jitsi client's trace-ws.js does: every stats entry goes
+into a buffer; an ``sn`` drops the buffer up to that seq (a seq it does not hold:
+nothing dropped); on an ``initial`` sn after a (re)connect the whole buffer is sent
+again; it reconnects with ``isReconnect=true`` under the same statsSessionId.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import aiohttp
+
+from tests.services.seaweedfs import SeaweedFS
+from tests.services.session_stores import TEST_DATABASE
+
+
+def cluster_settings(
+    node_id: str, uri: str, collection: str, bucket: SeaweedFS, prefix: str, **ingest: Any
+) -> dict[str, Any]:
+    return {
+        "server": {"cluster": True, "node_id": node_id},
+        "metadata": {
+            "backend": "mongodb",
+            "uri": uri,
+            "database": TEST_DATABASE,
+            "collection": collection,
+            "timeout_s": 10.0,
+            "retry_interval_s": 0.2,
+        },
+        "storage": bucket.storage_settings(prefix),
+        "ingest": {"ack_every_entries": 20, "resume_grace_s": 1.0, **ingest},
+        "dumps": {"flush_interval_s": 0.2},
+        "quality": {"enabled": False},
+    }
+
+
+class Client31:
+    def __init__(self, http: aiohttp.ClientSession, base_ws: str, sid: str) -> None:
+        self.http = http
+        self.base_ws = base_ws
+        self.sid = sid
+        self.buffer: list[tuple[int, str]] = []
+        self.next_seq = 1
+        self.connections = 0
+        self.ws: aiohttp.ClientWebSocketResponse | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    def entry(self, seq: int) -> str:
+        data = json.dumps(["getstats", "PC_0", {"n": seq}, 1_700_000_000_000 + seq, seq])
+        return json.dumps({"statsSessionId": self.sid, "type": "stats-entry", "data": data})
+
+    async def connect(self) -> int:
+        reconnect = "true" if self.connections else "false"
+        self.connections += 1
+        url = f"{self.base_ws}/room?statsSessionId={self.sid}&isReconnect={reconnect}"
+        self.ws = await self.http.ws_connect(url, protocols=("3.1_STANDARD",), heartbeat=None)
+        hello = await self.ws.receive_json(timeout=10)
+        assert hello["type"] == "sn", hello
+        value = int(hello["body"]["value"])
+        self._acked(value)
+        for _, text in self.buffer:
+            await self.ws.send_str(text)
+        self._reader = asyncio.create_task(self._read(self.ws))
+        return value
+
+    def _acked(self, value: int) -> None:
+        seqs = [seq for seq, _ in self.buffer]
+        if value in seqs:
+            self.buffer = self.buffer[seqs.index(value) + 1 :]
+
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        async for message in ws:
+            if message.type is aiohttp.WSMsgType.TEXT:
+                body = json.loads(message.data)
+                if body.get("type") == "sn":
+                    self._acked(int(body["body"]["value"]))
+
+    async def send(self, count: int) -> None:
+        assert self.ws is not None
+        for _ in range(count):
+            seq = self.next_seq
+            self.next_seq += 1
+            text = self.entry(seq)
+            self.buffer.append((seq, text))
+            await self.ws.send_str(text)
+
+    async def drop(self) -> None:
+        """The socket goes away without a close the server would read as final."""
+        assert self.ws is not None
+        await self.ws.close(code=4000)
+        if self._reader is not None:
+            await self._reader
+
+    async def leave(self) -> None:
+        assert self.ws is not None
+        await self.ws.close(code=3001)
+        if self._reader is not None:
+            await self._reader

@@ -1,0 +1,42 @@
+"""Segments: a session resumed on another collector ends as one record and one dump
+holding every seq once (two in-process collectors on FerretDB and SeaweedFS)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.ops.cluster.cluster import Client31, cluster_settings
+from tests.services.collector import run_collector
+from tests.services.ferretdb import FerretDB
+from tests.services.seaweedfs import SeaweedFS
+
+
+async def test_resume_on_another_collector_is_one_session(
+    tmp_path: Path, ferretdb: FerretDB, collection: str, bucket: SeaweedFS, shared_prefix: str
+) -> None:
+    def settings(node: str) -> dict[str, object]:
+        return cluster_settings(node, ferretdb.uri, collection, bucket, shared_prefix)
+
+    async with (
+        run_collector(tmp_path / "a", settings("node-a")) as a,
+        run_collector(tmp_path / "b", settings("node-b")) as b,
+    ):
+        client = Client31(a.http, a.ws_url, "cross-1")
+        assert await client.connect() == 0
+        await client.send(50)
+        await client.drop()
+        client.base_ws = b.ws_url
+        await client.connect()  # whatever sn it answers, the buffer fills the gap
+        await client.send(50)
+        await client.leave()
+        record = await b.wait_for_record(lambda r: r["state"] == "stored", timeout=30)
+        assert record["client_session_id"] == "cross-1"
+        assert record["connections"] == 2
+        assert record["last_seq"] == 100
+        page = await a.get_json("/v1/sessions")
+        assert [r["id"] for r in page["sessions"]] == [record["id"]]
+        lines = (await a.dump_text(record["id"])).splitlines()
+        seqs = [json.loads(line)[4] for line in lines[2:-1]]
+        assert seqs == list(range(1, 101))
+        assert json.loads(lines[-1])[:3] == ["close", None, 3001]
