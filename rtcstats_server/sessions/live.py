@@ -300,7 +300,7 @@ class SessionManager:
         if session is not None and session.live:
             session.client = client
             session.resume()
-            if session.recorded:
+            if session.recorded and self.cluster is None:
                 await self._write_live(
                     session, {"state": SessionState.STREAMING.value, "updated_at": utcnow()}
                 )
@@ -359,6 +359,7 @@ class SessionManager:
         session.segment_id = joined.segment_id
         session.last_seq = joined.sn
         session.recorded = True  # the first segment's collector made the record
+        session.last_activity = self._loop_time()  # the sweeper may look before connect ends
         session.identified = True  # and its first identity named the session
         return session
 
@@ -590,7 +591,8 @@ class SessionManager:
             catch_up = reason is EndReason.SHUTDOWN
             connection.close(CloseRequest(code, reason.value, catch_up=catch_up))
             await connection.wait_closed()
-        self.sessions.pop(session.id, None)
+        if self.sessions.get(session.id) is session:  # a cluster may have joined it anew
+            del self.sessions[session.id]
         if self.by_client.get(session.client_session_id or "") is session:
             del self.by_client[session.client_session_id or ""]
         if self.cluster is not None:
@@ -660,6 +662,18 @@ class SessionManager:
             "connections": session.connections,
         }
         path = writer.path if session.lines else None
+        log.info(
+            "session %s: segment %s ended on %s (%s, code %s, %d lines, seq %s-%s, final %s)",
+            session.id,
+            session.segment_id,
+            self.node_id,
+            reason.value,
+            code,
+            session.lines,
+            session.first_seq,
+            session.last_seq,
+            final,
+        )
         if path is None:
             await asyncio.to_thread(writer.discard)
         await self.cluster.end(session.id, session.segment_id, path, facts, reason, code, final)

@@ -90,7 +90,7 @@ class Recovery:
         for record in await self.records.unfinished(self.node_id):
             if self.owns(record["id"]):
                 continue  # ours now (a recovery postponed past the first sessions)
-            if record.get("segments"):
+            if self.config.server.cluster:
                 continue  # a cluster's session: its segments recover (sessions/segments.py)
             try:
                 await self._recover_one(record)

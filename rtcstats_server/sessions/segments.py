@@ -193,6 +193,9 @@ class Cluster:
         #: Segment ends the store did not take yet; retried by the worker.
         self.pending: list[SegmentEnd] = []
         self._worker: asyncio.Task[None] | None = None
+        self._finishing: set[asyncio.Task[None]] = set()
+        #: Sessions this process is merging and finishing now.
+        self._active: set[str] = set()
         self._clock = time.time
 
     async def start(self, node_id: str) -> None:
@@ -209,6 +212,8 @@ class Cluster:
             worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await worker
+        if self._finishing:
+            await asyncio.gather(*self._finishing, return_exceptions=True)
         await self._retry_pending()
         for end in self.pending:
             log.error(
@@ -230,28 +235,29 @@ class Cluster:
                 return None
             segment_id = new_segment_id()
             entry = {"node": self.node_id, "state": LIVE, "opened_at": self._clock()}
-            joined = await self.directory.join(record["_id"], segment_id, entry)
+            segments = await self.directory.join(record["_id"], segment_id, entry)
         except Exception as exc:  # the store is away: a session of its own instead
             log.error("client %s: resume lookup failed: %r", client_session_id, exc)
             return None
-        if joined is None:
+        if segments is None:
             return None
-        segments = joined.get("segments") or {}
         sn = max(
-            (int(s.get("seq_to") or 0) for s in segments.values() if s.get("state") == ENDED),
+            (int(s.get("seq_to") or 0) for s in segments if s.get("state") == ENDED),
             default=0,
         )
-        started = joined.get("started_at")
+        started = record.get("started_at")
         if not isinstance(started, datetime):
             started = datetime.now(UTC)
+        elif started.tzinfo is None:
+            started = started.replace(tzinfo=UTC)
         log.info(
             "session %s joined on %s (segment %s, sn %d)",
-            joined["_id"],
+            record["_id"],
             self.node_id,
             segment_id,
             sn,
         )
-        return Joined(joined["_id"], segment_id, started, sn)
+        return Joined(record["_id"], segment_id, started, sn)
 
     async def register(self, session_id: str, segment_id: str) -> None:
         """The session's first segment (its record has just been created)."""
@@ -292,10 +298,10 @@ class Cluster:
                 await self.dumps.recorded(key)  # its upload starts now
                 end.entry["key"] = key
                 end.path = None
-            await self.directory.end(
-                end.session_id, end.segment_id, end.entry, final=end.final, now=end.at
-            )
-            await self.queue.enqueue(end.session_id, FINISH_JOB, self._clock(), force=True)
+            await self.directory.end(end.session_id, end.segment_id, end.entry, final=end.final)
+            # Insert-only (never re-armed: an update racing the lease holder's could be
+            # lost on FerretDB): the job checks again when the grace may have passed.
+            await self.queue.enqueue(end.session_id, FINISH_JOB, self._clock())
         except Exception as exc:
             log.error(
                 "session %s: segment %s end not recorded yet: %r",
@@ -304,7 +310,38 @@ class Cluster:
                 exc,
             )
             return False
+        if end.final:  # the client is done: no grace to wait for, finish it now
+            task = asyncio.create_task(self._finish_now(end.session_id))
+            self._finishing.add(task)
+            task.add_done_callback(self._finishing.discard)
         return True
+
+    async def _finish_now(self, session_id: str) -> None:
+        try:
+            if session_id in self.finisher.waiting or session_id in self._active:
+                return
+            now = self._clock()
+            grace = self.config.ingest.resume_grace_s
+            if await self.directory.claim(session_id, self.node_id, now, grace):
+                await self._finish_claimed(session_id)
+        except Exception as exc:  # the job finishes it later
+            log.error("session %s: finish after the last segment failed: %r", session_id, exc)
+
+    async def _finish_claimed(self, session_id: str) -> State | None:
+        self._active.add(session_id)
+        try:
+            record = await self.directory.get(session_id)
+            if record is None:
+                return None
+            segments = await self.directory.of_session(session_id)
+            session = await self._merge(record, segments)
+            await self.finisher.finish(session)
+            if session.state is State.QUEUED:
+                await self._delete_segments(segments)
+                await self.directory.forget(session_id)
+            return session.state
+        finally:
+            self._active.discard(session_id)
 
     async def _retry_pending(self) -> None:
         pending, self.pending = self.pending, []
@@ -375,34 +412,28 @@ class Cluster:
     async def _handle(self, job: Job) -> None:
         session_id = job.session_id
         grace = self.config.ingest.resume_grace_s
-        record = await self.directory.get(session_id)
         now = self._clock()
+        if session_id in self.finisher.waiting or session_id in self._active:
+            await self.queue.retry(job, self.node_id, now, now + 1.0, "being finished here")
+            return
+        record = await self.directory.get(session_id)
         if record is None or int(record.get("state_rank", 0)) >= SessionState.STORED.rank:
+            await self.directory.forget(session_id)
             await self.queue.complete(job, self.node_id, now, {"outcome": "stored"})
             return
-        if session_id in self.finisher.waiting:
-            await self.queue.retry(job, self.node_id, now, now + 1.0, "finish waiting")
+        if not await self.directory.claim(session_id, self.node_id, now, grace):
+            segments = await self.directory.of_session(session_id)
+            live = any(s.get("state") != ENDED for s in segments)
+            due = max((float(s.get("ended_at") or 0) for s in segments), default=now) + grace
+            if live or due <= now:
+                due = now + max(grace, 1.0)
+            await self.queue.retry(job, self.node_id, now, due + 0.05, "not final yet")
             return
-        if int(record.get("state_rank", 0)) == 0:
-            if not await self.directory.claim(session_id, self.node_id, now, grace):
-                due = float(record.get("last_segment_end") or now) + grace
-                if int(record.get("live_segments") or 0) > 0 or due <= now:
-                    due = now + max(grace, 1.0)
-                await self.queue.retry(job, self.node_id, now, due, "not final yet")
-                return
-            record = await self.directory.get(session_id)
-            if record is None:
-                return
-        session = await self._merge(record)
-        await self.finisher.finish(session)
-        if session.state is State.QUEUED:
-            await self._delete_segments(record)
-        await self.queue.complete(
-            job, self.node_id, self._clock(), {"outcome": session.state.value}
-        )
+        state = await self._finish_claimed(session_id)
+        outcome = state.value if state is not None else "gone"
+        await self.queue.complete(job, self.node_id, self._clock(), {"outcome": outcome})
 
-    def _ordered(self, record: Mapping[str, Any]) -> list[dict[str, Any]]:
-        segments = [dict(s, id=i) for i, s in (record.get("segments") or {}).items()]
+    def _ordered(self, segments: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return sorted(
             segments,
             key=lambda s: (
@@ -412,9 +443,9 @@ class Cluster:
             ),
         )
 
-    async def _merge(self, record: Mapping[str, Any]) -> Session:
+    async def _merge(self, record: Mapping[str, Any], found: list[dict[str, Any]]) -> Session:
         session_id = str(record["_id"])
-        segments = self._ordered(record)
+        segments = self._ordered(found)
         parts: list[bytes] = []
         for segment in segments:
             key = segment.get("key")
@@ -424,7 +455,7 @@ class Cluster:
             parts.append(b"".join(chunks))
         ended = [s for s in segments if s.get("state") == ENDED]
         last = max(ended, key=lambda s: s.get("ended_at") or 0, default={})
-        final = bool(record.get("final"))
+        final = any(s.get("final") for s in segments)
         reason = EndReason(last.get("reason") or EndReason.RESUME_EXPIRED.value)
         if not final and reason in FINAL_REASONS:
             reason = EndReason.RESUME_EXPIRED
@@ -460,8 +491,8 @@ class Cluster:
         )
         return session
 
-    async def _delete_segments(self, record: Mapping[str, Any]) -> None:
-        for segment in (record.get("segments") or {}).values():
+    async def _delete_segments(self, segments: list[dict[str, Any]]) -> None:
+        for segment in segments:
             key = segment.get("key")
             if key:
                 with contextlib.suppress(Exception):

@@ -46,6 +46,10 @@ class Client31:
         self.buffer: list[tuple[int, str]] = []
         self.next_seq = 1
         self.connections = 0
+        #: Connects the balancer refused (retried, as the real client does).
+        self.refused = 0
+        #: The highest seq a collector acknowledged on the current connection.
+        self.acked = 0
         self.ws: aiohttp.ClientWebSocketResponse | None = None
         self._reader: asyncio.Task[None] | None = None
 
@@ -57,10 +61,22 @@ class Client31:
         reconnect = "true" if self.connections else "false"
         self.connections += 1
         url = f"{self.base_ws}/room?statsSessionId={self.sid}&isReconnect={reconnect}"
-        self.ws = await self.http.ws_connect(url, protocols=("3.1_STANDARD",), heartbeat=None)
+        for attempt in range(20):  # as the real client: a refused connect is retried
+            try:
+                self.ws = await self.http.ws_connect(
+                    url, protocols=("3.1_STANDARD",), heartbeat=None
+                )
+                break
+            except (aiohttp.WSServerHandshakeError, aiohttp.ClientConnectionError):
+                if attempt == 19:
+                    raise
+                self.refused += 1
+                await asyncio.sleep(0.2)
+        assert self.ws is not None
         hello = await self.ws.receive_json(timeout=10)
         assert hello["type"] == "sn", hello
         value = int(hello["body"]["value"])
+        self.acked = 0
         self._acked(value)
         for _, text in self.buffer:
             await self.ws.send_str(text)
@@ -77,7 +93,9 @@ class Client31:
             if message.type is aiohttp.WSMsgType.TEXT:
                 body = json.loads(message.data)
                 if body.get("type") == "sn":
-                    self._acked(int(body["body"]["value"]))
+                    value = int(body["body"]["value"])
+                    self.acked = max(self.acked, value)
+                    self._acked(value)
 
     async def send(self, count: int) -> None:
         assert self.ws is not None
@@ -87,6 +105,14 @@ class Client31:
             text = self.entry(seq)
             self.buffer.append((seq, text))
             await self.ws.send_str(text)
+
+    async def wait_acked(self, seq: int, timeout: float = 15.0) -> None:
+        """Until the current connection acknowledged ``seq`` (it is durable there)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self.acked < seq:
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"{self.sid}: seq {seq} not acknowledged (at {self.acked})")
+            await asyncio.sleep(0.02)
 
     async def drop(self) -> None:
         """The socket goes away without a close the server would read as final."""
