@@ -38,6 +38,16 @@ def cluster_settings(
     }
 
 
+def settings_env(tree: dict[str, Any]) -> dict[str, str]:
+    """``RTCSTATS_<SECTION>__<KEY>`` variables for a collector started as a process."""
+    env: dict[str, str] = {}
+    for section, values in tree.items():
+        for key, value in values.items():
+            text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+            env[f"RTCSTATS_{section.upper()}__{key.upper()}"] = text
+    return env
+
+
 class Client31:
     def __init__(self, http: aiohttp.ClientSession, base_ws: str, sid: str) -> None:
         self.http = http
@@ -113,6 +123,11 @@ class Client31:
             if asyncio.get_running_loop().time() > deadline:
                 raise TimeoutError(f"{self.sid}: seq {seq} not acknowledged (at {self.acked})")
             await asyncio.sleep(0.02)
+
+    @property
+    def cut_off(self) -> bool:
+        """The collector's side went away (its socket closed under the client)."""
+        return self._reader is not None and self._reader.done()
 
     async def drop(self) -> None:
         """The socket goes away without a close the server would read as final."""
