@@ -121,11 +121,11 @@ class Merged:
     duplicates: int
 
 
-def merge_segments(parts: list[bytes], out: Path, level: int, close: str) -> Merged:
+def merge_segments(parts: list[bytes], out: Path, level: int, close: str | None) -> Merged:
     """Whole frames of each part, in the order given (the first holds the header),
     into one dump at ``out``: a line whose seq is not above every seq before it is a
     duplicate and dropped; close lines (a recovered segment's) are dropped; ``close``
-    ends the dump. Blocking: call it from a worker thread."""
+    ends the dump (None: a session still live). Blocking: call it from a worker thread."""
     writer = DumpWriter(out, level, fsync=True)
     seen = lines = duplicates = 0
     for data in parts:
@@ -143,9 +143,11 @@ def merge_segments(parts: list[bytes], out: Path, level: int, close: str) -> Mer
                 lines += 1
                 if writer.buffered_bytes >= FRAME_BYTES:
                     writer.write_frame()
-    writer.append(close)
+    if close is not None:
+        writer.append(close)
+        lines += 1
     writer.write_frame()
-    return Merged(lines + 1, writer.raw_bytes, seen, duplicates)
+    return Merged(lines, writer.raw_bytes, seen, duplicates)
 
 
 def repair_segment(path: Path) -> tuple[int, int, int, int]:
@@ -490,6 +492,26 @@ class Cluster:
             merged.duplicates,
         )
         return session
+
+    async def merge_live(self, session_id: str, out: Path) -> bool:
+        """The session as it stands, into ``out`` (zstd frames, no close line): its
+        ended segments from the dump store and this collector's live ones from disk.
+        A live segment on another collector joins once it ends. False: nothing yet."""
+        segments = self._ordered(await self.directory.of_session(session_id))
+        parts: list[bytes] = []
+        for segment in segments:
+            key = segment.get("key")
+            if key and segment.get("state") == ENDED:
+                parts.append(b"".join([chunk async for chunk in self.dumps.read(key)]))
+            elif segment.get("state") != ENDED and segment.get("node") == self.node_id:
+                path = segment_path(self.config.live_dir, session_id, segment["segment_id"])
+                with contextlib.suppress(FileNotFoundError):
+                    parts.append(await asyncio.to_thread(path.read_bytes))
+        if not parts:
+            return False
+        level = self.config.dumps.zstd_level
+        await asyncio.to_thread(merge_segments, parts, out, level, None)
+        return True
 
     async def _delete_segments(self, segments: list[dict[str, Any]]) -> None:
         for segment in segments:

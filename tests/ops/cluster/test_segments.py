@@ -29,6 +29,14 @@ async def test_resume_on_another_collector_is_one_session(
         client.base_ws = b.ws_url
         await client.connect()  # whatever sn it answers, the buffer fills the gap
         await client.send(50)
+        await client.wait_acked(100)
+        # Live: any collector serves the session as one dump; B adds its live segment.
+        live = (await a.get_json("/v1/sessions"))["sessions"][0]
+        assert live["state"] != "stored"
+        on_b = (await b.dump_text(live["id"])).splitlines()
+        assert [json.loads(line)[4] for line in on_b[2:]] == list(range(1, 101))
+        on_a = (await a.dump_text(live["id"])).splitlines()
+        assert [json.loads(line)[4] for line in on_a[2:]] == list(range(1, 51))
         await client.leave()
         record = await b.wait_for_record(lambda r: r["state"] == "stored", timeout=30)
         assert record["client_session_id"] == "cross-1"
