@@ -2,22 +2,22 @@
 
 Behind a balancer without stickiness a resuming client lands on any collector. Each
 connection then writes its own *segment* (our dump layout, zstd frames; only the
-first holds the dump's header) under ``<data_dir>/live``, and the shared session
-record lists the segments (``metadata/segments.py``). A resume on any collector
-joins the session and answers ``sn`` from the record: the highest seq of an ended
-segment, or 0 when none has ended (the client then resends its buffer, and the
-merge drops what was already there by seq).
+first holds the dump's header) under ``<data_dir>/live``, and the shared store lists
+the segments (``metadata/segments.py``). A resume on any collector joins the session
+and answers ``sn`` from them: the highest seq of an ended segment, or 0 when none has
+ended (the client then resends its buffer, and the merge drops by seq what was
+already there).
 
-When a segment ends, its file goes to the dump store under a ``segments/`` key
-(read from the local outbox until it reaches the bucket), the record counts it
-ended, and a ``segments`` job is queued in the shared job queue. Whichever collector
-leases the job checks whether the session is final: no live segment, and the client
-said it is done or ``resume_grace_s`` has passed since the last end. One collector
-wins the claim (an atomic update of the record), merges the segments in seq order
-without duplicates into one dump and hands it to THE finish (``finish.py``), like
-any other session. A collector killed mid-stream keeps its segments on disk; at its
-next start they are cut to whole frames and ended like any other, so the session
-finishes with them (until then its live segment holds the finish back).
+When a segment ends, its file goes to the dump store under a ``segments/`` key (read
+from its collector's outbox until it reaches the bucket) and its document says so.
+A final end (the client said it is done) is finished at once by the collector that
+saw it; any other end leaves a ``segments`` job in the shared queue (insert-only),
+which whichever collector leases it checks again once ``resume_grace_s`` may have
+passed. Either way one collector wins the claim, merges the segments in seq order
+without duplicates into one dump and hands it to THE finish (``finish.py``), like any
+other session. A collector killed mid-stream keeps its segments on disk; at its next
+start they are cut to whole frames and ended like any other, and their sessions
+finish with them (until then a live segment holds its session's finish back).
 """
 
 from __future__ import annotations
