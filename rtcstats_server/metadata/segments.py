@@ -113,18 +113,21 @@ class SegmentDirectory:
         with unavailable_on_outage():
             return await self.records.find_one({"_id": session_id})
 
-    async def find_resumable(self, client_session_id: str, dialect: str) -> Document | None:
-        """The newest live session record of this client id (None: none is live)."""
+    async def find_resumable(
+        self, client_session_id: str, dialect: str, limit: int = 5
+    ) -> list[Document]:
+        """The live session records of this client id, newest first (a stranger
+        reusing the id has sessions of its own: the caller picks by holder)."""
         with unavailable_on_outage():
             docs = (
                 await self.records.find(
                     {"client_session_id": client_session_id, "dialect": dialect, "state_rank": 0}
                 )
                 .sort([("started_at", -1)])
-                .limit(1)
+                .limit(limit)
                 .to_list()
             )
-        return docs[0] if docs else None
+        return docs
 
     async def of_session(self, session_id: str) -> list[Document]:
         """Every segment of the session (withdrawn ones are deleted)."""
@@ -179,10 +182,11 @@ class SegmentDirectory:
     async def end(self, session_id: str, segment_id: str, entry: Document, *, final: bool) -> None:
         """The segment is ended and its bytes are where ``entry["key"]`` says (only its
         own collector writes it: one writer per document)."""
+        fields = {**self._segment(session_id, segment_id, entry), "state": ENDED, "final": final}
+        del fields["_id"]
         with unavailable_on_outage():
-            await self.segments.update_one(
-                {"_id": f"{session_id}:{segment_id}"},
-                {"$set": {**entry, "state": ENDED, "final": final}},
+            await self.segments.update_one(  # upsert: also when its register failed
+                {"_id": f"{session_id}:{segment_id}"}, {"$set": fields}, upsert=True
             )
 
     async def claim(self, session_id: str, node_id: str, now: float, grace_s: float) -> bool:

@@ -118,6 +118,7 @@ class LiveSession(Session):
         "handshake",
         "holder",
         "identified",
+        "joined",
         "last_activity",
         "last_seq",
         "lines",
@@ -174,6 +175,8 @@ class LiveSession(Session):
         #: and the first seq it holds (0: none yet).
         self.segment_id = ""
         self.first_seq = 0
+        #: The segment joined a session another connection started.
+        self.joined = False
 
 
 class SessionManager:
@@ -338,7 +341,7 @@ class SessionManager:
             return None
         if client_id is None:
             return None
-        joined = await self.cluster.join(client_id, client.dialect)
+        joined = await self.cluster.join(client_id, client.dialect, _holder(token))
         if joined is None:
             return None
         session = self._joined_session(client, handshake, token, joined)
@@ -357,6 +360,7 @@ class SessionManager:
         session = LiveSession(joined.session_id, client, handshake, writer, token)
         session.started_at = joined.started_at
         session.segment_id = joined.segment_id
+        session.joined = True
         session.last_seq = joined.sn
         session.recorded = True  # the first segment's collector made the record
         session.last_activity = self._loop_time()  # the sweeper may look before connect ends
@@ -467,7 +471,7 @@ class SessionManager:
             session, {**self._opening_fields(session), "state": SessionState.STREAMING.value}
         )
         if self.cluster is not None:
-            await self.cluster.register(session.id, session.segment_id)
+            await self.cluster.register(session.id, session.segment_id, session.holder)
         log.info(
             "session %s started: client %s, dialect %s, url %s, from %s",
             session.id,
@@ -652,6 +656,7 @@ class SessionManager:
             return
         final = reason in FINAL_REASONS or not session.client.resumable
         facts = {
+            "first": not session.joined,
             "seq_from": session.first_seq or None,
             "seq_to": session.last_seq or None,
             "lines": session.lines,

@@ -62,6 +62,17 @@ _LEASE_S = 60.0
 _POLL_S = 0.25
 
 
+#: A token holder (``ClientToken.holder``), None for an anonymous client.
+Holder = tuple[tuple[str, str], ...] | None
+
+
+def _holder_of(segment: Mapping[str, Any]) -> Holder:
+    stored = segment.get("holder")
+    if not isinstance(stored, str):
+        return None
+    return tuple((str(name), str(value)) for name, value in orjson.loads(stored))
+
+
 def new_segment_id() -> str:
     return uuid.uuid4().hex[:16]
 
@@ -229,10 +240,13 @@ class Cluster:
 
     # -- segments of this collector -------------------------------------------------------
 
-    async def join(self, client_session_id: str, dialect: str) -> Joined | None:
-        """Join the newest live session of this client id with a new segment."""
+    async def join(
+        self, client_session_id: str, dialect: str, holder: Holder = None
+    ) -> Joined | None:
+        """Join the newest live session of this client id with a new segment; None
+        when there is none, or its first connection's token holder is another."""
         try:
-            record = await self.directory.find_resumable(client_session_id, dialect)
+            record = await self._resumable(client_session_id, dialect, holder)
             if record is None:
                 return None
             segment_id = new_segment_id()
@@ -261,9 +275,33 @@ class Cluster:
         )
         return Joined(record["_id"], segment_id, started, sn)
 
-    async def register(self, session_id: str, segment_id: str) -> None:
-        """The session's first segment (its record has just been created)."""
-        entry = {"node": self.node_id, "state": LIVE, "opened_at": self._clock(), "first": True}
+    async def _resumable(
+        self, client_session_id: str, dialect: str, holder: Holder
+    ) -> dict[str, Any] | None:
+        """The newest live session of this client id that this token holder started."""
+        for record in await self.directory.find_resumable(client_session_id, dialect):
+            segments = await self.directory.of_session(record["_id"])
+            first = [s for s in segments if s.get("first")]
+            if not first or _holder_of(first[0]) == holder:
+                return record
+            log.warning(
+                "session %s: not resumed by another token holder (client %s)",
+                record["_id"],
+                client_session_id,
+            )
+        return None
+
+    async def register(self, session_id: str, segment_id: str, holder: Holder = None) -> None:
+        """The session's first segment (its record has just been created), with who
+        streams it: a resume elsewhere must come from the same token holder."""
+        entry = {
+            "node": self.node_id,
+            "state": LIVE,
+            "opened_at": self._clock(),
+            "first": True,
+            # One string: FerretDB 1.x refuses arrays of arrays.
+            "holder": orjson.dumps(holder).decode() if holder is not None else None,
+        }
         try:
             await self.directory.register(session_id, segment_id, entry)
         except Exception as exc:

@@ -49,8 +49,11 @@ def settings_env(tree: dict[str, Any]) -> dict[str, str]:
 
 
 class Client31:
-    def __init__(self, http: aiohttp.ClientSession, base_ws: str, sid: str) -> None:
+    def __init__(
+        self, http: aiohttp.ClientSession, base_ws: str, sid: str, query: str = ""
+    ) -> None:
         self.http = http
+        self.query = query
         self.base_ws = base_ws
         self.sid = sid
         self.buffer: list[tuple[int, str]] = []
@@ -71,6 +74,8 @@ class Client31:
         reconnect = "true" if self.connections else "false"
         self.connections += 1
         url = f"{self.base_ws}/room?statsSessionId={self.sid}&isReconnect={reconnect}"
+        if self.query:
+            url += f"&{self.query}"
         for attempt in range(20):  # as the real client: a refused connect is retried
             try:
                 self.ws = await self.http.ws_connect(

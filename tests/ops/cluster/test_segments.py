@@ -4,7 +4,10 @@ holding every seq once (two in-process collectors on FerretDB and SeaweedFS)."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
+
+import jwt
 
 from tests.ops.cluster.cluster import Client31, cluster_settings
 from tests.services.collector import run_collector
@@ -48,3 +51,51 @@ async def test_resume_on_another_collector_is_one_session(
         seqs = [json.loads(line)[4] for line in lines[2:-1]]
         assert seqs == list(range(1, 101))
         assert json.loads(lines[-1])[:3] == ["close", None, 3001]
+
+
+async def test_resume_elsewhere_by_another_token_holder_gets_its_own_session(
+    tmp_path: Path, ferretdb: FerretDB, collection: str, bucket: SeaweedFS, shared_prefix: str
+) -> None:
+    secret = "cluster-resume-test-secret-0123456789"
+    auth = {"require_token": True, "jwt_secret": secret, "leeway_s": 0}
+
+    def settings(node: str) -> dict[str, object]:
+        tree = cluster_settings(node, ferretdb.uri, collection, bucket, shared_prefix)
+        return {**tree, "auth": auth}
+
+    def token(user: str) -> str:
+        claims = {"exp": int(time.time() + 300), "sub": user, "rtcStats": {"user": user}}
+        return jwt.encode(claims, secret, algorithm="HS256")
+
+    async with (
+        run_collector(tmp_path / "a", settings("node-a")) as a,
+        run_collector(tmp_path / "b", settings("node-b")) as b,
+    ):
+        owner = Client31(a.http, a.ws_url, "held-1", query=f"rtcstats-token={token('alice')}")
+        await owner.connect()
+        await owner.send(20)
+        await owner.wait_acked(20)
+        await owner.drop()
+        stranger = Client31(b.http, b.ws_url, "held-1", query=f"rtcstats-token={token('mallory')}")
+        stranger.connections = 1  # it claims a resume
+        assert await stranger.connect() == 0
+        await stranger.send(5)
+        await stranger.leave()
+        owner.base_ws = b.ws_url
+        await owner.connect()  # the real holder resumes its own session elsewhere
+        await owner.send(20)
+        await owner.leave()
+
+        def stored(record: dict[str, object]) -> bool:
+            return record["state"] == "stored"
+
+        await a.wait_for_record(lambda r: stored(r) and r["connections"] == 2, timeout=30)
+        await a.wait_for_record(lambda r: stored(r) and r["connections"] == 1, timeout=30)
+        records = (await a.get_json("/v1/sessions"))["sessions"]
+        assert len(records) == 2
+        for record in records:
+            seqs = [
+                json.loads(line)[4] for line in (await a.dump_text(record["id"])).splitlines()[2:-1]
+            ]
+            expected = list(range(1, 41)) if record["connections"] == 2 else list(range(1, 6))
+            assert seqs == expected
