@@ -72,6 +72,13 @@ class ServerConfig(Section):
         "0: one per CPU the host (and the container's cpu.max) allows; 1: a single process, "
         "no supervisor.",
     )
+    cluster: bool = Field(
+        False,
+        description="This collector is one of several behind a load balancer, sharing the "
+        "MongoDB store and the dump bucket: each connection of a session writes its own "
+        "segment, any collector resumes and finishes any session (docs/scaling.md). Needs "
+        "storage.backend s3, gcs or azure and metadata.backend mongodb.",
+    )
 
 
 class IngestConfig(Section):
@@ -704,6 +711,25 @@ class Config(Section):
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)  # type: ignore[arg-type]
     limits: LimitsConfig = Field(default_factory=LimitsConfig)  # type: ignore[arg-type]
     uploads: UploadsConfig = Field(default_factory=UploadsConfig)  # type: ignore[arg-type]
+
+    @model_validator(mode="after")
+    def _shared_backends(self) -> Config:
+        """Collectors of a cluster must share their dumps and records: a local directory
+        or the embedded SQLite file is one host's, so a session resumed elsewhere (or
+        finished by another collector) could not be found."""
+        if not self.server.cluster:
+            return self
+        if self.storage.backend == "local":
+            raise ValueError(
+                "storage.backend: local keeps dumps on one host; server.cluster: true needs "
+                "a shared bucket (s3, gcs or azure)"
+            )
+        if self.metadata.backend == "embedded":
+            raise ValueError(
+                "metadata.backend: embedded keeps records on one host; server.cluster: true "
+                "needs the shared store (mongodb)"
+            )
+        return self
 
     @property
     def dumps_dir(self) -> Path:

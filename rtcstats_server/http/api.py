@@ -9,6 +9,7 @@ import asyncio
 import math
 import re
 import shutil
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -195,15 +196,41 @@ async def downloads_ctx(app: web.Application) -> AsyncIterator[None]:
 async def get_dump(request: web.Request) -> web.StreamResponse:
     record = await record_of(request)
     key = record.get("dump_key")
-    if not key:
-        raise NotFound(f"session {record['id']} has no stored dump (yet)")
     fmt = request.query.get("format", "jsonl")
     if fmt not in DUMP_FORMATS:
         raise ProtocolViolation("bad_filter", "format must be jsonl, zstd or rtcstats")
+    if not key:
+        return await _live_dump(request, record, fmt)
     if fmt == "rtcstats":
         return await _rtcstats_dump(request, record)
+    return await _send_dump(request, record, fmt, request.app[DUMPS].read(key))
+
+
+async def _live_dump(request: web.Request, record: dict[str, Any], fmt: str) -> web.StreamResponse:
+    """A cluster's session still live: its segments merged as they stand (one dump per
+    session whichever collector answers); elsewhere, or before any event: 404."""
+    cluster = request.app[MANAGER].cluster
+    if cluster is None or fmt == "rtcstats":
+        raise NotFound(f"session {record['id']} has no stored dump (yet)")
+    out = downloads_dir(request.app[CONFIG]) / f"{uuid.uuid4().hex}.live.zst"
+    try:
+        if not await cluster.merge_live(record["id"], out):
+            raise NotFound(f"session {record['id']} has no dump yet")
+        return await _send_dump(request, record, fmt, _file_chunks(out))
+    finally:
+        await asyncio.to_thread(out.unlink, missing_ok=True)
+
+
+async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
+    with await asyncio.to_thread(path.open, "rb") as handle:
+        while chunk := await asyncio.to_thread(handle.read, CHUNK):
+            yield chunk
+
+
+async def _send_dump(
+    request: web.Request, record: dict[str, Any], fmt: str, chunks: AsyncIterator[bytes]
+) -> web.StreamResponse:
     raw = fmt == "zstd"
-    chunks = request.app[DUMPS].read(key)
     first = await anext(chunks, None)  # NotFound surfaces before the headers go out
     response = _download(record, fmt)
     await response.prepare(request)

@@ -45,6 +45,13 @@ from rtcstats_server.sessions.connection import ABNORMAL_CLOSURE, CloseRequest, 
 from rtcstats_server.sessions.fields import opening_fields
 from rtcstats_server.sessions.finish import Finisher
 from rtcstats_server.sessions.recovery import Recovery
+from rtcstats_server.sessions.segments import (
+    FINAL_REASONS,
+    Cluster,
+    Joined,
+    new_segment_id,
+    segment_path,
+)
 from rtcstats_server.sessions.state import OPEN_STATES, Ending, Session, State
 from rtcstats_server.storage.base import DumpStore
 
@@ -107,15 +114,18 @@ class LiveSession(Session):
         "dropped",
         "fields",
         "finished",
+        "first_seq",
         "handshake",
         "holder",
         "identified",
+        "joined",
         "last_activity",
         "last_seq",
         "lines",
         "messages",
         "pinned",
         "recorded",
+        "segment_id",
         "unacked",
         "writer",
     )
@@ -161,6 +171,12 @@ class LiveSession(Session):
             self.fields.update(token.fields)
         #: The first identity message has named the session; later ones are only dumped.
         self.identified = False
+        #: In a cluster (``sessions/segments.py``): the segment this connection writes,
+        #: and the first seq it holds (0: none yet).
+        self.segment_id = ""
+        self.first_seq = 0
+        #: The segment joined a session another connection started.
+        self.joined = False
 
 
 class SessionManager:
@@ -183,6 +199,12 @@ class SessionManager:
         #: the app (viewer, forwarding, analysis).
         self.finisher = Finisher(config, dumps, records, metrics)
         self.recovery = Recovery(config, records, dumps, self.finisher, metrics, self.owns)
+        #: Several collectors share the sessions (``server.cluster``): segments.
+        self.cluster = (
+            Cluster(config, dumps, self.finisher, metrics, self.owns)
+            if config.server.cluster
+            else None
+        )
         self._retry_at = 0.0
         self._sweeper: asyncio.Task[None] | None = None
         self._loop_time = time.monotonic
@@ -204,6 +226,8 @@ class SessionManager:
             self.node_id = await asyncio.to_thread(default_node_id, self.config.server.data_dir)
         await asyncio.to_thread(self.live_dir.mkdir, parents=True, exist_ok=True)
         await self.recovery.start(self.node_id)
+        if self.cluster is not None:
+            await self.cluster.start(self.node_id)
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="session-sweeper")
 
     async def stop(self) -> None:
@@ -223,6 +247,8 @@ class SessionManager:
             if isinstance(result, BaseException):
                 log.error("session %s could not be stored at shutdown: %r", session.id, result)
         await self.finisher.retry()
+        if self.cluster is not None:
+            await self.cluster.stop()
         for waiting in self.finisher.waiting.values():
             if waiting.state is State.STORED:
                 log.error(
@@ -272,10 +298,12 @@ class SessionManager:
                 log.error("session %s: dump write failed at resume: %s", session.id, exc)
                 await self.finish(session, EndReason.DUMP_ERROR, 1011)
                 session = None
+        if session is None and self.cluster is not None:
+            session = await self._join(client, handshake, token)
         if session is not None and session.live:
             session.client = client
             session.resume()
-            if session.recorded:
+            if session.recorded and self.cluster is None:
                 await self._write_live(
                     session, {"state": SessionState.STREAMING.value, "updated_at": utcnow()}
                 )
@@ -313,16 +341,55 @@ class SessionManager:
             return None
         return session
 
+    async def _join(
+        self, client: Client, handshake: Handshake, token: ClientToken | None
+    ) -> LiveSession | None:
+        """A resume of a session another collector (or an earlier connection here)
+        fed: a new segment of it (``sessions/segments.py``)."""
+        client_id = client.client_session_id
+        if self.cluster is None or not client.resumable or not client.is_reconnect:
+            return None
+        if client_id is None:
+            return None
+        joined = await self.cluster.join(client_id, client.dialect, _holder(token))
+        if joined is None:
+            return None
+        session = self._joined_session(client, handshake, token, joined)
+        self.sessions[session.id] = session
+        self.by_client[client_id] = session
+        return session
+
+    def _joined_session(
+        self, client: Client, handshake: Handshake, token: ClientToken | None, joined: Joined
+    ) -> LiveSession:
+        writer = DumpWriter(
+            segment_path(self.live_dir, joined.session_id, joined.segment_id),
+            self.config.dumps.zstd_level,
+            self.config.dumps.fsync,
+        )
+        session = LiveSession(joined.session_id, client, handshake, writer, token)
+        session.started_at = joined.started_at
+        session.segment_id = joined.segment_id
+        session.joined = True
+        session.last_seq = joined.sn
+        session.recorded = True  # the first segment's collector made the record
+        session.last_activity = self._loop_time()  # the sweeper may look before connect ends
+        session.identified = True  # and its first identity named the session
+        return session
+
     def _new_session(
         self, client: Client, handshake: Handshake, token: ClientToken | None = None
     ) -> LiveSession:
         session_id = uuid.uuid4().hex
-        writer = DumpWriter(
-            self.live_dir / f"{session_id}.rtcstats.zst",
-            self.config.dumps.zstd_level,
-            self.config.dumps.fsync,
+        segment_id = new_segment_id() if self.cluster is not None else ""
+        path = (
+            segment_path(self.live_dir, session_id, segment_id)
+            if segment_id
+            else self.live_dir / f"{session_id}.rtcstats.zst"
         )
+        writer = DumpWriter(path, self.config.dumps.zstd_level, self.config.dumps.fsync)
         session = LiveSession(session_id, client, handshake, writer, token)
+        session.segment_id = segment_id
         meta = {
             "fileFormat": client.file_format,
             "clientProtocol": client.dialect,
@@ -375,6 +442,8 @@ class SessionManager:
                 self.metrics.dropped.labels("seq_too_far").inc()
                 return False
             session.last_seq = seq
+            if not session.first_seq:
+                session.first_seq = seq
         writer = session.writer
         if session.dirty_since == 0.0:
             session.dirty_since = self._loop_time()
@@ -411,6 +480,8 @@ class SessionManager:
         await self._write_live(
             session, {**self._opening_fields(session), "state": SessionState.STREAMING.value}
         )
+        if self.cluster is not None:
+            await self.cluster.register(session.id, session.segment_id, session.holder)
         log.info(
             "session %s started: client %s, dialect %s, url %s, from %s",
             session.id,
@@ -495,6 +566,10 @@ class SessionManager:
         code = ABNORMAL_CLOSURE if code is None else code
         session.close_code = code
         grace = self.config.ingest.resume_grace_s
+        if self.cluster is not None and session.client.resumable and not final and grace > 0:
+            # The client resumes on any collector: this segment ends now.
+            await self.finish(session, EndReason.RESUME_EXPIRED, code)
+            return
         if session.client.resumable and not final and grace > 0 and self.accepting:
             session.detach()
             session.detached_at = self._loop_time()
@@ -530,9 +605,13 @@ class SessionManager:
             catch_up = reason is EndReason.SHUTDOWN
             connection.close(CloseRequest(code, reason.value, catch_up=catch_up))
             await connection.wait_closed()
-        self.sessions.pop(session.id, None)
+        if self.sessions.get(session.id) is session:  # a cluster may have joined it anew
+            del self.sessions[session.id]
         if self.by_client.get(session.client_session_id or "") is session:
             del self.by_client[session.client_session_id or ""]
+        if self.cluster is not None:
+            await self._end_segment(session, reason, code)
+            return
         writer = session.writer
         if session.lines == 0:
             session.discard()
@@ -564,6 +643,55 @@ class SessionManager:
         del facts["started_at"], facts["updated_at"]  # the finish writes those
         session.seal(Ending(reason, code, utcnow(), writer.path, facts))
         await self.finisher.finish(session)
+
+    async def _end_segment(self, session: LiveSession, reason: EndReason, code: int) -> None:
+        """In a cluster: this connection's segment is whole; the session ends when the
+        cluster says it is final (``sessions/segments.py``), merged by whichever
+        collector finishes it. The live object is done with here either way."""
+        assert self.cluster is not None
+        writer = session.writer
+        before_raw, before_compressed = writer.raw_bytes, writer.compressed_bytes
+        try:
+            await writer.close()
+        except OSError as exc:
+            log.error(
+                "session %s: segment write failed, keeping what was written: %s", session.id, exc
+            )
+            writer.drop_buffered()
+        self.metrics.dump_raw.inc(writer.raw_bytes - before_raw)
+        self.metrics.dump_compressed.inc(writer.compressed_bytes - before_compressed)
+        session.discard()  # as a live session of this process: the cluster finishes it
+        if not session.recorded:  # never held an event: no record names it
+            await asyncio.to_thread(writer.discard)
+            return
+        final = reason in FINAL_REASONS or not session.client.resumable
+        facts = {
+            "first": not session.joined,
+            "seq_from": session.first_seq or None,
+            "seq_to": session.last_seq or None,
+            "lines": session.lines,
+            "raw_bytes": writer.raw_bytes,
+            "messages": session.messages,
+            "bytes_received": session.bytes_received,
+            "dropped_messages": session.dropped,
+            "connections": session.connections,
+        }
+        path = writer.path if session.lines else None
+        log.info(
+            "session %s: segment %s ended on %s (%s, code %s, %d lines, seq %s-%s, final %s)",
+            session.id,
+            session.segment_id,
+            self.node_id,
+            reason.value,
+            code,
+            session.lines,
+            session.first_seq,
+            session.last_seq,
+            final,
+        )
+        if path is None:
+            await asyncio.to_thread(writer.discard)
+        await self.cluster.end(session.id, session.segment_id, path, facts, reason, code, final)
 
     def _close_line(self, session: LiveSession, code: int) -> str:
         """The close line in the dump's time convention: epoch ms, or for relative

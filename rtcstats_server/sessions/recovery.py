@@ -90,6 +90,10 @@ class Recovery:
         for record in await self.records.unfinished(self.node_id):
             if self.owns(record["id"]):
                 continue  # ours now (a recovery postponed past the first sessions)
+            if self.config.server.cluster and not await asyncio.to_thread(
+                self._live_dump(record["id"]).exists
+            ):
+                continue  # a cluster's session: its segments recover (sessions/segments.py)
             try:
                 await self._recover_one(record)
             except Exception as exc:  # a full disk, a store refusing it: retried later
@@ -99,10 +103,14 @@ class Recovery:
         if failed:
             raise StoreUnavailable(f"{failed} unfinished sessions could not be recovered yet")
 
+    def _live_dump(self, session_id: str) -> Path:
+        """Where a session that is not a cluster's keeps its live dump."""
+        return self.config.live_dir / f"{session_id}.rtcstats.zst"
+
     async def _recover_one(self, record: dict[str, Any]) -> None:
         session_id = record["id"]
         session = Session(session_id, record["started_at"], State.FINISHING)
-        path = self.config.live_dir / f"{session_id}.rtcstats.zst"
+        path = self._live_dump(session_id)
         facts = facts_of(record)
         dump: Path | StoredDump | None = None
         if await asyncio.to_thread(path.exists):

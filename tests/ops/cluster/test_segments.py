@@ -1,0 +1,101 @@
+"""Segments: a session resumed on another collector ends as one record and one dump
+holding every seq once (two in-process collectors on FerretDB and SeaweedFS)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import jwt
+
+from tests.ops.cluster.cluster import Client31, cluster_settings
+from tests.services.collector import run_collector
+from tests.services.ferretdb import FerretDB
+from tests.services.seaweedfs import SeaweedFS
+
+
+async def test_resume_on_another_collector_is_one_session(
+    tmp_path: Path, ferretdb: FerretDB, collection: str, bucket: SeaweedFS, shared_prefix: str
+) -> None:
+    def settings(node: str) -> dict[str, object]:
+        return cluster_settings(node, ferretdb.uri, collection, bucket, shared_prefix)
+
+    async with (
+        run_collector(tmp_path / "a", settings("node-a")) as a,
+        run_collector(tmp_path / "b", settings("node-b")) as b,
+    ):
+        client = Client31(a.http, a.ws_url, "cross-1")
+        assert await client.connect() == 0
+        await client.send(50)
+        await client.drop()
+        client.base_ws = b.ws_url
+        await client.connect()  # whatever sn it answers, the buffer fills the gap
+        await client.send(50)
+        await client.wait_acked(100)
+        # Live: any collector serves the session as one dump; B adds its live segment.
+        live = (await a.get_json("/v1/sessions"))["sessions"][0]
+        assert live["state"] != "stored"
+        on_b = (await b.dump_text(live["id"])).splitlines()
+        assert [json.loads(line)[4] for line in on_b[2:]] == list(range(1, 101))
+        on_a = (await a.dump_text(live["id"])).splitlines()
+        assert [json.loads(line)[4] for line in on_a[2:]] == list(range(1, 51))
+        await client.leave()
+        record = await b.wait_for_record(lambda r: r["state"] == "stored", timeout=30)
+        assert record["client_session_id"] == "cross-1"
+        assert record["connections"] == 2
+        assert record["last_seq"] == 100
+        page = await a.get_json("/v1/sessions")
+        assert [r["id"] for r in page["sessions"]] == [record["id"]]
+        lines = (await a.dump_text(record["id"])).splitlines()
+        seqs = [json.loads(line)[4] for line in lines[2:-1]]
+        assert seqs == list(range(1, 101))
+        assert json.loads(lines[-1])[:3] == ["close", None, 3001]
+
+
+async def test_resume_elsewhere_by_another_token_holder_gets_its_own_session(
+    tmp_path: Path, ferretdb: FerretDB, collection: str, bucket: SeaweedFS, shared_prefix: str
+) -> None:
+    secret = "cluster-resume-test-secret-0123456789"
+    auth = {"require_token": True, "jwt_secret": secret, "leeway_s": 0}
+
+    def settings(node: str) -> dict[str, object]:
+        tree = cluster_settings(node, ferretdb.uri, collection, bucket, shared_prefix)
+        return {**tree, "auth": auth}
+
+    def token(user: str) -> str:
+        claims = {"exp": int(time.time() + 300), "sub": user, "rtcStats": {"user": user}}
+        return jwt.encode(claims, secret, algorithm="HS256")
+
+    async with (
+        run_collector(tmp_path / "a", settings("node-a")) as a,
+        run_collector(tmp_path / "b", settings("node-b")) as b,
+    ):
+        owner = Client31(a.http, a.ws_url, "held-1", query=f"rtcstats-token={token('alice')}")
+        await owner.connect()
+        await owner.send(20)
+        await owner.wait_acked(20)
+        await owner.drop()
+        stranger = Client31(b.http, b.ws_url, "held-1", query=f"rtcstats-token={token('mallory')}")
+        stranger.connections = 1  # it claims a resume
+        assert await stranger.connect() == 0
+        await stranger.send(5)
+        await stranger.leave()
+        owner.base_ws = b.ws_url
+        await owner.connect()  # the real holder resumes its own session elsewhere
+        await owner.send(20)
+        await owner.leave()
+
+        def stored(record: dict[str, object]) -> bool:
+            return record["state"] == "stored"
+
+        await a.wait_for_record(lambda r: stored(r) and r["connections"] == 2, timeout=30)
+        await a.wait_for_record(lambda r: stored(r) and r["connections"] == 1, timeout=30)
+        records = (await a.get_json("/v1/sessions"))["sessions"]
+        assert len(records) == 2
+        for record in records:
+            seqs = [
+                json.loads(line)[4] for line in (await a.dump_text(record["id"])).splitlines()[2:-1]
+            ]
+            expected = list(range(1, 41)) if record["connections"] == 2 else list(range(1, 6))
+            assert seqs == expected
