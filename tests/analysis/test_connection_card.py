@@ -5,7 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rtcstats_server.analysis.connection_card import sdp_difference
+from rtcstats_server.analysis.connection_card import (
+    MAX_CHAIN,
+    MAX_MUNGED,
+    ConnectionCard,
+    sdp_difference,
+)
 from rtcstats_server.analysis.sdp_sections import media_sections
 from rtcstats_server.analysis.track_extras import EXTRA_METRICS
 from rtcstats_server.analysis.viewmodel import build_view_model, marker_of, samples
@@ -129,3 +134,19 @@ def test_further_series_are_charted_and_downloaded_alike(fixtures_dir: Path) -> 
     assert nack and all(v >= 0 for k in nack for v in downloaded[k])
     qp = [v for k, values in downloaded.items() if k[1] == "qp" for v in values]
     assert qp and 0 < min(qp) and max(qp) < 128  # a per-frame QP, not a running sum
+
+
+def test_card_is_bounded_and_takes_any_client_data() -> None:
+    """A client can send anything: odd types are skipped, every list is capped."""
+    card = ConnectionCard()
+    for n in range(500):
+        card.event(Event(n + 1.0, "oniceconnectionstatechange", "PC_0", ["checking", n][n % 2]))
+        card.event(Event(n + 1.0, "onconnectionstatechange", "PC_0", f"state{n}"))
+        card.event(Event(n + 1.0, "createOfferOnSuccess", "PC_0", {"type": "offer", "sdp": "a"}))
+        card.event(Event(n + 1.0, "setLocalDescription", "PC_0", {"type": "offer", "sdp": f"{n}"}))
+        card.event(Event(n + 1.0, "setLocalDescription", "PC_0", {"type": 5, "sdp": None}))
+    result = card.result()
+    assert result["chains"]["ice"] == [[1.0, "checking"]]  # numbers are not states
+    assert len(result["chains"]["connection"]) == MAX_CHAIN
+    assert result["chains_omitted"]["connection"] == 500 - MAX_CHAIN
+    assert len(result["munged"]) == MAX_MUNGED and result["time_to_connect_ms"] is None
