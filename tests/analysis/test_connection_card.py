@@ -46,6 +46,17 @@ def test_card_of_a_failed_connection(fixtures_dir: Path) -> None:
     assert never["time_to_connect_ms"] is None and never["selected_pair"] is None
     assert never["pairs"] and {row["state"] for row in never["pairs"]} == {"in-progress"}
     assert all(row["requests_sent"] and not row["responses_received"] for row in never["pairs"])
+    checks = {
+        series["label"]: series["points"][-1][3]
+        for group in built["groups"]
+        if group["pc_id"] == "PC_1"
+        for series in group["series"]
+        if series["metric"] == "ice_checks"
+    }
+    sent = {label: v for label, v in checks.items() if label.endswith(" requests")}
+    answered = {label: v for label, v in checks.items() if label.endswith(" responses")}
+    assert sent and min(sent.values()) >= 39 and set(answered.values()) == {0.0}
+    assert all(" → " in label and "x.x.x.x" in label for label in checks)
     labels = [label for _, label, _ in built["markers"]]
     assert "getUserMediaOnFailure" in labels and "connection failed" in labels
     assert "iceconnection disconnected" in labels
