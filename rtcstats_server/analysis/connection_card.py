@@ -35,6 +35,8 @@ MAX_CHAIN: Final = 40
 MAX_PAIRS: Final = 64
 #: Lines of a munged description's difference that are kept.
 MAX_DIFF_LINES: Final = 40
+#: Munged descriptions listed per connection (a renegotiating call munges each one).
+MAX_MUNGED: Final = 20
 _CONNECTED: Final = frozenset({"connected", "completed"})
 _CREATED: Final = {"createOfferOnSuccess": "offer", "createAnswerOnSuccess": "answer"}
 
@@ -136,7 +138,12 @@ class ConnectionCard:
         if method == "setLocalDescription":
             kind, sdp = sdp_of(event.value)
             made = self.created.get(kind or "")
-            if sdp and made is not None and _lines(sdp) != _lines(made):
+            if (
+                sdp
+                and made is not None
+                and len(self.munged) < MAX_MUNGED
+                and _lines(sdp) != _lines(made)
+            ):
                 self.munged.append({"t": t, "type": kind, "difference": sdp_difference(made, sdp)})
 
     def stats(self, read: StatsRead) -> None:

@@ -56,20 +56,24 @@ MODEL_VERSION: Final = 4
 
 #: Metric name → (chart title, unit) of the charts, in their order; the download has
 #: every series, charted or not (``packets``: the counts behind ``loss_pct``).
-METRICS: Final[dict[str, tuple[str, str]]] = {
-    name: TRACK_METRICS[name]
-    for name in (
-        "bitrate_kbps",
-        "loss_pct",
-        "packets_lost",
-        "rtt_ms",
-        "jitter_ms",
-        "fps",
-        "frame_height",
-        "audio_level",
-        "concealment_pct",
-    )
-} | EXTRA_METRICS
+METRICS: Final[dict[str, tuple[str, str]]] = (
+    {
+        name: TRACK_METRICS[name]
+        for name in (
+            "bitrate_kbps",
+            "loss_pct",
+            "packets_lost",
+            "rtt_ms",
+            "jitter_ms",
+            "fps",
+            "frame_height",
+            "audio_level",
+            "concealment_pct",
+        )
+    }
+    | EXTRA_METRICS
+    | {"ice_checks": ("ICE checks while no pair is selected", "total so far")}
+)
 _TRACK_SERIES: Final = tuple(TRACK_METRICS)
 #: A track sample's values of ``_TRACK_SERIES``, in that order (one C call).
 _TRACK_VALUES: Final = attrgetter(*_TRACK_SERIES)
@@ -89,6 +93,8 @@ DETAIL_BUDGET_CHARS: Final = 6_000_000
 MAX_SERIES: Final = 600
 #: Vertical markers (failures, ICE restarts) per view model.
 MAX_MARKERS: Final = 200
+#: Candidate pairs whose checks are charted while none is selected.
+MAX_CHECKED_PAIRS: Final = 4
 #: Report ids listed per connection for the raw property chart.
 MAX_REPORT_IDS: Final = 500
 #: Band changes (quality limitation, codec, encoder, decoder) per view model.
@@ -179,6 +185,20 @@ def available_outgoing_kbps(read: StatsRead) -> float | None:
     return None
 
 
+def ice_checks(read: StatsRead) -> Iterator[tuple[str, str, float]]:
+    """(entity, label, value): requests sent and responses received so far by the
+    first ``MAX_CHECKED_PAIRS`` candidate pairs of a result (charted while none is
+    selected)."""
+    for pair_id in read.ids.pairs[:MAX_CHECKED_PAIRS]:
+        pair = read.reports.get(pair_id)
+        if not isinstance(pair, dict):
+            continue
+        for name, suffix in (("requestsSent", "requests"), ("responsesReceived", "responses")):
+            value = pair.get(name)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                yield f"pair:{pair_id}:{suffix}", f"{pair_id} {suffix}", float(value)
+
+
 def samples(
     events: Iterable[Event], start: float | None = None, end: float | None = None
 ) -> Iterator[tuple[Sample, str]]:
@@ -205,6 +225,9 @@ def samples(
         if available is not None:
             sample = Sample(t, pc_id, "transport", "available_outgoing_kbps", available)
             yield sample, _TRANSPORT_LABEL
+        if read.transport is None or read.transport.pair is None:
+            for entity, label, value in ice_checks(read):
+                yield Sample(t, pc_id, entity, "ice_checks", value), label
 
 
 # -- downsampling -------------------------------------------------------------------
@@ -462,7 +485,7 @@ class ViewModelBuilder:
                 return
             group.stats += 1
             if read is not None and (self.start is None or t >= self.start):
-                self._samples(read)
+                self._samples(read, group)
             return
         group.card.event(event)
         if inside:
@@ -471,7 +494,7 @@ class ViewModelBuilder:
             if marker is not None and len(self.markers) < MAX_MARKERS:
                 self.markers.append([t, marker, event.pc_id])
 
-    def _samples(self, read: StatsRead) -> None:
+    def _samples(self, read: StatsRead, group: _Group) -> None:
         """Each value of this read into its series. Per track, its series are found
         once (``_TrackSeries``); the rest of the read goes by ``series_values``."""
         t, pc_id = read.t, read.pc_id
@@ -513,11 +536,32 @@ class ViewModelBuilder:
                 if series is not None:
                     series.add(t, value)
                     charted = True
+        if transport is None or transport.pair is None:
+            charted = self._checks(read, group) or charted
         if charted:
             if self.series_first is None or t < self.series_first:
                 self.series_first = t
             if self.series_last is None or t > self.series_last:
                 self.series_last = t
+
+    def _checks(self, read: StatsRead, group: _Group) -> bool:
+        """While no pair is selected, each pair's connectivity checks: requests sent
+        and responses received so far (a connection that never connects shows its
+        checks going unanswered)."""
+        charted = False
+        pc_id, t = read.pc_id, read.t
+        for entity, plain, value in ice_checks(read):
+            series = self.series.get((pc_id, entity, "ice_checks"))
+            if series is None:
+                pair_id, suffix = entity[5:].rsplit(":", 1)
+                row = group.card.pairs.get(pair_id) or {}
+                name = f"{row.get('local', '?')} → {row.get('remote', '?')}"
+                label = f"{name} {suffix}" if row else plain
+                series = self._series(pc_id, entity, label, "ice_checks", t)
+            if series is not None:
+                series.add(t, value)
+                charted = True
+        return charted
 
     def _extras(
         self, pc_id: str | None, t: float, sample: TrackSample, slots: _TrackSeries

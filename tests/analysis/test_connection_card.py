@@ -5,7 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rtcstats_server.analysis.connection_card import sdp_difference
+from rtcstats_server.analysis.connection_card import (
+    MAX_CHAIN,
+    MAX_MUNGED,
+    ConnectionCard,
+    sdp_difference,
+)
 from rtcstats_server.analysis.sdp_sections import media_sections
 from rtcstats_server.analysis.track_extras import EXTRA_METRICS
 from rtcstats_server.analysis.viewmodel import build_view_model, marker_of, samples
@@ -41,6 +46,17 @@ def test_card_of_a_failed_connection(fixtures_dir: Path) -> None:
     assert never["time_to_connect_ms"] is None and never["selected_pair"] is None
     assert never["pairs"] and {row["state"] for row in never["pairs"]} == {"in-progress"}
     assert all(row["requests_sent"] and not row["responses_received"] for row in never["pairs"])
+    checks = {
+        series["label"]: series["points"][-1][3]
+        for group in built["groups"]
+        if group["pc_id"] == "PC_1"
+        for series in group["series"]
+        if series["metric"] == "ice_checks"
+    }
+    sent = {label: v for label, v in checks.items() if label.endswith(" requests")}
+    answered = {label: v for label, v in checks.items() if label.endswith(" responses")}
+    assert sent and min(sent.values()) >= 39 and set(answered.values()) == {0.0}
+    assert all(" → " in label and "x.x.x.x" in label for label in checks)
     labels = [label for _, label, _ in built["markers"]]
     assert "getUserMediaOnFailure" in labels and "connection failed" in labels
     assert "iceconnection disconnected" in labels
@@ -129,3 +145,19 @@ def test_further_series_are_charted_and_downloaded_alike(fixtures_dir: Path) -> 
     assert nack and all(v >= 0 for k in nack for v in downloaded[k])
     qp = [v for k, values in downloaded.items() if k[1] == "qp" for v in values]
     assert qp and 0 < min(qp) and max(qp) < 128  # a per-frame QP, not a running sum
+
+
+def test_card_is_bounded_and_takes_any_client_data() -> None:
+    """A client can send anything: odd types are skipped, every list is capped."""
+    card = ConnectionCard()
+    for n in range(500):
+        card.event(Event(n + 1.0, "oniceconnectionstatechange", "PC_0", ["checking", n][n % 2]))
+        card.event(Event(n + 1.0, "onconnectionstatechange", "PC_0", f"state{n}"))
+        card.event(Event(n + 1.0, "createOfferOnSuccess", "PC_0", {"type": "offer", "sdp": "a"}))
+        card.event(Event(n + 1.0, "setLocalDescription", "PC_0", {"type": "offer", "sdp": f"{n}"}))
+        card.event(Event(n + 1.0, "setLocalDescription", "PC_0", {"type": 5, "sdp": None}))
+    result = card.result()
+    assert result["chains"]["ice"] == [[1.0, "checking"]]  # numbers are not states
+    assert len(result["chains"]["connection"]) == MAX_CHAIN
+    assert result["chains_omitted"]["connection"] == 500 - MAX_CHAIN
+    assert len(result["munged"]) == MAX_MUNGED and result["time_to_connect_ms"] is None

@@ -91,6 +91,7 @@ tr.st-disconnected td,tr.st-checking td{background:#fff8c5}tr.munged td.m{color:
 #tip{position:fixed;pointer-events:none;background:#fffffff2;border:1px solid #8c959f;
 border-radius:4px;padding:4px 8px;font:12px/1.4 monospace;z-index:5;white-space:nowrap}
 #tip .sw{display:inline-block;width:9px;height:9px;margin-right:4px}
+#tip .tipmark{color:#cf222e}
 .msec{border-collapse:collapse;font-size:12px;margin:4px 0}
 .msec td,.msec th{border:1px solid #eaeef2;padding:1px 6px;text-align:left;vertical-align:top}
 button.copy{font-size:12px;margin:2px 0}.bandrow{fill-opacity:.35}.bandrow.bn{fill:#d0d7de}
@@ -200,6 +201,12 @@ _SCRIPT: Final = """
       sw.className = 'sw k' + hit.colour.slice(1);
       row.appendChild(sw);
       row.appendChild(document.createTextNode(label + ': ' + hit.v + ' ' + unit));
+      tip.appendChild(row);
+    }
+    for (const mark of svg.querySelectorAll('.mark')) {
+      if (Math.abs(Number(mark.getAttribute('x1')) - at) > 5) continue;
+      const row = document.createElement('div');
+      row.className = 'tipmark'; row.textContent = '▲ ' + mark.dataset.m;
       tip.appendChild(row);
     }
     if (!best.size) {
@@ -718,8 +725,8 @@ def _chart_svg(
         kind = "failure" if "fail" in label.lower() else ("info" if "restart" in label else "warn")
         out.append(
             f'<line class="mark mk-{kind}" x1="{x(t)}" x2="{x(t)}" y1="{TOP}" '
-            f'y2="{TOP + PLOT_H}"><title>{escape(label)} {escape(_relative(t, origin))}'
-            "</title></line>"
+            f'y2="{TOP + PLOT_H}" data-m="{escape(label)}"><title>{escape(label)} '
+            f"{escape(_relative(t, origin))}</title></line>"
         )
     out.append(
         f'<rect class=sel x="{LEFT}" y="{TOP}" width="0" height="{PLOT_H}"/>'

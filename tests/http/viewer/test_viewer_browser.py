@@ -113,6 +113,13 @@ async def show(bed: BrowserBed, url: str, name: str) -> dict[str, Any]:
                 if ": " in found["tip"]:
                     break
             assert ": " in found["tip"] and any(c.isdigit() for c in found["tip"]), found["tip"]
+            mark = chart.locator("line.mark").first
+            if await mark.count():  # on a marker the tooltip names it
+                at = float(await mark.get_attribute("x1") or 0)
+                x = box["x"] + box["width"] * at / 960
+                await view.page.mouse.move(x, box["y"] + box["height"] / 2)
+                found["marked_tip"] = await view.page.locator("#tip").inner_text()
+                assert "▲ " in found["marked_tip"], found["marked_tip"]
         assert view.errors == [], view.errors
         return found
 
@@ -219,6 +226,7 @@ async def test_every_real_dump_in_the_browser(
         if name == "jitsi-chrome-standard-pc-failed.jsonl":
             # failed/disconnected connections: markers on the charts, rows marked
             assert found["marks"] > 0 and found["disconnected"] > 0, found
+            assert "connection failed" in found["marked_tip"], found["marked_tip"]
             assert found["cards"] == 3
         if name in ("jitsi-google-standard-stats-sfu.jsonl", "jitsi-safari-standard-stats.jsonl"):
             assert found["munged"] > 0 and found["bands"] > 0, found  # jitsi munges answers

@@ -304,5 +304,9 @@ async def test_a_raw_property_is_streamed_on_demand(
         assert response.status == 400  # report and property are required
     page = await (await collector.http.get(url)).text()
     assert f'<option value="{pair}">' in page and "class=card" in page
+    # PC_1 and PC_2 only ever checked pairs: their checks are charted, not "no getStats
+    # samples in this range" (issue 19)
+    assert page.count('data-metric="ice_checks"') == 2
+    assert "No getStats samples" not in page
     async with collector.http.get(f"{base}/property.jsonl?pc=PC_0") as response:
         assert response.status == 403  # signed like the page
