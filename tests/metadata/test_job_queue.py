@@ -146,3 +146,31 @@ async def test_racing_processes_lease_each_job_once(queues: tuple[JobQueue, JobQ
     await asyncio.gather(*(worker(q, f"{q.name}-{n}") for n in range(4) for q in (a, b)))
     assert sorted(taken) == ids  # every job once, none twice
     assert (await a.counts(F))[JobState.UPLOADING] == len(ids)
+
+
+async def test_a_stale_read_does_not_lease_a_finished_job_again(
+    queues: tuple[JobQueue, JobQueue],
+) -> None:
+    """A process slowed down between reading the due job and claiming it (load) must
+    not take a job that another process leased, uploaded and completed meanwhile: the
+    finished job's claims are deleted, so the claim alone would let it upload twice."""
+    a, b = queues
+    if not isinstance(b, MongoJobQueue):
+        pytest.skip("SQLite leases in one statement: there is no read to go stale")
+    await a.enqueue("s1", F, T0)
+    query = {"forwarder": F, "state": JobState.PENDING.value}
+    stale = await b._candidate(query)  # what the slow process saw
+    assert stale is not None
+    job = await a.lease(F, "node-a", T0, LEASE)
+    assert job is not None
+    assert await a.complete(job, "node-a", T0 + 1, {"rtcstats_id": "x"})
+    assert await b._claim(stale, "node-b", T0 + 2, LEASE) is None
+    done = await a.get("s1", F)
+    assert done is not None
+    assert (done.state, done.lease_owner, done.attempts) == (JobState.UPLOADED, None, 1)
+    # Re-armed by hand, it is leased again (a later lease number), once.
+    assert await a.enqueue("s1", F, T0 + 3, force=True)
+    assert await b._claim(stale, "node-b", T0 + 4, LEASE) is None
+    again = await b.lease(F, "node-b", T0 + 4, LEASE)
+    assert again is not None and again.lease_owner == "node-b"
+    assert await a.lease(F, "node-a", T0 + 4, LEASE) is None
