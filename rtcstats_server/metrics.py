@@ -149,7 +149,8 @@ class Metrics:
         )
         self.forward_uploads = Counter(
             "rtcstats_forward_uploads",
-            "Upload attempts by outcome: uploaded, retried, failed, lease_lost, interrupted.",
+            "Upload attempts by outcome: uploaded, retried, failed, lease_lost, interrupted, "
+            "duplicate (landed after the lease was taken over).",
             ["forwarder", "outcome"],
             registry=r,
         )

@@ -225,7 +225,7 @@ class Forwarding:
                 self.owner,
                 self.settings.lease_s,
                 self.clock,
-                self._prepare_and_upload(record),
+                self._prepare_and_upload(record, job),
             )
         except LeaseLost:
             self.metrics.forward_uploads.labels(self.name, "lease_lost").inc()
@@ -247,13 +247,23 @@ class Forwarding:
         self.metrics.forward_seconds.labels(self.name).observe(time.monotonic() - started)
         await self._succeeded(job, result)
 
-    async def _prepare_and_upload(self, record: dict[str, Any]) -> UploadResult:
+    async def _prepare_and_upload(self, record: dict[str, Any], job: Job) -> UploadResult:
         upload: Upload | None = None
+
+        async def still_ours() -> None:
+            # The renewals of under_lease run every third of the lease; a process
+            # stalled longer than the lease (load, a long pause) finds out only at its
+            # next renewal, and by then its upload may have gone through while another
+            # process uploads the same session. Asking right before the final step
+            # closes that window but for the one round trip of the assemble call.
+            if not await self.queue.renew(job, self.owner, self.clock(), self.settings.lease_s):
+                raise LeaseLost
+
         try:
             upload = await payload.prepare(
                 record, self.dumps, self.spool_dir, self.forwarder.payload_format
             )
-            return await self.forwarder.upload(upload)
+            return await self.forwarder.upload(upload, still_ours)
         finally:
             await payload.discard(upload)
 
@@ -263,8 +273,19 @@ class Forwarding:
         now = self.clock()
         fields = {"upstream_id": result.upstream_id, **result.record_fields}
         if not await self.queue.complete(job, self.owner, now, fields):
-            self.metrics.forward_uploads.labels(self.name, "lease_lost").inc()
-            log.error("session %s uploaded, but its lease had been taken over", job.session_id)
+            # Our upload landed after our lease had been taken over: the process that
+            # holds the job now uploads the session again (or already has). Counted,
+            # so that at-least-once delivery across a lost lease shows; the record
+            # keeps the job holder's answer.
+            self.metrics.forward_uploads.labels(self.name, "duplicate").inc()
+            log.error(
+                "session %s uploaded to %s as %s after its lease had been taken over: "
+                "it may be uploaded twice",
+                job.session_id,
+                self.name,
+                result.upstream_id,
+            )
+            return
         self.metrics.forward_uploads.labels(self.name, "uploaded").inc()
         for reason in AUTH_ALERTS.values():
             self.metrics.forward_auth_alert.labels(self.name, reason).set(0)

@@ -16,8 +16,13 @@ from pymongo import MongoClient
 
 from rtcstats_server.analysis.worker import ANALYSIS
 from rtcstats_server.cli.main import main
+from rtcstats_server.config import build_config
 from rtcstats_server.dumps.reader import DumpReader
+from rtcstats_server.forwarders.worker import Forwarding, make_forwarding
+from rtcstats_server.metadata.factory import make_session_store
 from rtcstats_server.metadata.jobs_sqlite import SqliteJobQueue
+from rtcstats_server.metrics import Metrics
+from rtcstats_server.storage.factory import make_dump_store
 from tests.services import session_stores, streams
 from tests.services.collector import RunningCollector, run_collector, wait_until
 from tests.services.ferretdb import FerretDB
@@ -279,6 +284,59 @@ async def test_lease_of_a_dead_process_expires_and_the_job_is_taken_over(
     assert done["forward_attempts"] == 2
     assert job is not None and job.state == "uploaded" and job.result is not None
     assert job.result["rtcstats_id"] == done["rtcstats_id"]
+
+
+async def test_a_process_stalled_past_its_lease_does_not_upload_a_second_time(
+    tmp_path: Path, fixtures_dir: Path, upstream: Upstream
+) -> None:
+    """Process A leases the job and stalls mid-upload (its first chunk held) past its
+    lease; process B takes the job over and uploads it. When A resumes it must not
+    assemble: before the fix it sent its remaining chunks and the assemble call, and
+    the session went up twice (what the two collectors on FerretDB once did under
+    load). Times are moved by hand, so no renewal runs while A is held."""
+    data = tmp_path / "data"
+    async with run_collector(data) as collector:  # no forwarding configured yet
+        record = await replay_jitsi(collector, fixtures_dir)
+    tree = {**settings(upstream, lease_s=30.0), "server": {"data_dir": str(data)}}
+    config = build_config(tree, environ={})
+    records, dumps = make_session_store(config), make_dump_store(config)
+    await records.open()
+    await dumps.open()
+    now = [time.time()]
+    processes: list[tuple[Forwarding, Metrics]] = []
+    for node in ("node-a", "node-b"):
+        metrics = Metrics()
+        forwarding = make_forwarding(config, records, dumps, metrics, node)
+        assert forwarding is not None
+        forwarding.clock = lambda: now[0]
+        forwarding.spool_dir = data / f"forward-{node}"
+        await forwarding.open()
+        processes.append((forwarding, metrics))
+    (a, a_metrics), (b, _) = processes
+    try:
+        assert await a.queue.enqueue(record["id"], a.name, now[0])
+        upstream.inject(Fault("chunk", action="hold", chunk_index=0))
+        stalled = asyncio.create_task(a.run_once())
+        await asyncio.wait_for(upstream.holding.wait(), 20)
+        now[0] += 31.0  # A's lease ran out while it was stalled
+        assert await b.run_once()  # B takes the job over and uploads it
+        upstream.release.set()
+        assert await asyncio.wait_for(stalled, 20)
+        job = await a.queue.get(record["id"], a.name)
+        done = await records.get(record["id"])
+    finally:
+        for forwarding, _ in processes:
+            await forwarding.stop()
+        await dumps.close()
+        await records.close()
+    (upload,) = upstream.uploads_of(record["id"])
+    assert job is not None and job.state == "uploaded" and job.attempts == 2
+    assert job.lease_owner is None and job.result is not None
+    assert job.result["rtcstats_id"] == upload.rtcstats_id
+    assert done is not None and done["rtcstats_id"] == upload.rtcstats_id
+    lost = a_metrics.forward_uploads.labels(a.name, "lease_lost")._value.get()
+    duplicates = a_metrics.forward_uploads.labels(a.name, "duplicate")._value.get()
+    assert (lost, duplicates) == (1.0, 0.0)
 
 
 async def test_api_resends_on_demand(
