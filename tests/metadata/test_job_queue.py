@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from rtcstats_server.metadata.jobs import JobQueue, JobState
+from rtcstats_server.metadata.jobs import JobQueue, JobState, under_lease
 from rtcstats_server.metadata.jobs_mongodb import MongoJobQueue
 from rtcstats_server.metadata.jobs_sqlite import SqliteJobQueue
 from tests.services import session_stores
+from tests.services.collector import wait_until
+from tests.services.ferretdb import FerretDB
 
 KINDS = ("sqlite", "ferretdb", *(("mongodb",) if session_stores.real_mongodb_uri() else ()))
 F = "rtcstats_com"
@@ -174,3 +176,41 @@ async def test_a_stale_read_does_not_lease_a_finished_job_again(
     again = await b.lease(F, "node-b", T0 + 4, LEASE)
     assert again is not None and again.lease_owner == "node-b"
     assert await a.lease(F, "node-a", T0 + 4, LEASE) is None
+
+
+async def test_a_renewal_the_database_cannot_answer_does_not_cut_the_work(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The database away for a moment mid-upload: the lease we hold is still ours
+    until it expires, so the upload goes on. Cutting it (as before) could abandon an
+    upload whose final call had already landed, and its retry sent the session twice."""
+    with FerretDB(tmp_path / "ferretdb") as server:
+        queue = MongoJobQueue(server.uri, session_stores.TEST_DATABASE, "jobs")
+        await queue.open()
+        try:
+            await queue.enqueue("s1", F, T0)
+            job = await queue.lease(F, "node-a", T0, LEASE)
+            assert job is not None
+            upload_done = asyncio.Event()
+
+            async def upload() -> str:
+                await upload_done.wait()
+                return "uploaded"
+
+            # Renewed every 0.1 s of real time; the clock stays at T0, inside the lease.
+            working = asyncio.create_task(
+                under_lease(queue, job, "node-a", 0.3, lambda: T0, upload())
+            )
+            await asyncio.to_thread(server.stop)
+            await wait_until(
+                lambda: working.done() or "lease not renewed" in caplog.text,
+                30,
+                "a renewal to fail",
+            )
+            assert not working.done()
+            await asyncio.to_thread(server.start)
+            upload_done.set()
+            assert await asyncio.wait_for(working, 30) == "uploaded"
+            assert await queue.complete(job, "node-a", T0 + 1, {"rtcstats_id": "x"})
+        finally:
+            await queue.close()
