@@ -4,6 +4,7 @@ the rtcstats.com stand-in; every fault of the stand-in has its expected outcome.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -286,18 +287,44 @@ async def test_lease_of_a_dead_process_expires_and_the_job_is_taken_over(
     assert job.result["rtcstats_id"] == done["rtcstats_id"]
 
 
+@pytest.mark.parametrize("queue", ["sqlite", "ferretdb"])
 async def test_a_process_stalled_past_its_lease_does_not_upload_a_second_time(
-    tmp_path: Path, fixtures_dir: Path, upstream: Upstream
+    queue: str,
+    tmp_path: Path,
+    fixtures_dir: Path,
+    upstream: Upstream,
+    request: pytest.FixtureRequest,
 ) -> None:
     """Process A leases the job and stalls mid-upload (its first chunk held) past its
     lease; process B takes the job over and uploads it. When A resumes it must not
     assemble: before the fix it sent its remaining chunks and the assemble call, and
     the session went up twice (what the two collectors on FerretDB once did under
     load). Times are moved by hand, so no renewal runs while A is held."""
+    with contextlib.ExitStack() as cleanup:
+        stores: dict[str, Any] = {}
+        if queue == "ferretdb":
+            uri = request.getfixturevalue("ferretdb").uri
+            collection = cleanup.enter_context(session_stores.mongo_collection(uri))
+            stores["metadata"] = {
+                "backend": "mongodb",
+                "uri": uri,
+                "database": session_stores.TEST_DATABASE,
+                "collection": collection,
+            }
+        await _stalled_process(tmp_path, fixtures_dir, upstream, stores)
+
+
+async def _stalled_process(
+    tmp_path: Path, fixtures_dir: Path, upstream: Upstream, stores: dict[str, Any]
+) -> None:
     data = tmp_path / "data"
-    async with run_collector(data) as collector:  # no forwarding configured yet
+    async with run_collector(data, stores) as collector:  # no forwarding configured yet
         record = await replay_jitsi(collector, fixtures_dir)
-    tree = {**settings(upstream, lease_s=30.0), "server": {"data_dir": str(data)}}
+    tree = {
+        **settings(upstream, lease_s=30.0),
+        **stores,
+        "server": {"data_dir": str(data)},
+    }
     config = build_config(tree, environ={})
     records, dumps = make_session_store(config), make_dump_store(config)
     await records.open()
