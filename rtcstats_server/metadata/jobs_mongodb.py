@@ -234,13 +234,27 @@ class MongoJobQueue:
         (seen once under load on FerretDB). The job document is therefore taken only
         if it still holds the lease number and the due state that were read; otherwise
         the claim is withdrawn.
+
+        A claim whose job never took its number (the claimer's job write lost to a
+        concurrent write of the same document, which FerretDB allows) would block the
+        job for good; one older than a lease is passed over with the next number.
         """
         number = int(seen.get("leases", 0)) + 1
-        claim = {"_id": f"{seen['_id']}#{number}", "job": seen["_id"], "owner": owner}
-        try:
-            await self.claims.insert_one(claim)
-        except DuplicateKeyError:
-            return None  # another process took this lease first: look again
+        while True:
+            claim = {
+                "_id": f"{seen['_id']}#{number}",
+                "job": seen["_id"],
+                "owner": owner,
+                "at": now,
+            }
+            try:
+                await self.claims.insert_one(claim)
+                break
+            except DuplicateKeyError:
+                held = await self.claims.find_one({"_id": claim["_id"]})
+                if held is None or not now - float(held.get("at", now)) > lease_s:
+                    return None  # another process took this lease first: look again
+                number += 1  # an orphan: its claimer never took the job
         when = _date(now)
         fields = {
             "state": JobState.UPLOADING.value,

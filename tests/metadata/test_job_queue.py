@@ -214,3 +214,22 @@ async def test_a_renewal_the_database_cannot_answer_does_not_cut_the_work(
             assert await queue.complete(job, "node-a", T0 + 1, {"rtcstats_id": "x"})
         finally:
             await queue.close()
+
+
+async def test_an_orphaned_claim_does_not_block_the_job(
+    queues: tuple[JobQueue, JobQueue],
+) -> None:
+    """A claim whose job write was lost (FerretDB lets a concurrent write of the same
+    document undo it) left the job's lease number behind: every later lease tried
+    that number again and the job was never uploaded. A claim older than a lease is
+    passed over."""
+    a, _ = queues
+    if not isinstance(a, MongoJobQueue):
+        pytest.skip("SQLite leases without claims")
+    await a.enqueue("s1", F, T0)
+    await a.claims.insert_one({"_id": f"{F}:s1#1", "job": f"{F}:s1", "owner": "x", "at": T0})
+    assert await a.lease(F, "node-a", T0 + LEASE / 2, LEASE) is None  # may be mid-claim
+    job = await a.lease(F, "node-a", T0 + 2 * LEASE, LEASE)
+    assert job is not None and job.lease_owner == "node-a" and job.attempts == 1
+    assert await a.lease(F, "node-b", T0 + 2 * LEASE, LEASE) is None
+    assert await a.complete(job, "node-a", T0 + 2 * LEASE + 1, {"rtcstats_id": "x"})
