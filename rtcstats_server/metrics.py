@@ -154,6 +154,14 @@ class Metrics:
             ["forwarder", "outcome"],
             registry=r,
         )
+        self.forward_unconfirmed = Counter(
+            "rtcstats_forward_unconfirmed",
+            "Final upload calls (rtcstats.com: assemble) sent whose answer never came "
+            "(timeout, dropped connection, lease lost while waiting): each may have "
+            "landed, and the session is sent again, so it may be upstream twice.",
+            ["forwarder"],
+            registry=r,
+        )
         self.forward_seconds = Histogram(
             "rtcstats_forward_upload_seconds",
             "Time of one upload attempt, preparation (conversion) included.",

@@ -91,6 +91,9 @@ class Forwarding:
         self.clock = clock
         self._workers: list[asyncio.Task[None]] = []
         self._in_flight: dict[str, Job] = {}
+        #: Sessions whose final upload call has been sent (the lease was confirmed).
+        self._committing: set[str] = set()
+        metrics.forward_unconfirmed.labels(forwarder.name)  # 0 until it happens
         self._wake = asyncio.Event()
         self._open = False
 
@@ -202,6 +205,7 @@ class Forwarding:
             await self._process(job)
         finally:
             self._in_flight.pop(job.session_id, None)
+            self._committing.discard(job.session_id)
         return True
 
     async def _process(self, job: Job) -> None:
@@ -229,10 +233,13 @@ class Forwarding:
             )
         except LeaseLost:
             self.metrics.forward_uploads.labels(self.name, "lease_lost").inc()
+            self._unconfirmed(job, "lease lost while waiting for the answer")
             log.warning("session %s: lease lost mid-upload; another process has it", job.session_id)
             return
         except UpstreamError as exc:
             self.metrics.forward_seconds.labels(self.name).observe(time.monotonic() - started)
+            if exc.status is None:
+                self._unconfirmed(job, exc.error)
             await self._upstream_failed(job, exc)
             return
         except NotFound as exc:
@@ -258,6 +265,7 @@ class Forwarding:
             # closes that window but for the one round trip of the assemble call.
             if not await self.queue.renew(job, self.owner, self.clock(), self.settings.lease_s):
                 raise LeaseLost
+            self._committing.add(job.session_id)
 
         try:
             upload = await payload.prepare(
@@ -268,6 +276,19 @@ class Forwarding:
             await payload.discard(upload)
 
     # -- outcomes -----------------------------------------------------------------------
+
+    def _unconfirmed(self, job: Job, why: str) -> None:
+        """The final call went out and no answer came back: it may have landed, and
+        the next attempt (ours or another process's) sends the session again."""
+        if job.session_id in self._committing:
+            self.metrics.forward_unconfirmed.labels(self.name).inc()
+            log.warning(
+                "session %s: %s sent its final call and got no answer (%s); if it landed, "
+                "the session will be upstream twice",
+                job.session_id,
+                self.name,
+                why,
+            )
 
     async def _succeeded(self, job: Job, result: UploadResult) -> None:
         now = self.clock()

@@ -185,6 +185,11 @@ async def test_retryable_fault_ends_in_exactly_one_upload(
         f'rtcstats_forward_uploads_total{{forwarder="rtcstats_com",outcome="retried"}} '
         f"{float(retries)}" in metrics
     )
+    # Only the assemble that timed out may have landed unseen (here it was cut).
+    unconfirmed = 1.0 if name == "slow_assemble" else 0.0
+    assert (
+        f'rtcstats_forward_unconfirmed_total{{forwarder="rtcstats_com"}} {unconfirmed}' in metrics
+    )
     if fault.action == "slow":
         assert upstream.abandoned == 1  # the timed-out assemble was cut, not committed
 
@@ -363,7 +368,8 @@ async def _stalled_process(
     assert done is not None and done["rtcstats_id"] == upload.rtcstats_id
     lost = a_metrics.forward_uploads.labels(a.name, "lease_lost")._value.get()
     duplicates = a_metrics.forward_uploads.labels(a.name, "duplicate")._value.get()
-    assert (lost, duplicates) == (1.0, 0.0)
+    unconfirmed = a_metrics.forward_unconfirmed.labels(a.name)._value.get()
+    assert (lost, duplicates, unconfirmed) == (1.0, 0.0, 0.0)  # given up before assemble
 
 
 async def test_api_resends_on_demand(
