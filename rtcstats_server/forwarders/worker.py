@@ -277,6 +277,35 @@ class Forwarding:
 
     # -- outcomes -----------------------------------------------------------------------
 
+    async def _complete(self, job: Job, fields: dict[str, Any]) -> bool:
+        """Mark the job uploaded, again while the database is away for a moment.
+
+        The upload has landed; a job left ``uploading`` is taken over once its lease
+        runs out, and the session goes up a second time. The lease was renewed at most
+        a third of it ago, so half a lease of trying stays inside it.
+        """
+        give_up = time.monotonic() + self.settings.lease_s / 2
+        pause = 0.05
+        while True:
+            try:
+                return await self.queue.complete(job, self.owner, self.clock(), fields)
+            except StoreUnavailable as exc:
+                if time.monotonic() >= give_up:
+                    log.error(
+                        "session %s uploaded, but the queue could not record it: it will "
+                        "be uploaded again once its lease expires: %s",
+                        job.session_id,
+                        exc,
+                    )
+                    raise
+                log.warning(
+                    "session %s uploaded; recording it waits for the queue: %s",
+                    job.session_id,
+                    exc,
+                )
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 1.0)
+
     def _unconfirmed(self, job: Job, why: str) -> None:
         """The final call went out and no answer came back: it may have landed, and
         the next attempt (ours or another process's) sends the session again."""
@@ -293,7 +322,7 @@ class Forwarding:
     async def _succeeded(self, job: Job, result: UploadResult) -> None:
         now = self.clock()
         fields = {"upstream_id": result.upstream_id, **result.record_fields}
-        if not await self.queue.complete(job, self.owner, now, fields):
+        if not await self._complete(job, fields):
             # Our upload landed after our lease had been taken over: the process that
             # holds the job now uploads the session again (or already has). Counted,
             # so that at-least-once delivery across a lost lease shows; the record

@@ -489,3 +489,59 @@ async def test_two_collectors_on_mongodb_share_the_queue(
         assert result["rtcstats_id"] == upload.rtcstats_id
     assert sorted(j["session_id"] for j in jobs) == sorted(r["id"] for r in records)
     assert {j["state"] for j in jobs} == {"uploaded"}
+
+
+async def test_an_upload_is_recorded_through_a_short_database_outage(
+    tmp_path: Path,
+    fixtures_dir: Path,
+    upstream: Upstream,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The database goes away while the assemble call is out and comes back: the
+    upload is recorded in the queue once it answers. It used to stay ``uploading``
+    (the completion raised), to be taken over when its lease ran out and uploaded
+    again."""
+    with FerretDB(tmp_path / "ferretdb") as server:
+        metadata = {
+            "backend": "mongodb",
+            "uri": server.uri,
+            "database": session_stores.TEST_DATABASE,
+            "collection": "sessions",
+        }
+        data = tmp_path / "data"
+        async with run_collector(data, {"metadata": metadata}) as collector:
+            record = await replay_jitsi(collector, fixtures_dir)
+        tree = {
+            **settings(upstream, lease_s=30.0),
+            "metadata": metadata,
+            "server": {"data_dir": str(data)},
+        }
+        config = build_config(tree, environ={})
+        records, dumps = make_session_store(config), make_dump_store(config)
+        await records.open()
+        await dumps.open()
+        forwarding = make_forwarding(config, records, dumps, Metrics(), "node-a")
+        assert forwarding is not None
+        await forwarding.open()
+        try:
+            assert await forwarding.queue.enqueue(record["id"], forwarding.name, time.time())
+            upstream.inject(Fault("assemble", action="hold"))
+            working = asyncio.create_task(forwarding.run_once())
+            await asyncio.wait_for(upstream.holding.wait(), 20)
+            await asyncio.to_thread(server.stop)
+            upstream.release.set()
+            await wait_until(
+                lambda: working.done() or "recording it waits for the queue" in caplog.text,
+                30,
+                "the completion to wait for the database",
+            )
+            await asyncio.to_thread(server.start)
+            assert await asyncio.wait_for(working, 30)
+            job = await forwarding.queue.get(record["id"], forwarding.name)
+        finally:
+            await forwarding.stop()
+            await dumps.close()
+            await records.close()
+    (upload,) = upstream.uploads_of(record["id"])
+    assert job is not None and job.state == "uploaded" and job.lease_owner is None
+    assert job.result is not None and job.result["rtcstats_id"] == upload.rtcstats_id
