@@ -149,8 +149,17 @@ class Metrics:
         )
         self.forward_uploads = Counter(
             "rtcstats_forward_uploads",
-            "Upload attempts by outcome: uploaded, retried, failed, lease_lost, interrupted.",
+            "Upload attempts by outcome: uploaded, retried, failed, lease_lost, interrupted, "
+            "duplicate (landed after the lease was taken over).",
             ["forwarder", "outcome"],
+            registry=r,
+        )
+        self.forward_unconfirmed = Counter(
+            "rtcstats_forward_unconfirmed",
+            "Final upload calls (rtcstats.com: assemble) sent whose answer never came "
+            "(timeout, dropped connection, lease lost while waiting): each may have "
+            "landed, and the session is sent again, so it may be upstream twice.",
+            ["forwarder"],
             registry=r,
         )
         self.forward_seconds = Histogram(

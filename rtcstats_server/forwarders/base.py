@@ -8,6 +8,7 @@ sit beside ``rtcstats_com.py`` with the same shape.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -15,6 +16,13 @@ from typing import Any, Literal, Protocol
 #: What a forwarder wants to receive: the dump text as stored, or converted so that
 #: an rtcstats.com reader (``fileFormat: 3``) parses it whatever the client dialect.
 PayloadFormat = Literal["stored", "file_format_3"]
+
+#: Awaited by a forwarder just before the step that makes an upload final upstream
+#: (rtcstats.com: the assemble call); it raises to abandon the upload. The worker
+#: confirms there that it still holds the job's lease, so a process whose lease ran
+#: out mid-upload (stalled under load) does not upload a session another process has
+#: taken over.
+BeforeCommit = Callable[[], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -44,5 +52,10 @@ class Forwarder(Protocol):
 
     async def close(self) -> None: ...
 
-    async def upload(self, upload: Upload) -> UploadResult:
-        """Send one dump; raise ``UpstreamError`` (retryable or not) when it did not land."""
+    async def upload(
+        self, upload: Upload, before_commit: BeforeCommit | None = None
+    ) -> UploadResult:
+        """Send one dump; raise ``UpstreamError`` (retryable or not) when it did not land.
+
+        ``before_commit`` is awaited once, right before the upload becomes final, and
+        what it raises is raised unchanged (nothing final was sent)."""

@@ -20,7 +20,7 @@ import orjson
 
 from rtcstats_server.config import RtcstatsComConfig
 from rtcstats_server.exceptions import UpstreamError
-from rtcstats_server.forwarders.base import PayloadFormat, Upload, UploadResult
+from rtcstats_server.forwarders.base import BeforeCommit, PayloadFormat, Upload, UploadResult
 
 #: Statuses after which the same request can succeed later.
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
@@ -96,9 +96,11 @@ class RtcstatsComForwarder:
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.config.token.get_secret_value()}"}
 
-    async def upload(self, upload: Upload) -> UploadResult:
+    async def upload(
+        self, upload: Upload, before_commit: BeforeCommit | None = None
+    ) -> UploadResult:
         try:
-            return await self._upload(upload)
+            return await self._upload(upload, before_commit)
         except UpstreamError:
             raise
         except TimeoutError:
@@ -111,7 +113,7 @@ class RtcstatsComForwarder:
                 retryable=True,
             ) from None
 
-    async def _upload(self, upload: Upload) -> UploadResult:
+    async def _upload(self, upload: Upload, before_commit: BeforeCommit | None) -> UploadResult:
         file_id = uuid.uuid4().hex
         size = self.config.chunk_bytes
         total = max(1, -(-upload.size // size))
@@ -122,6 +124,9 @@ class RtcstatsComForwarder:
                 await self._send_chunk(upload, file_id, index, total, chunk)
         finally:
             await asyncio.to_thread(handle.close)
+        if before_commit is not None:
+            # Chunks alone commit nothing (a fresh fileId per attempt); assemble does.
+            await before_commit()
         async with self.http.post(
             self.config.endpoint,
             json={"fileId": file_id, "assemble": True, "fileName": upload.file_name},

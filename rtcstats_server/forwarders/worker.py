@@ -91,6 +91,9 @@ class Forwarding:
         self.clock = clock
         self._workers: list[asyncio.Task[None]] = []
         self._in_flight: dict[str, Job] = {}
+        #: Sessions whose final upload call has been sent (the lease was confirmed).
+        self._committing: set[str] = set()
+        metrics.forward_unconfirmed.labels(forwarder.name)  # 0 until it happens
         self._wake = asyncio.Event()
         self._open = False
 
@@ -202,6 +205,7 @@ class Forwarding:
             await self._process(job)
         finally:
             self._in_flight.pop(job.session_id, None)
+            self._committing.discard(job.session_id)
         return True
 
     async def _process(self, job: Job) -> None:
@@ -225,14 +229,17 @@ class Forwarding:
                 self.owner,
                 self.settings.lease_s,
                 self.clock,
-                self._prepare_and_upload(record),
+                self._prepare_and_upload(record, job),
             )
         except LeaseLost:
             self.metrics.forward_uploads.labels(self.name, "lease_lost").inc()
+            self._unconfirmed(job, "lease lost while waiting for the answer")
             log.warning("session %s: lease lost mid-upload; another process has it", job.session_id)
             return
         except UpstreamError as exc:
             self.metrics.forward_seconds.labels(self.name).observe(time.monotonic() - started)
+            if exc.status is None:
+                self._unconfirmed(job, exc.error)
             await self._upstream_failed(job, exc)
             return
         except NotFound as exc:
@@ -247,24 +254,88 @@ class Forwarding:
         self.metrics.forward_seconds.labels(self.name).observe(time.monotonic() - started)
         await self._succeeded(job, result)
 
-    async def _prepare_and_upload(self, record: dict[str, Any]) -> UploadResult:
+    async def _prepare_and_upload(self, record: dict[str, Any], job: Job) -> UploadResult:
         upload: Upload | None = None
+
+        async def still_ours() -> None:
+            # The renewals of under_lease run every third of the lease; a process
+            # stalled longer than the lease (load, a long pause) finds out only at its
+            # next renewal, and by then its upload may have gone through while another
+            # process uploads the same session. Asking right before the final step
+            # closes that window but for the one round trip of the assemble call.
+            if not await self.queue.renew(job, self.owner, self.clock(), self.settings.lease_s):
+                raise LeaseLost
+            self._committing.add(job.session_id)
+
         try:
             upload = await payload.prepare(
                 record, self.dumps, self.spool_dir, self.forwarder.payload_format
             )
-            return await self.forwarder.upload(upload)
+            return await self.forwarder.upload(upload, still_ours)
         finally:
             await payload.discard(upload)
 
     # -- outcomes -----------------------------------------------------------------------
 
+    async def _complete(self, job: Job, fields: dict[str, Any]) -> bool:
+        """Mark the job uploaded, again while the database is away for a moment.
+
+        The upload has landed; a job left ``uploading`` is taken over once its lease
+        runs out, and the session goes up a second time. The lease was renewed at most
+        a third of it ago, so half a lease of trying stays inside it.
+        """
+        give_up = time.monotonic() + self.settings.lease_s / 2
+        pause = 0.05
+        while True:
+            try:
+                return await self.queue.complete(job, self.owner, self.clock(), fields)
+            except StoreUnavailable as exc:
+                if time.monotonic() >= give_up:
+                    log.error(
+                        "session %s uploaded, but the queue could not record it: it will "
+                        "be uploaded again once its lease expires: %s",
+                        job.session_id,
+                        exc,
+                    )
+                    raise
+                log.warning(
+                    "session %s uploaded; recording it waits for the queue: %s",
+                    job.session_id,
+                    exc,
+                )
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 1.0)
+
+    def _unconfirmed(self, job: Job, why: str) -> None:
+        """The final call went out and no answer came back: it may have landed, and
+        the next attempt (ours or another process's) sends the session again."""
+        if job.session_id in self._committing:
+            self.metrics.forward_unconfirmed.labels(self.name).inc()
+            log.warning(
+                "session %s: %s sent its final call and got no answer (%s); if it landed, "
+                "the session will be upstream twice",
+                job.session_id,
+                self.name,
+                why,
+            )
+
     async def _succeeded(self, job: Job, result: UploadResult) -> None:
         now = self.clock()
         fields = {"upstream_id": result.upstream_id, **result.record_fields}
-        if not await self.queue.complete(job, self.owner, now, fields):
-            self.metrics.forward_uploads.labels(self.name, "lease_lost").inc()
-            log.error("session %s uploaded, but its lease had been taken over", job.session_id)
+        if not await self._complete(job, fields):
+            # Our upload landed after our lease had been taken over: the process that
+            # holds the job now uploads the session again (or already has). Counted,
+            # so that at-least-once delivery across a lost lease shows; the record
+            # keeps the job holder's answer.
+            self.metrics.forward_uploads.labels(self.name, "duplicate").inc()
+            log.error(
+                "session %s uploaded to %s as %s after its lease had been taken over: "
+                "it may be uploaded twice",
+                job.session_id,
+                self.name,
+                result.upstream_id,
+            )
+            return
         self.metrics.forward_uploads.labels(self.name, "uploaded").inc()
         for reason in AUTH_ALERTS.values():
             self.metrics.forward_auth_alert.labels(self.name, reason).set(0)

@@ -20,11 +20,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
+import sqlite3
 from collections.abc import Callable, Collection, Coroutine
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol, TypeVar
+
+from rtcstats_server.exceptions import StoreUnavailable
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -111,18 +117,38 @@ async def under_lease(
 ) -> T:
     """Run ``work`` while renewing the lease on ``job`` every third of ``lease_s``.
 
-    LeaseLost (and ``work`` cancelled) as soon as a renewal fails: another process
-    holds the job now, and two must never finish it.
+    LeaseLost (and ``work`` cancelled) as soon as a renewal says the lease is no longer
+    ours: another process holds the job now, and two must never finish it. A renewal
+    that could not be asked (the database slow or away for a moment) is not a lost
+    lease: the lease we hold runs until its expiry whatever the database answers, so
+    the work goes on and the next renewal tries again. Cancelling there used to cut an
+    upload whose final call may already have landed, and the retry sent it again.
+    Only once the lease has run out unrenewed is the work given up (LeaseLost).
     """
     task = asyncio.ensure_future(work)
     period = lease_s / 3
+    expires = job.lease_expires if job.lease_expires is not None else clock() + lease_s
     try:
         while True:
             done, _ = await asyncio.wait({task}, timeout=period)
             if done:
                 return task.result()
-            if not await queue.renew(job, owner, clock(), lease_s):
+            now = clock()
+            try:
+                renewed = await queue.renew(job, owner, now, lease_s)
+            except (StoreUnavailable, sqlite3.OperationalError) as exc:
+                if clock() < expires:
+                    log.warning(
+                        "job %s/%s: lease not renewed (%s); live until its expiry, trying again",
+                        job.forwarder,
+                        job.session_id,
+                        exc,
+                    )
+                    continue
+                raise LeaseLost from exc
+            if not renewed:
                 raise LeaseLost
+            expires = now + lease_s
     finally:
         if not task.done():
             task.cancel()

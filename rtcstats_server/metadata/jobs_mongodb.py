@@ -210,27 +210,74 @@ class MongoJobQueue:
         # both win. Inserting a claim with a unique _id (job, lease number) is atomic
         # on every server: exactly one process wins each lease.
         for _ in range(_LEASE_TRIES):
-            seen = await self.jobs.find_one(query, sort=[("next_attempt_at", ASCENDING)])
+            seen = await self._candidate(query)
             if seen is None:
                 return None
-            number = int(seen.get("leases", 0)) + 1
-            try:
-                await self.claims.insert_one(
-                    {"_id": f"{seen['_id']}#{number}", "job": seen["_id"], "owner": owner}
-                )
-            except DuplicateKeyError:
-                continue  # another process took this lease first: look again
-            fields = {
-                "state": JobState.UPLOADING.value,
-                "lease_owner": owner,
-                "lease_expires": _date(now + lease_s),
-                "updated_at": when,
-                "attempts": int(seen["attempts"]) + 1,
-                "leases": number,
-            }
-            await self.jobs.update_one({"_id": seen["_id"]}, {"$set": fields})
-            return _job({**seen, **fields})
+            job = await self._claim(seen, owner, now, lease_s)
+            if job is not None:
+                return job
         return None
+
+    async def _candidate(self, query: dict[str, Any]) -> dict[str, Any] | None:
+        """The most overdue job as read now (it may be leased by others before we claim)."""
+        return await self.jobs.find_one(query, sort=[("next_attempt_at", ASCENDING)])
+
+    async def _claim(
+        self, seen: dict[str, Any], owner: str, now: float, lease_s: float
+    ) -> Job | None:
+        """Take the lease after the one ``seen`` had; None when another process did.
+
+        The unique claim settles a race between processes that read the same lease
+        number. It does not settle a stale read: the claims of a finished job are
+        deleted, so a process that read the job before another leased, uploaded and
+        completed it could insert the same claim again and upload the session twice
+        (seen once under load on FerretDB). The job document is therefore taken only
+        if it still holds the lease number and the due state that were read; otherwise
+        the claim is withdrawn.
+
+        A claim whose job never took its number (the claimer's job write lost to a
+        concurrent write of the same document, which FerretDB allows) would block the
+        job for good; one older than a lease is passed over with the next number.
+        """
+        number = int(seen.get("leases", 0)) + 1
+        while True:
+            claim = {
+                "_id": f"{seen['_id']}#{number}",
+                "job": seen["_id"],
+                "owner": owner,
+                "at": now,
+            }
+            try:
+                await self.claims.insert_one(claim)
+                break
+            except DuplicateKeyError:
+                held = await self.claims.find_one({"_id": claim["_id"]})
+                if held is None or not now - float(held.get("at", now)) > lease_s:
+                    return None  # another process took this lease first: look again
+                number += 1  # an orphan: its claimer never took the job
+        when = _date(now)
+        fields = {
+            "state": JobState.UPLOADING.value,
+            "lease_owner": owner,
+            "lease_expires": _date(now + lease_s),
+            "updated_at": when,
+            "attempts": int(seen["attempts"]) + 1,
+            "leases": number,
+        }
+        unchanged: dict[str, Any] = {
+            "_id": seen["_id"],
+            "state": seen["state"],
+            "leases": seen["leases"] if "leases" in seen else {"$exists": False},
+            "$or": [
+                {"state": JobState.PENDING.value, "next_attempt_at": {"$lte": when}},
+                {"state": JobState.UPLOADING.value, "lease_expires": {"$lte": when}},
+            ],
+        }
+        outcome = await self.jobs.update_one(unchanged, {"$set": fields})
+        if outcome.matched_count == 0:
+            await self.claims.delete_one({"_id": claim["_id"], "owner": owner})
+            return None
+        return _job({**seen, **fields})
 
     def _owned(self, job: Job, owner: str) -> dict[str, Any]:
         return {

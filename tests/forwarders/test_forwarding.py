@@ -4,6 +4,7 @@ the rtcstats.com stand-in; every fault of the stand-in has its expected outcome.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -16,8 +17,13 @@ from pymongo import MongoClient
 
 from rtcstats_server.analysis.worker import ANALYSIS
 from rtcstats_server.cli.main import main
+from rtcstats_server.config import build_config
 from rtcstats_server.dumps.reader import DumpReader
+from rtcstats_server.forwarders.worker import Forwarding, make_forwarding
+from rtcstats_server.metadata.factory import make_session_store
 from rtcstats_server.metadata.jobs_sqlite import SqliteJobQueue
+from rtcstats_server.metrics import Metrics
+from rtcstats_server.storage.factory import make_dump_store
 from tests.services import session_stores, streams
 from tests.services.collector import RunningCollector, run_collector, wait_until
 from tests.services.ferretdb import FerretDB
@@ -179,6 +185,11 @@ async def test_retryable_fault_ends_in_exactly_one_upload(
         f'rtcstats_forward_uploads_total{{forwarder="rtcstats_com",outcome="retried"}} '
         f"{float(retries)}" in metrics
     )
+    # Only the assemble that timed out may have landed unseen (here it was cut).
+    unconfirmed = 1.0 if name == "slow_assemble" else 0.0
+    assert (
+        f'rtcstats_forward_unconfirmed_total{{forwarder="rtcstats_com"}} {unconfirmed}' in metrics
+    )
     if fault.action == "slow":
         assert upstream.abandoned == 1  # the timed-out assemble was cut, not committed
 
@@ -279,6 +290,86 @@ async def test_lease_of_a_dead_process_expires_and_the_job_is_taken_over(
     assert done["forward_attempts"] == 2
     assert job is not None and job.state == "uploaded" and job.result is not None
     assert job.result["rtcstats_id"] == done["rtcstats_id"]
+
+
+@pytest.mark.parametrize("queue", ["sqlite", "ferretdb"])
+async def test_a_process_stalled_past_its_lease_does_not_upload_a_second_time(
+    queue: str,
+    tmp_path: Path,
+    fixtures_dir: Path,
+    upstream: Upstream,
+    request: pytest.FixtureRequest,
+) -> None:
+    """Process A leases the job and stalls mid-upload (its first chunk held) past its
+    lease; process B takes the job over and uploads it. When A resumes it must not
+    assemble: before the fix it sent its remaining chunks and the assemble call, and
+    the session went up twice (what the two collectors on FerretDB once did under
+    load). Times are moved by hand, so no renewal runs while A is held."""
+    with contextlib.ExitStack() as cleanup:
+        stores: dict[str, Any] = {}
+        if queue == "ferretdb":
+            uri = request.getfixturevalue("ferretdb").uri
+            collection = cleanup.enter_context(session_stores.mongo_collection(uri))
+            stores["metadata"] = {
+                "backend": "mongodb",
+                "uri": uri,
+                "database": session_stores.TEST_DATABASE,
+                "collection": collection,
+            }
+        await _stalled_process(tmp_path, fixtures_dir, upstream, stores)
+
+
+async def _stalled_process(
+    tmp_path: Path, fixtures_dir: Path, upstream: Upstream, stores: dict[str, Any]
+) -> None:
+    data = tmp_path / "data"
+    async with run_collector(data, stores) as collector:  # no forwarding configured yet
+        record = await replay_jitsi(collector, fixtures_dir)
+    tree = {
+        **settings(upstream, lease_s=30.0),
+        **stores,
+        "server": {"data_dir": str(data)},
+    }
+    config = build_config(tree, environ={})
+    records, dumps = make_session_store(config), make_dump_store(config)
+    await records.open()
+    await dumps.open()
+    now = [time.time()]
+    processes: list[tuple[Forwarding, Metrics]] = []
+    for node in ("node-a", "node-b"):
+        metrics = Metrics()
+        forwarding = make_forwarding(config, records, dumps, metrics, node)
+        assert forwarding is not None
+        forwarding.clock = lambda: now[0]
+        forwarding.spool_dir = data / f"forward-{node}"
+        await forwarding.open()
+        processes.append((forwarding, metrics))
+    (a, a_metrics), (b, _) = processes
+    try:
+        assert await a.queue.enqueue(record["id"], a.name, now[0])
+        upstream.inject(Fault("chunk", action="hold", chunk_index=0))
+        stalled = asyncio.create_task(a.run_once())
+        await asyncio.wait_for(upstream.holding.wait(), 20)
+        now[0] += 31.0  # A's lease ran out while it was stalled
+        assert await b.run_once()  # B takes the job over and uploads it
+        upstream.release.set()
+        assert await asyncio.wait_for(stalled, 20)
+        job = await a.queue.get(record["id"], a.name)
+        done = await records.get(record["id"])
+    finally:
+        for forwarding, _ in processes:
+            await forwarding.stop()
+        await dumps.close()
+        await records.close()
+    (upload,) = upstream.uploads_of(record["id"])
+    assert job is not None and job.state == "uploaded" and job.attempts == 2
+    assert job.lease_owner is None and job.result is not None
+    assert job.result["rtcstats_id"] == upload.rtcstats_id
+    assert done is not None and done["rtcstats_id"] == upload.rtcstats_id
+    lost = a_metrics.forward_uploads.labels(a.name, "lease_lost")._value.get()
+    duplicates = a_metrics.forward_uploads.labels(a.name, "duplicate")._value.get()
+    unconfirmed = a_metrics.forward_unconfirmed.labels(a.name)._value.get()
+    assert (lost, duplicates, unconfirmed) == (1.0, 0.0, 0.0)  # given up before assemble
 
 
 async def test_api_resends_on_demand(
@@ -398,3 +489,59 @@ async def test_two_collectors_on_mongodb_share_the_queue(
         assert result["rtcstats_id"] == upload.rtcstats_id
     assert sorted(j["session_id"] for j in jobs) == sorted(r["id"] for r in records)
     assert {j["state"] for j in jobs} == {"uploaded"}
+
+
+async def test_an_upload_is_recorded_through_a_short_database_outage(
+    tmp_path: Path,
+    fixtures_dir: Path,
+    upstream: Upstream,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The database goes away while the assemble call is out and comes back: the
+    upload is recorded in the queue once it answers. It used to stay ``uploading``
+    (the completion raised), to be taken over when its lease ran out and uploaded
+    again."""
+    with FerretDB(tmp_path / "ferretdb") as server:
+        metadata = {
+            "backend": "mongodb",
+            "uri": server.uri,
+            "database": session_stores.TEST_DATABASE,
+            "collection": "sessions",
+        }
+        data = tmp_path / "data"
+        async with run_collector(data, {"metadata": metadata}) as collector:
+            record = await replay_jitsi(collector, fixtures_dir)
+        tree = {
+            **settings(upstream, lease_s=30.0),
+            "metadata": metadata,
+            "server": {"data_dir": str(data)},
+        }
+        config = build_config(tree, environ={})
+        records, dumps = make_session_store(config), make_dump_store(config)
+        await records.open()
+        await dumps.open()
+        forwarding = make_forwarding(config, records, dumps, Metrics(), "node-a")
+        assert forwarding is not None
+        await forwarding.open()
+        try:
+            assert await forwarding.queue.enqueue(record["id"], forwarding.name, time.time())
+            upstream.inject(Fault("assemble", action="hold"))
+            working = asyncio.create_task(forwarding.run_once())
+            await asyncio.wait_for(upstream.holding.wait(), 20)
+            await asyncio.to_thread(server.stop)
+            upstream.release.set()
+            await wait_until(
+                lambda: working.done() or "recording it waits for the queue" in caplog.text,
+                30,
+                "the completion to wait for the database",
+            )
+            await asyncio.to_thread(server.start)
+            assert await asyncio.wait_for(working, 30)
+            job = await forwarding.queue.get(record["id"], forwarding.name)
+        finally:
+            await forwarding.stop()
+            await dumps.close()
+            await records.close()
+    (upload,) = upstream.uploads_of(record["id"])
+    assert job is not None and job.state == "uploaded" and job.lease_owner is None
+    assert job.result is not None and job.result["rtcstats_id"] == upload.rtcstats_id

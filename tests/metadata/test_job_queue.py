@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from rtcstats_server.metadata.jobs import JobQueue, JobState
+from rtcstats_server.metadata.jobs import JobQueue, JobState, under_lease
 from rtcstats_server.metadata.jobs_mongodb import MongoJobQueue
 from rtcstats_server.metadata.jobs_sqlite import SqliteJobQueue
 from tests.services import session_stores
+from tests.services.collector import wait_until
+from tests.services.ferretdb import FerretDB
 
 KINDS = ("sqlite", "ferretdb", *(("mongodb",) if session_stores.real_mongodb_uri() else ()))
 F = "rtcstats_com"
@@ -146,3 +148,88 @@ async def test_racing_processes_lease_each_job_once(queues: tuple[JobQueue, JobQ
     await asyncio.gather(*(worker(q, f"{q.name}-{n}") for n in range(4) for q in (a, b)))
     assert sorted(taken) == ids  # every job once, none twice
     assert (await a.counts(F))[JobState.UPLOADING] == len(ids)
+
+
+async def test_a_stale_read_does_not_lease_a_finished_job_again(
+    queues: tuple[JobQueue, JobQueue],
+) -> None:
+    """A process slowed down between reading the due job and claiming it (load) must
+    not take a job that another process leased, uploaded and completed meanwhile: the
+    finished job's claims are deleted, so the claim alone would let it upload twice."""
+    a, b = queues
+    if not isinstance(b, MongoJobQueue):
+        pytest.skip("SQLite leases in one statement: there is no read to go stale")
+    await a.enqueue("s1", F, T0)
+    query = {"forwarder": F, "state": JobState.PENDING.value}
+    stale = await b._candidate(query)  # what the slow process saw
+    assert stale is not None
+    job = await a.lease(F, "node-a", T0, LEASE)
+    assert job is not None
+    assert await a.complete(job, "node-a", T0 + 1, {"rtcstats_id": "x"})
+    assert await b._claim(stale, "node-b", T0 + 2, LEASE) is None
+    done = await a.get("s1", F)
+    assert done is not None
+    assert (done.state, done.lease_owner, done.attempts) == (JobState.UPLOADED, None, 1)
+    # Re-armed by hand, it is leased again (a later lease number), once.
+    assert await a.enqueue("s1", F, T0 + 3, force=True)
+    assert await b._claim(stale, "node-b", T0 + 4, LEASE) is None
+    again = await b.lease(F, "node-b", T0 + 4, LEASE)
+    assert again is not None and again.lease_owner == "node-b"
+    assert await a.lease(F, "node-a", T0 + 4, LEASE) is None
+
+
+async def test_a_renewal_the_database_cannot_answer_does_not_cut_the_work(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The database away for a moment mid-upload: the lease we hold is still ours
+    until it expires, so the upload goes on. Cutting it (as before) could abandon an
+    upload whose final call had already landed, and its retry sent the session twice."""
+    with FerretDB(tmp_path / "ferretdb") as server:
+        queue = MongoJobQueue(server.uri, session_stores.TEST_DATABASE, "jobs")
+        await queue.open()
+        try:
+            await queue.enqueue("s1", F, T0)
+            job = await queue.lease(F, "node-a", T0, LEASE)
+            assert job is not None
+            upload_done = asyncio.Event()
+
+            async def upload() -> str:
+                await upload_done.wait()
+                return "uploaded"
+
+            # Renewed every 0.1 s of real time; the clock stays at T0, inside the lease.
+            working = asyncio.create_task(
+                under_lease(queue, job, "node-a", 0.3, lambda: T0, upload())
+            )
+            await asyncio.to_thread(server.stop)
+            await wait_until(
+                lambda: working.done() or "lease not renewed" in caplog.text,
+                30,
+                "a renewal to fail",
+            )
+            assert not working.done()
+            await asyncio.to_thread(server.start)
+            upload_done.set()
+            assert await asyncio.wait_for(working, 30) == "uploaded"
+            assert await queue.complete(job, "node-a", T0 + 1, {"rtcstats_id": "x"})
+        finally:
+            await queue.close()
+
+
+async def test_an_orphaned_claim_does_not_block_the_job(
+    queues: tuple[JobQueue, JobQueue],
+) -> None:
+    """A claim whose job write was lost (FerretDB lets a concurrent write of the same
+    document undo it) left the job's lease number behind: every later lease tried
+    that number again and the job was never uploaded. A claim older than a lease is
+    passed over."""
+    a, _ = queues
+    if not isinstance(a, MongoJobQueue):
+        pytest.skip("SQLite leases without claims")
+    await a.enqueue("s1", F, T0)
+    await a.claims.insert_one({"_id": f"{F}:s1#1", "job": f"{F}:s1", "owner": "x", "at": T0})
+    assert await a.lease(F, "node-a", T0 + LEASE / 2, LEASE) is None  # may be mid-claim
+    job = await a.lease(F, "node-a", T0 + 2 * LEASE, LEASE)
+    assert job is not None and job.lease_owner == "node-a" and job.attempts == 1
+    assert await a.lease(F, "node-b", T0 + 2 * LEASE, LEASE) is None
+    assert await a.complete(job, "node-a", T0 + 2 * LEASE + 1, {"rtcstats_id": "x"})
