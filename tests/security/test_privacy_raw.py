@@ -1,5 +1,6 @@
-"""The masker's raw fast path masks exactly what parsing each line and masking its
-strings (``mask_parsed``, the reference) masks: the same addresses, the same kept
+"""The masker's raw fast path and its parsing path mask exactly what parsing each
+line and trying both patterns at every position of its strings (the reference)
+masks: the same addresses, the same kept
 texts, on every line shape the ingest path meets, including escapes next to an
 address, IPv6 with zones and embedded quads, and fingerprints that look like IPv6.
 Where nothing is masked the line stays the very same string."""
@@ -8,12 +9,13 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 
 from rtcstats_server.dumps import privacy
-from rtcstats_server.dumps.privacy import mask_line, mask_parsed
+from rtcstats_server.dumps.privacy import mask_line, mask_parsed, mask_plain_reference
 
 CAPTURED = Path(__file__).resolve().parents[2] / "../shared/fixtures/captured"
 
@@ -75,14 +77,42 @@ def line_with(values: list[str], method: str = "onicecandidate") -> str:
     return orjson.dumps([method, "PC_0", report, 12]).decode()
 
 
+def reference_text(text: str) -> str:
+    """Masking as it was first written: SDP line by line, every pattern everywhere."""
+    if text.startswith("v=0") and "\n" in text:
+        lines = text.split("\n")
+        return "\n".join(
+            mask_plain_reference(line) if line.startswith(privacy._SDP_ADDRESS_LINES) else line
+            for line in lines
+        )
+    return mask_plain_reference(text)
+
+
+def reference_walk(value: Any) -> Any:
+    if type(value) is str:
+        return reference_text(value)
+    if type(value) is list:
+        return [reference_walk(item) for item in value]
+    if type(value) is dict:
+        return {key: reference_walk(item) for key, item in value.items()}
+    return value
+
+
+def reference(line: str) -> str | None:
+    parsed = orjson.loads(line)
+    masked = reference_walk(parsed)
+    return None if masked == parsed else orjson.dumps(masked).decode()
+
+
 def assert_same(line: str) -> None:
     fast = mask_line(line)
-    reference = mask_parsed(line)
-    if reference is None:
+    assert mask_parsed(line) == reference(line), line
+    reference_line = reference(line)
+    if reference_line is None:
         assert fast is None, line
     else:
         assert fast is not None, line
-        assert orjson.loads(fast) == orjson.loads(reference), line
+        assert orjson.loads(fast) == orjson.loads(reference_line), line
 
 
 @pytest.mark.parametrize(
@@ -144,3 +174,32 @@ def test_masked_line_keeps_every_other_byte() -> None:
     # Not re-encoded: a float written as the client wrote it stays so.
     line = '[20,"0",{"candidate":"candidate:1 1 udp 1 192.0.2.2 5 typ host","x":1.50},3]'
     assert mask_line(line) == line.replace("192.0.2.2", "x.x.x.x")
+
+
+def test_hinted_masking_equals_the_reference_on_text() -> None:
+    """Decoded strings (SDP lines, texts of the slow path) go through the same hints."""
+    rng = random.Random(31)
+    for _ in range(5000):
+        text = "".join(rng.choices(PIECES, k=rng.randint(1, 8)))
+        assert privacy._mask_plain(text) == mask_plain_reference(text), repr(text)
+
+
+def test_sdp_lines_equal_the_reference() -> None:
+    """An SDP masks its address lines only (a fingerprint is no address)."""
+    rng = random.Random(5)
+    starts = [
+        "c=IN IP4 ",
+        "o=- 1 2 IN IP6 ",
+        "a=candidate:1 1 udp 1 ",
+        "a=rtcp:9 IN IP4 ",
+        "a=fingerprint:",
+    ]
+    starts += ["a=remote-candidates:1 ", "m=audio 9 ", ""]
+    for _ in range(2000):
+        lines = ["v=0"] + [
+            rng.choice(starts) + "".join(rng.choices(PIECES, k=rng.randint(0, 4)))
+            for _ in range(rng.randint(1, 6))
+        ]
+        sdp = rng.choice(["\r\n", "\n"]).join(lines)
+        line = orjson.dumps(["setLocalDescription", "PC_0", {"type": "offer", "sdp": sdp}, 3])
+        assert_same(line.decode())
