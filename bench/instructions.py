@@ -7,11 +7,12 @@ message after aiohttp hands it over (the dialect decoder, IP masking, the dump w
 with its zstd frames: one per 100 entries for 3.1, as acks make it, by size for
 rtcstats-js) under ``valgrind --tool=callgrind``, twice with different message
 counts, and prints the difference per 100k messages, so start-up cancels out.
-``--part mask`` counts ``mask_line`` alone. Needs valgrind (``apt-get install
-valgrind``); each run takes about 10 s.
+Parts (cumulative): ``decode`` (the decoder alone), ``mask`` (and ``mask_line``),
+``path`` (and the writer); the differences are printed too. Needs valgrind
+(``apt-get install valgrind``); each run takes 10 to 60 s.
 
-    python bench/instructions.py                    # both captures, whole path
-    python bench/instructions.py --part mask --load 3.1_STANDARD
+    python bench/instructions.py                    # both captures, every part
+    python bench/instructions.py --parts decode mask --load 3.1_STANDARD
 
 Not the whole server's cost: aiohttp's frame parsing and the event loop are left out
 (bench/ingest measures those, in CPU seconds).
@@ -87,6 +88,8 @@ async def run_path(load: str, plays: int, part: str) -> int:
             for result in decoder.feed(message):
                 if type(result) is not DumpLine:
                     continue
+                if part == "decode":
+                    continue
                 masked = mask_line(result.text)
                 if part == "mask":
                     continue
@@ -121,7 +124,9 @@ def instructions(load: str, plays: int, part: str) -> tuple[int, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--load", nargs="*", default=list(LOADS), choices=list(LOADS))
-    parser.add_argument("--part", choices=["path", "mask"], default="path")
+    parser.add_argument(
+        "--parts", nargs="*", choices=["decode", "mask", "path"], default=["decode", "mask", "path"]
+    )
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -129,10 +134,18 @@ def main() -> None:
         print("messages", asyncio.run(run_path(load, int(plays), part)))
         return
     for load in args.load:
-        few, few_msgs = instructions(load, FEW, args.part)
-        many, many_msgs = instructions(load, MANY, args.part)
-        per_100k = (many - few) / (many_msgs - few_msgs) * 100_000 / 1e9
-        print(f"{load:14} {args.part:5} {per_100k:6.2f} G instructions per 100k messages")
+        found: dict[str, float] = {}
+        for part in args.parts:
+            few, few_msgs = instructions(load, FEW, part)
+            many, many_msgs = instructions(load, MANY, part)
+            found[part] = (many - few) / (many_msgs - few_msgs) * 100_000 / 1e9
+        shown = dict(found)
+        if "decode" in found and "mask" in found:
+            shown["masking"] = found["mask"] - found["decode"]
+        if "mask" in found and "path" in found:
+            shown["writer"] = found["path"] - found["mask"]
+        cells = "  ".join(f"{name} {value:.2f}" for name, value in shown.items())
+        print(f"{load:14} G instructions per 100k messages: {cells}")
 
 
 if __name__ == "__main__":
