@@ -139,6 +139,18 @@ async def test_clients_dropping_twice_across_workers_and_collectors_end_as_one_s
                 seqs = await seqs_of(api_of(http, processes[n % 2]), record["id"])
                 assert seqs == expected, (record["client_session_id"], seqs)
                 assert record["last_seq"] == expected[-1]
+            # The connections really spread over workers of both collectors.
+            nodes: dict[str, set[str]] = {}
+            for process in processes:
+                for line in process.log().splitlines():
+                    words = line.split()
+                    if "ended" in words and words[words.index("ended") + 1] == "on":
+                        session = words[words.index("session") + 1].rstrip(":")
+                        nodes.setdefault(session, set()).add(words[words.index("ended") + 2])
+            seen = set().union(*nodes.values())
+            print(f"\nnode ids per session: {sorted(len(n) for n in nodes.values())}, {seen}")
+            assert seen == {"node-1", "node-1-w1", "node-2", "node-2-w1"}
+            assert sum(len(n) > 1 for n in nodes.values()) >= CLIENTS // 2
         finally:
             stop_all(processes, balancer)
 
@@ -193,3 +205,65 @@ async def test_a_sigkilled_worker_in_a_cluster_loses_nothing_it_acknowledged(
             assert cut
         finally:
             stop_all(processes, balancer)
+
+
+async def _acked(ws: aiohttp.ClientWebSocketResponse, seq: int) -> None:
+    while True:
+        body = await ws.receive_json(timeout=15)
+        if body.get("type") == "sn" and int(body["body"]["value"]) >= seq:
+            return
+
+
+def _entry(sid: str, seq: int) -> str:
+    data = json.dumps(["getstats", "PC_0", {"n": seq}, 1_700_000_000_000 + seq, seq])
+    return json.dumps({"statsSessionId": sid, "type": "stats-entry", "data": data})
+
+
+async def test_a_resume_while_the_old_socket_lives_on_a_sibling_worker_is_one_session(
+    tmp_path: Path, ferretdb: FerretDB, collection: str, bucket: SeaweedFS, shared_prefix: str
+) -> None:
+    """A client whose old socket the server still holds (half-open) resumes on the
+    other worker of the same collector: relayed to the holder (http/relay.py), or, if
+    the holder let go meanwhile, joined as a new segment; one record either way."""
+    process = supervised(tmp_path, 1, ferretdb.uri, collection, bucket, shared_prefix)
+    async with aiohttp.ClientSession() as http:
+        try:
+            process.start()
+            await process.wait_healthy(http, timeout=60)
+            await wait_until(lambda: len(workers_of(process)) == WORKERS, 60, what="workers")
+            sids: list[str] = []
+            crossed = 0
+            while (crossed < 2 or len(sids) < 4) and len(sids) < 40:
+                sid = f"half-open-{len(sids):02d}"
+                sids.append(sid)
+                base = f"{process.ws_url}/room?statsSessionId={sid}"
+                old = await http.ws_connect(
+                    base + "&isReconnect=false", protocols=("3.1_STANDARD",)
+                )
+                assert (await old.receive_json(timeout=10))["body"]["value"] == 0
+                for seq in range(1, 21):
+                    await old.send_str(_entry(sid, seq))
+                await _acked(old, 20)
+                new = await http.ws_connect(base + "&isReconnect=true", protocols=("3.1_STANDARD",))
+                assert old._response is not None and new._response is not None
+                crossed += (
+                    old._response.headers["X-Rtcstats-Worker"]
+                    != new._response.headers["X-Rtcstats-Worker"]
+                )
+                sn = int((await new.receive_json(timeout=10))["body"]["value"])
+                for seq in range(sn + 1, 41):  # the client resends what was not acknowledged
+                    await new.send_str(_entry(sid, seq))
+                await _acked(new, 40)
+                await new.close(code=3001)
+                await old.close(code=4000)
+            api = api_of(http, process)
+            records = await stored_records(api, len(sids), 120)
+            assert sorted(r["client_session_id"] for r in records) == sids
+            for record in records:
+                seqs = await seqs_of(api, record["id"])
+                assert seqs == list(range(1, 41)), (record["client_session_id"], seqs)
+            print(f"\n{crossed} of {len(sids)} resumes on the sibling worker")
+            assert crossed >= 2
+            assert "resume relayed to worker" in process.log()
+        finally:
+            stop_all([process], None)
