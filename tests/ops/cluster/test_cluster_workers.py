@@ -267,3 +267,45 @@ async def test_a_resume_while_the_old_socket_lives_on_a_sibling_worker_is_one_se
             assert "resume relayed to worker" in process.log()
         finally:
             stop_all([process], None)
+
+
+async def test_a_collector_of_workers_stopped_with_sigterm_hands_its_sessions_over(
+    tmp_path: Path, ferretdb: FerretDB, collection: str, bucket: SeaweedFS, shared_prefix: str
+) -> None:
+    """SIGTERM drains every worker: each ends its live segments (not final); the
+    clients resume on the other collector through the balancer, one session each."""
+    processes = [
+        supervised(tmp_path, n, ferretdb.uri, collection, bucket, shared_prefix) for n in (1, 2)
+    ]
+    balancer = None
+    async with aiohttp.ClientSession() as http:
+        try:
+            balancer = await start_all(http, processes, tmp_path)
+            clients = [
+                Client31(http, balancer.ws_url, f"workers-drained-{n}") for n in range(CLIENTS)
+            ]
+            for client in clients:
+                await client.connect()
+            await asyncio.gather(*(c.send(PER_CONNECTION) for c in clients))
+            await asyncio.gather(*(c.wait_acked(PER_CONNECTION) for c in clients))
+            code, _ = await processes[0].terminate()
+            assert code == 0
+            cut = [c for c in clients if c.cut_off]
+            assert cut
+            for client in cut:  # the balancer's check takes the stopped one out
+                await client.connect()
+            await asyncio.gather(*(c.send(PER_CONNECTION) for c in clients))
+            await asyncio.gather(*(c.wait_acked(2 * PER_CONNECTION) for c in clients))
+            for client in clients:
+                await client.leave()
+            api = api_of(http, processes[1])
+            records = await stored_records(api, CLIENTS, 120)
+            assert sorted(r["client_session_id"] for r in records) == sorted(c.sid for c in clients)
+            for record in records:
+                seqs = await seqs_of(api, record["id"])
+                assert seqs == list(range(1, 2 * PER_CONNECTION + 1)), (
+                    record["client_session_id"],
+                    seqs,
+                )
+        finally:
+            stop_all(processes, balancer)
