@@ -309,3 +309,61 @@ async def test_a_collector_of_workers_stopped_with_sigterm_hands_its_sessions_ov
                 )
         finally:
             stop_all(processes, balancer)
+
+
+async def test_segments_of_a_crashed_worker_recover_when_the_collector_comes_back_with_fewer(
+    tmp_path: Path, ferretdb: FerretDB, collection: str, bucket: SeaweedFS, shared_prefix: str
+) -> None:
+    """A collector of 2 workers is SIGKILLed whole; it comes back as one process on the
+    same data dir: worker 1's live segment is handed over, ended and its session stored
+    (left on worker 1's disk it would hold the session's finish back forever)."""
+    process = supervised(tmp_path, 1, ferretdb.uri, collection, bucket, shared_prefix)
+    async with aiohttp.ClientSession() as http:
+        try:
+            process.start()
+            await process.wait_healthy(http, timeout=60)
+            await wait_until(lambda: len(workers_of(process)) == WORKERS, 60, what="workers")
+            sid = ""
+            for attempt in range(40):  # until a connection lands on worker 1
+                sid = f"fewer-{attempt:02d}"
+                url = f"{process.ws_url}/room?statsSessionId={sid}&isReconnect=false"
+                ws = await http.ws_connect(url, protocols=("3.1_STANDARD",))
+                assert ws._response is not None
+                if ws._response.headers["X-Rtcstats-Worker"] == "1":
+                    break
+                await ws.close(code=3001)
+            else:
+                raise AssertionError("no connection reached worker 1")
+            assert (await ws.receive_json(timeout=10))["body"]["value"] == 0
+            for seq in range(1, 31):
+                await ws.send_str(_entry(sid, seq))
+            await _acked(ws, 30)
+            pids = await asyncio.to_thread(workers_of, process)
+            for pid in pids.values():
+                os.kill(pid, signal.SIGKILL)
+            process.kill()  # before it restarts them: the collector is gone whole
+            live = process.data_dir / "workers" / "1" / "live"
+            assert list(live.glob("*.segment.zst"))
+            await ws.close()
+
+            single = CollectorProcess(
+                process.data_dir, env={**process.env, "RTCSTATS_SERVER__WORKERS": "1"}
+            )
+            single.start()
+            try:
+                await single.wait_healthy(http, timeout=60)
+                api = api_of(http, single)
+                deadline = time.monotonic() + 60
+                while True:
+                    records = (await api.get_json("/v1/sessions?limit=1000"))["sessions"]
+                    ours = [r for r in records if r["client_session_id"] == sid]
+                    if ours and ours[0]["state"] == "stored":
+                        break
+                    assert time.monotonic() < deadline, ours
+                    await asyncio.sleep(0.2)
+                assert await seqs_of(api, ours[0]["id"]) == list(range(1, 31))
+                assert not list(live.glob("*.segment.zst"))
+            finally:
+                single.kill()
+        finally:
+            stop_all([process], None)
