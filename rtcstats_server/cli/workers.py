@@ -21,6 +21,7 @@ from pydantic import SecretStr
 from rtcstats_server.config import Config
 from rtcstats_server.http.viewer.signing import load_key
 from rtcstats_server.sessions.live import default_node_id
+from rtcstats_server.sessions.segments import SEGMENT_SUFFIX
 
 log = logging.getLogger("rtcstats_server")
 
@@ -105,18 +106,25 @@ def adopt_orphans(data_dir: Path, count: int) -> int:
     belong to no node: those of workers that no longer exist go to worker 0 (or the
     single process) too. Live dumps of a worker that no longer exists stay where they
     are, recovered when that worker runs again (a warning says so); a drained stop
-    (SIGTERM) leaves none. Returns the files moved.
+    (SIGTERM) leaves none. Cluster segments (``server.cluster``) are the exception:
+    they belong to no node either (any collector ends a segment file it finds, see
+    sessions/segments.py), and one left live in the shared store would keep its
+    session from ever finishing, on every collector; so those of a worker that no
+    longer exists go to the heir too. Returns the files moved.
     """
     heir = worker_dir(data_dir, 0) if count > 1 else data_dir
     moves: list[tuple[Path, tuple[str, ...]]] = [
         (data_dir if count > 1 else worker_dir(data_dir, 0), ("live", "outbox"))
     ]
+    segments: list[Path] = []
     workers = data_dir / "workers"
     if workers.is_dir():
         for child in sorted(workers.iterdir()):
             if child.name.isdigit() and int(child.name) >= max(count, 1) and child.name != "0":
                 moves.append((child, ("outbox",)))
-                left = _files(child / "live")
+                live = _files(child / "live")
+                segments += [entry for entry in live if entry.name.endswith(SEGMENT_SUFFIX)]
+                left = [entry for entry in live if not entry.name.endswith(SEGMENT_SUFFIX)]
                 if left:
                     log.warning(
                         "%d unfinished sessions in %s wait for worker %s (server.workers)",
@@ -124,23 +132,26 @@ def adopt_orphans(data_dir: Path, count: int) -> int:
                         child / "live",
                         child.name,
                     )
-    moved = 0
+    moved = _move(segments, heir / "live")
     for source, names in moves:
         for name in names:
-            entries = _files(source / name)
-            if not entries:
-                continue
-            there = heir / name
-            there.mkdir(parents=True, exist_ok=True)
-            for entry in entries:
-                target = there / entry.name
-                if target.exists():
-                    log.warning("cannot move %s to %s: a file of that name is there", entry, there)
-                    continue
-                entry.rename(target)
-                moved += 1
+            moved += _move(_files(source / name), heir / name)
     if moved:
         log.info("moved %d unfinished session files to %s", moved, heir)
+    return moved
+
+
+def _move(entries: list[Path], there: Path) -> int:
+    """Move ``entries`` into ``there`` (never over a file of the same name)."""
+    moved = 0
+    for entry in entries:
+        there.mkdir(parents=True, exist_ok=True)
+        target = there / entry.name
+        if target.exists():
+            log.warning("cannot move %s to %s: a file of that name is there", entry, there)
+            continue
+        entry.rename(target)
+        moved += 1
     return moved
 
 

@@ -15,6 +15,7 @@ from rtcstats_server.cli.workers import (
     worker_count,
 )
 from rtcstats_server.config import build_config
+from rtcstats_server.sessions.segments import SEGMENT_SUFFIX
 from tests.services.cli import run_cli
 
 
@@ -98,6 +99,29 @@ def test_changing_the_worker_count_hands_unfinished_files_over(tmp_path: Path) -
     ]
     assert (data / "workers" / "2" / "live" / "c.rtcstats.zst").exists()
     assert adopt_orphans(data, 1) == 0
+
+
+def test_cluster_segments_of_a_worker_that_no_longer_exists_go_to_worker_0(
+    tmp_path: Path,
+) -> None:
+    # server.cluster: a segment file is ended by whichever collector finds it (no node
+    # id in it); left live where no worker runs, its session would never finish.
+    data = tmp_path / "data"
+    live = data / "workers" / "3" / "live"
+    live.mkdir(parents=True)
+    (live / f"s1.g1{SEGMENT_SUFFIX}").write_bytes(b"seg")
+    (live / "s2.rtcstats.zst").write_bytes(b"dump")
+    assert adopt_orphans(data, 2) == 1
+    assert (data / "workers" / "0" / "live" / f"s1.g1{SEGMENT_SUFFIX}").read_bytes() == b"seg"
+    assert sorted(p.name for p in live.iterdir()) == ["s2.rtcstats.zst"]
+    # and from N workers to one process: to the collector's own live directory
+    (data / "workers" / "2" / "live").mkdir(parents=True)
+    (data / "workers" / "2" / "live" / f"s3.g3{SEGMENT_SUFFIX}").write_bytes(b"seg3")
+    assert adopt_orphans(data, 1) == 2
+    assert sorted(p.name for p in (data / "live").iterdir()) == [
+        f"s1.g1{SEGMENT_SUFFIX}",
+        f"s3.g3{SEGMENT_SUFFIX}",
+    ]
 
 
 async def test_a_port_in_use_fails_the_supervised_start_in_one_line(tmp_path: Path) -> None:
