@@ -196,7 +196,8 @@ class ConnectionCard:
     def result(self) -> dict[str, Any]:
         connected = None
         for chain in ("connection", "ice"):
-            moment = next((t for t, s in self.chains.get(chain, []) if s in _CONNECTED), None)
+            chain_states = self.chains.get(chain, [])
+            moment = next((t for t, s in chain_states if s in _CONNECTED and t > 0), None)
             if moment is not None:
                 connected = moment
                 break

@@ -388,7 +388,9 @@ def _connection() -> Iterator[Feature]:
         "The peer connection's id in the dump (PC_0, ...): with the session id, "
         "the key of this row. An identifier, not counted as a feature.",
     )
-    yield _peer(c, _S_PC, "startTime", _I, "epoch ms", "Time of the connection's first event.")
+    yield _peer(
+        c, _S_PC, "startTime", _I, "epoch ms", "Time of the connection's first event (with a time)."
+    )
     yield _peer(
         c, _S_PC, "duration", _I, "ms", "Time from the connection's first to its last event."
     )

@@ -175,7 +175,10 @@ class PeerConnectionSummary:
     def event(self, event: Event) -> None:
         method, value, when = event.method, event.value, event.timestamp
         if method == "create":
-            self.created_at = when if self.created_at is None else min(self.created_at, when)
+            # A time of 0 (or less) is a missing time (an export without one), not 1970:
+            # measured from it, a connection would connect after 55 years.
+            if when > 0:
+                self.created_at = when if self.created_at is None else min(self.created_at, when)
         elif method == "onconnectionstatechange" and isinstance(value, str):
             self.connection.add(when, value, self.limit)
         elif method == "oniceconnectionstatechange" and isinstance(value, str):
@@ -199,7 +202,7 @@ class PeerConnectionSummary:
     def result(self) -> dict[str, Any]:
         track = self.connection if self.connection.timeline else self.ice
         connect_ms = None
-        if track.connected_at is not None and self.created_at is not None:
+        if track.connected_at is not None and track.connected_at > 0 and self.created_at:
             connect_ms = max(track.connected_at - self.created_at, 0.0)
         return {
             "pc_id": self.pc_id[:MAX_ID_CHARS],

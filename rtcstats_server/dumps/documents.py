@@ -77,8 +77,9 @@ _INTERNALS_EVENTS: Final = (
     "negotiationneeded",
     "datachannel",
 )
-#: Order among events of the same time: as the exports list them.
-_GUM, _LOG, _STATS, _CREATE = range(4)
+#: Order among events of the same time: as the exports list them, a connection's made-up
+#: ``create`` before its first event.
+_CREATE, _GUM, _LOG, _STATS = range(4)
 
 # Inside a string: everything up to its closing quote (or the end of the chunk).
 _STRING_BODY: Final = re.compile(rb'[^"\\]*(?:\\.[^"\\]*)*', re.DOTALL)
@@ -642,13 +643,18 @@ class _Reading:
         method = str(item.get("type"))
         if method.endswith(_INTERNALS_EVENTS) and not method.startswith("on"):
             method = "on" + method
-        when = epoch_ms(item.get("time")) or 0.0
+        # Chrome writes ``time`` as a local-time string without a zone (unreadable) and,
+        # since 2023, ``timestamp`` in epoch ms: that one first.
+        when = as_number(item.get("timestamp")) or epoch_ms(item.get("time")) or 0.0
         self.stage.event(_LOG, "internals", Event(when, method, pc_id, item.get("value")))
 
     def _create_connections(self, metadata: dict[str, Any]) -> None:
         """A ``create`` for each connection whose log has none, at its first event; the
-        first connection's page is the export's when it names none."""
+        first connection's page is the export's when it names none. Staged rows still
+        pending are written first: the query must see every event (a small export's
+        are all pending, and its connections were created at 0)."""
         stage = self.stage
+        stage.flush()
         created = stage.db.execute(
             """
             SELECT p.pc, p.info, a.first, a.created FROM pcs p LEFT JOIN (

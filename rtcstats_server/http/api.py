@@ -30,7 +30,7 @@ from rtcstats_server.exceptions import (
 )
 from rtcstats_server.forwarders import payload
 from rtcstats_server.forwarders.selection import CLIENT_DIALECTS
-from rtcstats_server.http.errors import client_went_away, error, json_response
+from rtcstats_server.http.errors import client_gone, client_went_away, error, json_response
 from rtcstats_server.http.keys import (
     CONFIG,
     DUMPS,
@@ -244,7 +244,9 @@ async def _send_dump(
                 await response.write(await asyncio.to_thread(decoder.feed, chunk))
             chunk = await anext(chunks, None)
         await response.write_eof()
-    except ConnectionResetError as exc:
+    except ConnectionError as exc:
+        if not client_gone(request, exc):
+            raise
         # A cancelled download: no traceback; counted, and the access log has it.
         client_went_away(request.app[METRICS], request.remote, exc)
     return response
@@ -277,7 +279,9 @@ async def _rtcstats_dump(request: web.Request, record: dict[str, Any]) -> web.St
             while chunk := await asyncio.to_thread(handle.read, CHUNK):
                 await response.write(chunk)
         await response.write_eof()
-    except ConnectionResetError as exc:
+    except ConnectionError as exc:
+        if not client_gone(request, exc):
+            raise
         client_went_away(request.app[METRICS], request.remote, exc)
     finally:
         await payload.discard(made)

@@ -96,6 +96,18 @@ async def _detail_shape(request: web.Request, handler: Handler) -> web.StreamRes
         raise
 
 
+def client_gone(request: web.Request, exc: ConnectionError) -> bool:
+    """Whether ``exc``, raised while answering ``request``, is its client going away:
+    a reset or broken pipe (aiohttp raises ``ClientConnectionResetError`` writing to a
+    closed connection), or aiohttp's plain ``ConnectionError("Connection lost")`` when
+    the connection closed while the response waited for the client to read (a large
+    download, the socket buffers full). Another connection error (a store's) is not."""
+    if isinstance(exc, ConnectionResetError | BrokenPipeError):
+        return True
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
 def client_went_away(metrics: Metrics, peer: object, exc: BaseException) -> None:
     """A response the client stopped reading (a cancelled download): counted, and one
     DEBUG line. Handlers that stream call it themselves; the adapter below for the rest."""
@@ -117,7 +129,8 @@ class HttpErrorLog(logging.LoggerAdapter):  # type: ignore[type-arg]
             self.metrics.refused.labels(REASON).inc()
             self.logger.debug("bad HTTP request from %s: %s", peer, exc.message)
             return
-        if isinstance(exc, ConnectionResetError | BrokenPipeError):
+        # A plain ConnectionError is aiohttp's "Connection lost" (client_gone).
+        if isinstance(exc, ConnectionResetError | BrokenPipeError) or type(exc) is ConnectionError:
             client_went_away(self.metrics, peer, exc)
             return
         super().log(level, msg, *args, **kwargs)

@@ -23,7 +23,7 @@ from aiohttp import web
 
 from rtcstats_server.exceptions import NotFound, ProtocolViolation, StoreUnavailable
 from rtcstats_server.http.api import record_of
-from rtcstats_server.http.errors import client_went_away, json_response
+from rtcstats_server.http.errors import client_gone, client_went_away, json_response
 from rtcstats_server.http.keys import METRICS, RECORDS
 from rtcstats_server.metadata.record import SessionQuery
 from rtcstats_server.query_values import parse_time
@@ -109,7 +109,9 @@ async def features_jsonl(request: web.Request) -> web.StreamResponse:
             )
             page = await store.query(query)
         await response.write_eof()
-    except ConnectionResetError as exc:
+    except ConnectionError as exc:
+        if not client_gone(request, exc):
+            raise
         client_went_away(request.app[METRICS], request.remote, exc)
     except StoreUnavailable as exc:
         # The status went out already: cut the stream, so the client sees it incomplete

@@ -9,6 +9,7 @@ import hashlib
 import json
 import socket
 import struct
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -19,10 +20,14 @@ import pytest
 from rtcstats_server.cli.replay import ReplayOptions, replay_file
 from tests.services.collector import wait_until
 from tests.services.process import CollectorProcess
+from tests.services.uploads import post_raw
 
-#: 3.6 MB of JVB statistics: a download far larger than the socket buffers.
+#: 3.6 MB of JVB statistics.
 BIG_DUMP = "real/jitsi-jvb-sample.jsonl"
 ABORTS = 10
+#: How long the aborting client waits between its first read and its reset: a client
+#: (or a machine) that is slow must not let the server finish the response first.
+CLIENT_PAUSE_S = 0.2
 ADMIN = "admin-token-that-must-not-be-logged"
 
 
@@ -59,12 +64,36 @@ async def one_stored_session(server: CollectorProcess, fixtures: Path, **headers
     return session_id
 
 
+def unsent_bound() -> int:
+    """More bytes than a response can have left the server while its client reads
+    nothing: the kernel's largest send buffer (``tcp_wmem``'s maximum, which
+    autotuning reaches on loopback: 3.4 MB were buffered here) plus a margin for the
+    server's own write buffers and the client's small receive window."""
+    wmem_max = int(Path("/proc/sys/net/ipv4/tcp_wmem").read_text().split()[2])
+    return wmem_max + (2 << 20)
+
+
+async def session_larger_than(server: CollectorProcess, size: int) -> str:
+    """A session whose dump (an upload, kept line for line) is at least ``size`` bytes."""
+    header = {"fileFormat": 2, "clientProtocol": "3.1_STANDARD", "startTime": 1_700_000_000_000}
+    pad = "x" * 8000
+    lines = [b"RTCStatsDump", json.dumps(header).encode()]
+    for i in range(size // len(pad) + 1):
+        lines.append(json.dumps(["padding", "PC_0", f"{i} {pad}", 1_700_000_000_000 + i]).encode())
+    async with aiohttp.ClientSession() as http:
+        status, answer = await post_raw(http, server.base_url, b"\n".join(lines) + b"\n")
+    assert status == 200, answer
+    session_id: str = answer["rtcstatsId"]
+    return session_id
+
+
 def abort_download(port: int, path: str) -> None:
-    """Ask for a dump, read a little, then reset the connection (SO_LINGER 0)."""
+    """Ask for a dump, read a little, pause, then reset the connection (SO_LINGER 0)."""
     with socket.create_connection(("127.0.0.1", port)) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.sendall(f"GET {path} HTTP/1.1\r\nHost: collector\r\n\r\n".encode())
         assert sock.recv(1000).startswith(b"HTTP/1.1 200")
+        time.sleep(CLIENT_PAUSE_S)  # as a loaded machine might
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
 
@@ -76,13 +105,22 @@ async def aborted_total(http: aiohttp.ClientSession, server: CollectorProcess) -
     raise AssertionError("rtcstats_http_responses_aborted_total is not exposed")
 
 
-async def test_cancelled_downloads_are_counted_debug_lines(
-    start: Callable[..., Any], fixtures_dir: Path
-) -> None:
+async def test_cancelled_downloads_are_counted_debug_lines(start: Callable[..., Any]) -> None:
     server = await start(RTCSTATS_LOGGING__LEVEL="DEBUG")
-    session_id = await one_stored_session(server, fixtures_dir)
+    # A download the server cannot finish while the client reads nothing, however late
+    # the client resets: with a smaller one (the 3.4 MB JVB dump fits in a loopback send
+    # buffer) a slow client let the server complete, and nothing was aborted. So each
+    # reset finds the server waiting for the client to read (aiohttp's "Connection
+    # lost", once an uncounted ERROR traceback).
+    bound = unsent_bound()
+    session_id = await session_larger_than(server, bound)
+    path = f"/v1/sessions/{session_id}/dump"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(server.base_url + path) as response:
+            assert response.status == 200
+            assert len(await response.read()) > bound
     for _ in range(ABORTS):
-        await asyncio.to_thread(abort_download, server.port, f"/v1/sessions/{session_id}/dump")
+        await asyncio.to_thread(abort_download, server.port, path)
     async with aiohttp.ClientSession() as http:
 
         async def all_counted() -> bool:

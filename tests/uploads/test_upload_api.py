@@ -280,6 +280,9 @@ async def test_webrtc_internals_export_is_converted_with_its_peer_connections(
         assert [pc["pc_id"] for pc in pcs] == ["1234-1"]
         assert record["max_rtt_ms"] >= 500  # from the stats series
         assert "high_rtt" in record["findings"]
+        # Measured from the connection's first update, not from 0.
+        assert pcs[0]["connect_time_ms"] == 1100.0
+        assert "slow_connect" not in record["findings"]
         assert record["started_at"].startswith("2025-03-01T09:59:59")
         async with c.http.get(
             f"{c.base_url}/v1/sessions/{session_id}/dump", headers=auth(READ)

@@ -80,6 +80,8 @@ class _Sequence:
         self.elapsed: float | None = None
 
     def see(self, value: object, t: float) -> None:
+        if t <= 0:  # a missing time: nothing is measured from or to it
+            return
         if self.start is None:
             if value == self.a:
                 self.start = t
@@ -167,6 +169,8 @@ class ConnectionFeatures:
     def _count(self, event: Event) -> None:
         self.events += 1
         t = event.timestamp
+        if self.first_t <= 0 < t:  # began at a missing time: starts at its first real one
+            self.first_t = t
         self.last_t = t
         self.last_method = event.method
 

@@ -19,7 +19,7 @@ import orjson
 from aiohttp import web
 
 from rtcstats_server.exceptions import NotFound, ProtocolViolation, StoreUnavailable
-from rtcstats_server.http.errors import client_went_away
+from rtcstats_server.http.errors import client_gone, client_went_away
 from rtcstats_server.http.keys import VIEWER
 from rtcstats_server.http.viewer import render
 from rtcstats_server.http.viewer.service import Viewer, iso_time
@@ -148,7 +148,9 @@ async def view_page(request: web.Request) -> web.StreamResponse:
     try:
         await response.write(body.encode())
         await response.write_eof()
-    except ConnectionResetError as exc:
+    except ConnectionError as exc:
+        if not client_gone(request, exc):
+            raise
         # the viewer left while its dump was read; the cache is written all the same
         client_went_away(viewer.metrics, request.remote, exc)
     return response
@@ -199,7 +201,9 @@ async def view_samples(request: web.Request) -> web.StreamResponse:
     try:
         await viewer.data.stream_samples(record["dump_key"], start, end, response.write)
         await response.write_eof()
-    except ConnectionResetError as exc:
+    except ConnectionError as exc:
+        if not client_gone(request, exc):
+            raise
         client_went_away(viewer.metrics, request.remote, exc)  # stream_samples has stopped
     return response
 
@@ -235,7 +239,9 @@ async def view_property(request: web.Request) -> web.StreamResponse:
             record["dump_key"], pc_id, report_id, name, response.write
         )
         await response.write_eof()
-    except ConnectionResetError as exc:
+    except ConnectionError as exc:
+        if not client_gone(request, exc):
+            raise
         client_went_away(viewer.metrics, request.remote, exc)
     return response
 
