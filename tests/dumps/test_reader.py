@@ -185,6 +185,32 @@ def test_rtcstats_js_null_removes_and_nested_merges() -> None:
     }
 
 
+def test_rtcstats_js_adds_changes_and_keeps_in_one_delta() -> None:
+    """One delta with every case at once: held reports keep their order, new ones
+    follow, a report's own time stays, returned reports are never changed later, and
+    a bad report leaves the held state as it was."""
+    decoder = RtcstatsJsStats()
+    first = decoder.apply({"a": {"type": 5, "14": 1}, "b": {"type": 5}, "c": {"type": 5}, "t": 1})
+    snapshot = {stats_id: dict(report) for stats_id, report in first.items()}
+    full = decoder.apply(
+        {"n": {"type": 2, "14": 7}, "b": {"14": 2, "t": 0.5}, "c": None, "x": None, "t": 2}
+    )
+    assert list(full) == ["a", "b", "n"]
+    assert full["a"] == {"type": "transport", "packetsReceived": 1, "timestamp": 2}
+    assert full["b"] == {"type": "transport", "packetsReceived": 2, "timestamp": 0.5}
+    assert full["n"] == {"type": "outbound-rtp", "packetsReceived": 7, "timestamp": 2}
+    assert first == snapshot
+    assert decoder.cells == 9
+    with pytest.raises(DumpFormatError):
+        decoder.apply({"z": 3, "t": 3})
+    with pytest.raises(DumpFormatError):
+        decoder.apply({"a": [1], "t": 3})
+    assert decoder.reports is full
+    assert decoder.apply({"t": 4}) == {
+        stats_id: {**report, "timestamp": 4} for stats_id, report in full.items()
+    }
+
+
 def test_our_zstd_dump_in_many_frames(fixtures_dir: Path) -> None:
     data, lines = stored_dump(fixtures_dir)
     reader, events = read_all(data, strict=True)
