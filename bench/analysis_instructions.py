@@ -8,7 +8,7 @@ a 2 MB rtcstats-js dump (the one ``bench/analysis.py`` builds), minus a run that
 imports, divided by the messages read. The hash seed is fixed (dict probing depends on
 it). About a minute per part under valgrind.
 
-    python bench/instructions.py [--mb 2]
+    python bench/analysis_instructions.py [--mb 2]
 """
 
 from __future__ import annotations

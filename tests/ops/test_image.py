@@ -335,7 +335,7 @@ async def test_image_steps_serve_a_real_stream(
             env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         out, err = await asyncio.wait_for(replay.communicate(), 60)
-        assert replay.returncode == 0, err.decode()
+        assert replay.returncode == 0, err.decode() + "\n--- collector log ---\n" + server.log()
         assert json.loads(out)["close_codes"] == {"3001": 2}
         # what configuration errors point to is in the wheel, not only in this tree
         defaults = await asyncio.create_subprocess_exec(
