@@ -90,6 +90,21 @@ def _record(doc: Document) -> Document:
     return doc
 
 
+def mongo_client(uri: str, timeout_ms: int, appname: str) -> AsyncMongoClient[Document]:
+    """A client as every part of the collector's store uses it: UTC-aware datetimes and
+    one timeout for server selection, connecting and each operation, so an outage
+    surfaces within ``metadata.timeout_s`` instead of pymongo's 30 s default."""
+    return AsyncMongoClient(
+        uri,
+        tz_aware=True,
+        tzinfo=UTC,
+        serverSelectionTimeoutMS=timeout_ms,
+        connectTimeoutMS=timeout_ms,
+        socketTimeoutMS=timeout_ms,
+        appname=appname,
+    )
+
+
 class MongoSessionStore:
     name = "mongodb"
 
@@ -112,15 +127,7 @@ class MongoSessionStore:
         so that ``ping`` finishes the job once the database answers."""
         if self._client is None:
             try:
-                self._client = AsyncMongoClient(
-                    self._uri,
-                    tz_aware=True,
-                    tzinfo=UTC,
-                    serverSelectionTimeoutMS=self.timeout_ms,
-                    connectTimeoutMS=self.timeout_ms,
-                    socketTimeoutMS=self.timeout_ms,
-                    appname="rtcstats-collector",
-                )
+                self._client = mongo_client(self._uri, self.timeout_ms, "rtcstats-collector")
             except (ConfigurationError, ValueError) as exc:  # InvalidURI is one
                 problem = _without_secrets(str(exc), self._uri)
                 raise ConfigError("metadata.uri", f"not a usable MongoDB URI: {problem}") from None

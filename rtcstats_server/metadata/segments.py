@@ -34,7 +34,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 from rtcstats_server.exceptions import StoreUnavailable
-from rtcstats_server.metadata.mongodb import unavailable_on_outage
+from rtcstats_server.metadata.mongodb import mongo_client, unavailable_on_outage
 
 log = logging.getLogger(__name__)
 
@@ -86,14 +86,7 @@ class SegmentDirectory:
         return self._collection(f"{self.collection_name}_segments")
 
     async def open(self) -> None:
-        self._client = AsyncMongoClient(
-            self._uri,
-            tz_aware=True,
-            serverSelectionTimeoutMS=self.timeout_ms,
-            connectTimeoutMS=self.timeout_ms,
-            socketTimeoutMS=self.timeout_ms,
-            appname="rtcstats-collector-segments",
-        )
+        self._client = mongo_client(self._uri, self.timeout_ms, "rtcstats-collector-segments")
         with contextlib.suppress(StoreUnavailable):
             await self._ensure_indexes()
 
