@@ -153,7 +153,11 @@ async def test_clients_dropping_twice_across_workers_and_collectors_end_as_one_s
                         nodes.setdefault(session, set()).add(words[words.index("ended") + 2])
             seen = set().union(*nodes.values())
             print(f"\nnode ids per session: {sorted(len(n) for n in nodes.values())}, {seen}")
-            assert seen == {"node-1", "node-1-w1", "node-2", "node-2-w1"}
+            # Both collectors, and more than one worker of them: which worker a connection
+            # reaches is the kernel's SO_REUSEPORT hash, so one of the four may see none
+            # (CI once saw worker 0 of node-1 get no segment of the 24).
+            assert {node.removesuffix("-w1") for node in seen} == {"node-1", "node-2"}
+            assert len(seen) >= 3 and seen <= {"node-1", "node-1-w1", "node-2", "node-2-w1"}
             assert sum(len(n) > 1 for n in nodes.values()) >= CLIENTS // 2
         finally:
             stop_all(processes, balancer)
