@@ -338,7 +338,11 @@ async def test_segments_of_a_crashed_worker_recover_when_the_collector_comes_bac
             await process.wait_healthy(http, timeout=60)
             await wait_until(lambda: len(workers_of(process)) == WORKERS, 60, what="workers")
             sid = ""
-            for attempt in range(40):  # until a connection lands on worker 1
+            # until a connection lands on worker 1; a worker process may not listen yet
+            # (CI once saw 40 quick attempts all reach worker 0), so give it time
+            for attempt in range(150):
+                if attempt:
+                    await asyncio.sleep(0.1)
                 sid = f"fewer-{attempt:02d}"
                 url = f"{process.ws_url}/room?statsSessionId={sid}&isReconnect=false"
                 ws = await http.ws_connect(url, protocols=("3.1_STANDARD",))
