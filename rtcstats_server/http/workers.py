@@ -29,6 +29,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
+from rtcstats_server.http.front import Doors, UnixDoorSite
 from rtcstats_server.http.keys import MANAGER, METRICS
 
 log = logging.getLogger(__name__)
@@ -125,9 +126,10 @@ async def _own_metrics_socket(app: web.Application) -> AsyncIterator[None]:
         await runner.cleanup()
 
 
-async def take_relayed(runner: web.AppRunner, worker: WorkerInfo) -> None:
-    """Listen for the upgrades siblings relay to this worker (on the app's runner)."""
-    await web.UnixSite(runner, worker.ingest_socket(worker.index)).start()
+async def take_relayed(runner: web.AppRunner, worker: WorkerInfo, doors: Doors) -> None:
+    """Listen for the upgrades and requests siblings relay to this worker (on the app's
+    runner, through the same front door as the public port)."""
+    await UnixDoorSite(runner, worker.ingest_socket(worker.index), doors).start()
 
 
 async def _sibling(worker: WorkerInfo, index: int) -> str | None:
