@@ -60,8 +60,10 @@ PATH_PATTERN = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$")
 
 #: Protocol-error close codes (frames.py) → why the session ended.
 _ERROR_REASONS = {1009: EndReason.MESSAGE_TOO_BIG, 1007: EndReason.BAD_MESSAGES}
-#: How long a client has to answer our close frame before its socket is cut.
+#: How long a client has to answer our close frame before its socket is cut; at a
+#: drain (shutdown), where every session is closed at once and the process waits.
 CLOSE_TIMEOUT_S: Final = 10.0
+DRAIN_CLOSE_TIMEOUT_S: Final = 1.0
 
 
 def without_token(raw_path: str) -> str:
@@ -570,4 +572,5 @@ class Stream(Connection):
             return
         if request.counted and not ws.close_sent:
             self.handler.metrics.closed_by_server.labels(close_code_label(request.code)).inc()
-        ws.close(request.code, request.reason.encode())
+        wait = DRAIN_CLOSE_TIMEOUT_S if request.catch_up else None
+        ws.close(request.code, request.reason.encode(), wait)

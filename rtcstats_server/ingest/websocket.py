@@ -184,9 +184,9 @@ class WebSocket(asyncio.Protocol):
         if not self.close_sent:
             self.write(text_frame(text))
 
-    def close(self, code: int, reason: bytes = b"") -> None:
+    def close(self, code: int, reason: bytes = b"", wait_s: float | None = None) -> None:
         """Send our close frame (once); the connection ends when the client answers
-        (at once if it closed first) or after ``close_timeout_s``."""
+        (at once if it closed first) or after ``wait_s`` (``close_timeout_s``)."""
         if self.close_sent or self.closed:
             return
         self.write(close_frame(code, reason))
@@ -194,7 +194,8 @@ class WebSocket(asyncio.Protocol):
         if self.close_code is not None:  # the client closed first, or broke the protocol
             self._end()
             return
-        self._close_timer = asyncio.get_running_loop().call_later(self.close_timeout_s, self._end)
+        wait = self.close_timeout_s if wait_s is None else wait_s
+        self._close_timer = asyncio.get_running_loop().call_later(wait, self._end)
         # Read on, for the client's close frame; later (not inside a listener's call).
         asyncio.get_running_loop().call_soon(self.resume)
 
