@@ -10,7 +10,6 @@ import zlib
 import pytest
 
 from rtcstats_server.ingest.frames import (
-    BINARY,
     CLOSE,
     PING,
     TEXT,
