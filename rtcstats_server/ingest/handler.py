@@ -566,11 +566,15 @@ class Stream(Connection):
             self.ws.send_text(reply.text)
 
     def _close_now(self, request: CloseRequest) -> None:
+        """Send our close frame. For the session the socket is closed from here (a
+        message that still comes is dropped: ``WebSocket`` reads only the client's
+        close now), so a finish or a resume waits for no client; the socket itself
+        lingers until the client answers, or its time is up."""
         ws = self.ws
-        if ws.closed:
-            self.ended()
-            return
-        if request.counted and not ws.close_sent:
-            self.handler.metrics.closed_by_server.labels(close_code_label(request.code)).inc()
-        wait = DRAIN_CLOSE_TIMEOUT_S if request.catch_up else None
-        ws.close(request.code, request.reason.encode(), wait)
+        if not ws.closed:
+            if request.counted and not ws.close_sent:
+                code = close_code_label(request.code)
+                self.handler.metrics.closed_by_server.labels(code).inc()
+            wait = DRAIN_CLOSE_TIMEOUT_S if request.catch_up else None
+            ws.close(request.code, request.reason.encode(), wait)
+        self.ended()
