@@ -27,7 +27,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -136,7 +136,12 @@ def merge_segments(parts: list[bytes], out: Path, level: int, close: str | None)
     """Whole frames of each part, in the order given (the first holds the header),
     into one dump at ``out``: a line whose seq is not above every seq before it is a
     duplicate and dropped; close lines (a recovered segment's) are dropped; ``close``
-    ends the dump (None: a session still live). Blocking: call it from a worker thread."""
+    ends the dump (None: a session still live). Blocking: call it from a worker thread.
+
+    ``out`` is written anew: the writer appends frames, and a file an earlier merge of
+    the session left there (a try that stopped before the dump store took it) would
+    otherwise put a second copy, close line and all, behind this one."""
+    out.unlink(missing_ok=True)
     writer = DumpWriter(out, level, fsync=True)
     seen = lines = duplicates = 0
     for data in parts:
@@ -356,32 +361,49 @@ class Cluster:
             task.add_done_callback(self._finishing.discard)
         return True
 
-    async def _finish_now(self, session_id: str) -> None:
-        try:
-            if session_id in self.finisher.waiting or session_id in self._active:
-                return
-            now = self._clock()
-            grace = self.config.ingest.resume_grace_s
-            if await self.directory.claim(session_id, self.node_id, now, grace):
-                await self._finish_claimed(session_id)
-        except Exception as exc:  # the job finishes it later
-            log.error("session %s: finish after the last segment failed: %r", session_id, exc)
+    @contextlib.contextmanager
+    def _taken_here(self, session_id: str) -> Iterator[bool]:
+        """Whether this process may try to finish the session now: False while another
+        of its tasks does (the final end's and the finish job's both come here).
 
-    async def _finish_claimed(self, session_id: str) -> State | None:
+        Taken before the claim, not after it: a claim this node confirmed is taken up
+        again by this node (an earlier try that stopped), so two tasks that both asked
+        while the first confirmed would both merge, into the same file: a stored dump
+        holding the session twice, its close line in the middle.
+        """
+        if session_id in self.finisher.waiting or session_id in self._active:
+            yield False
+            return
         self._active.add(session_id)
         try:
-            record = await self.directory.get(session_id)
-            if record is None:
-                return None
-            segments = await self.directory.of_session(session_id)
-            session = await self._merge(record, segments)
-            await self.finisher.finish(session)
-            if session.state is State.QUEUED:
-                await self._delete_segments(segments)
-                await self.directory.forget(session_id)
-            return session.state
+            yield True
         finally:
             self._active.discard(session_id)
+
+    async def _finish_now(self, session_id: str) -> None:
+        with self._taken_here(session_id) as taken:
+            if not taken:
+                return
+            try:
+                now = self._clock()
+                grace = self.config.ingest.resume_grace_s
+                if await self.directory.claim(session_id, self.node_id, now, grace):
+                    await self._finish_claimed(session_id)
+            except Exception as exc:  # the job finishes it later
+                log.error("session %s: finish after the last segment failed: %r", session_id, exc)
+
+    async def _finish_claimed(self, session_id: str) -> State | None:
+        """Merge and finish a session this process has taken and claimed."""
+        record = await self.directory.get(session_id)
+        if record is None:
+            return None
+        segments = await self.directory.of_session(session_id)
+        session = await self._merge(record, segments)
+        await self.finisher.finish(session)
+        if session.state is State.QUEUED:
+            await self._delete_segments(segments)
+            await self.directory.forget(session_id)
+        return session.state
 
     async def _retry_pending(self) -> None:
         pending, self.pending = self.pending, []
@@ -450,12 +472,17 @@ class Cluster:
         return True
 
     async def _handle(self, job: Job) -> None:
+        with self._taken_here(job.session_id) as taken:
+            if taken:
+                await self._handle_taken(job)
+            else:
+                now = self._clock()
+                await self.queue.retry(job, self.node_id, now, now + 1.0, "being finished here")
+
+    async def _handle_taken(self, job: Job) -> None:
         session_id = job.session_id
         grace = self.config.ingest.resume_grace_s
         now = self._clock()
-        if session_id in self.finisher.waiting or session_id in self._active:
-            await self.queue.retry(job, self.node_id, now, now + 1.0, "being finished here")
-            return
         record = await self.directory.get(session_id)
         if record is None or int(record.get("state_rank", 0)) >= SessionState.STORED.rank:
             await self.directory.forget(session_id)

@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import aiohttp
-import pytest
 
 from tests.ops.cluster.cluster import Client31, cluster_settings, settings_env
 from tests.services.collector import RunningCollector, wait_until
@@ -227,12 +226,6 @@ def _entry(sid: str, seq: int) -> str:
     return json.dumps({"statsSessionId": sid, "type": "stats-entry", "data": data})
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known bug (issue 18): under CI load one merged dump of a half-open resume held a "
-    "line that is no client entry (IndexError reading its seq; seen once in CI, never in "
-    "local runs); seqs_of now names such lines",
-)
 async def test_a_resume_while_the_old_socket_lives_on_a_sibling_worker_is_one_session(
     tmp_path: Path, ferretdb: FerretDB, collection: str, bucket: SeaweedFS, shared_prefix: str
 ) -> None:

@@ -3,14 +3,16 @@ holding every seq once (two in-process collectors on FerretDB and SeaweedFS)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from pathlib import Path
 
 import jwt
 
+from rtcstats_server.metadata.segments import ENDED
 from tests.ops.cluster.cluster import Client31, cluster_settings
-from tests.services.collector import run_collector
+from tests.services.collector import run_collector, wait_until
 from tests.services.ferretdb import FerretDB
 from tests.services.seaweedfs import SeaweedFS
 
@@ -99,3 +101,46 @@ async def test_resume_elsewhere_by_another_token_holder_gets_its_own_session(
             ]
             expected = list(range(1, 41)) if record["connections"] == 2 else list(range(1, 6))
             assert seqs == expected
+
+
+async def test_two_finish_tasks_of_one_collector_store_its_session_once(
+    tmp_path: Path, ferretdb: FerretDB, collection: str, bucket: SeaweedFS, shared_prefix: str
+) -> None:
+    """A collector takes up a claim it confirmed itself (an earlier try that stopped),
+    so its final end's finish and its finish job's, asking at the same moment, were
+    both let through: two merges into one file, a dump stored with the session twice
+    (a close line in its middle). One of them must finish it, once."""
+    grace = 60.0
+    tree = cluster_settings(
+        "node-a", ferretdb.uri, collection, bucket, shared_prefix, resume_grace_s=grace
+    )
+    async with run_collector(tmp_path / "a", tree) as a:
+        cluster = a.manager.cluster
+        assert cluster is not None
+        client = Client31(a.http, a.ws_url, "finished-once")
+        await client.connect()
+        await client.send(30)
+        await client.wait_acked(30)
+        (session_id,) = [s.id for s in a.manager.sessions.values()]
+        await client.drop()  # not final: nothing finishes it before the grace
+
+        async def ended() -> bool:
+            segments = await cluster.directory.of_session(session_id)
+            return bool(segments) and all(s["state"] == ENDED for s in segments)
+
+        await wait_until(ended, 15, what="the segment's end recorded")
+        later = time.time() + 2 * grace
+        assert await cluster.directory.claim(session_id, cluster.node_id, later, grace)
+        cluster._clock = lambda: time.time() + 2 * grace  # the grace has passed
+        await asyncio.gather(cluster._finish_now(session_id), cluster._finish_now(session_id))
+        record = await a.wait_for_record(lambda r: r["state"] == "stored", timeout=30)
+        lines = (await a.dump_text(record["id"])).splitlines()
+        assert [json.loads(line)[4] for line in lines[2:-1]] == list(range(1, 31))
+        assert json.loads(lines[-1])[0] == "close"
+        await wait_until(lambda: not cluster._active, 15, what="the finish over")
+        finished = [
+            line
+            for line in (await a.metrics_text()).splitlines()
+            if line.startswith("rtcstats_sessions_finished_total{")
+        ]
+        assert [line.rsplit(" ", 1)[1] for line in finished] == ["1.0"], finished
