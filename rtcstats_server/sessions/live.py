@@ -47,8 +47,10 @@ from rtcstats_server.sessions.finish import Finisher
 from rtcstats_server.sessions.recovery import Recovery
 from rtcstats_server.sessions.segments import (
     FINAL_REASONS,
+    HOLDER_FIELD,
     Cluster,
     Joined,
+    holder_digest,
     new_segment_id,
     segment_path,
 )
@@ -263,17 +265,30 @@ class SessionManager:
 
     # -- connect, resume ------------------------------------------------------------
 
-    def check_resume(self, client: Client, token: ClientToken | None) -> None:
-        """Refuse (403, before the upgrade) a resume of a session someone else holds.
+    async def check_resume(self, client: Client, token: ClientToken | None) -> None:
+        """Refuse (403, before the upgrade) a resume of a session someone else holds:
+        one this process holds live, or in a cluster one whose live segments are on
+        other collectors (or other workers of this one) or have all ended.
 
         Without tokens every holder is anonymous, so anyone who knows a live
         statsSessionId may resume it: that is the trust model of tokenless deployments.
         """
+        holder = _holder(token)
         session = self._resumable(client)
-        if session is not None and session.holder != _holder(token):
-            raise HandshakeRefused(
-                403, "resume_not_owner", "this session is streamed by another token holder"
-            )
+        if session is not None:
+            if session.holder != holder:
+                raise _not_owner()
+            return
+        client_id = client.client_session_id
+        if (
+            self.cluster is not None
+            and self.config.auth.has_keys  # else every client is anonymous: no store read
+            and client.resumable
+            and client.is_reconnect
+            and client_id is not None
+            and await self.cluster.refuses_resume(client_id, client.dialect, holder)
+        ):
+            raise _not_owner()
 
     async def connect(
         self,
@@ -665,7 +680,7 @@ class SessionManager:
             await asyncio.to_thread(writer.discard)
             return
         final = reason in FINAL_REASONS or not session.client.resumable
-        facts = {
+        facts: dict[str, Any] = {
             "first": not session.joined,
             "seq_from": session.first_seq or None,
             "seq_to": session.last_seq or None,
@@ -676,6 +691,8 @@ class SessionManager:
             "dropped_messages": session.dropped,
             "connections": session.connections,
         }
+        if not session.joined:  # also when its registration failed: the end upserts it
+            facts[HOLDER_FIELD] = holder_digest(session.holder)
         path = writer.path if session.lines else None
         log.info(
             "session %s: segment %s ended on %s (%s, code %s, %d lines, seq %s-%s, final %s)",
@@ -744,3 +761,9 @@ class SessionManager:
 
 def _holder(token: ClientToken | None) -> tuple[tuple[str, str], ...] | None:
     return token.holder if token is not None else None
+
+
+def _not_owner() -> HandshakeRefused:
+    return HandshakeRefused(
+        403, "resume_not_owner", "this session is streamed by another token holder"
+    )

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 import uuid
@@ -56,6 +57,8 @@ log = logging.getLogger(__name__)
 #: The job queue's worker name for "finish this session once it is final".
 FINISH_JOB = "segments"
 SEGMENT_SUFFIX = ".segment.zst"
+#: The field of a session's first segment that names its token holder (``holder_digest``).
+HOLDER_FIELD = "holder_sha256"
 #: End reasons after which the client never resumes: no grace to wait.
 FINAL_REASONS = frozenset({EndReason.CLIENT_CLOSED, EndReason.CONFERENCE_LEFT})
 _LEASE_S = 60.0
@@ -66,11 +69,14 @@ _POLL_S = 0.25
 Holder = tuple[tuple[str, str], ...] | None
 
 
-def _holder_of(segment: Mapping[str, Any]) -> Holder:
-    stored = segment.get("holder")
-    if not isinstance(stored, str):
+def holder_digest(holder: Holder) -> str | None:
+    """What a session's first segment keeps of its token holder, for resumes on other
+    collectors to compare with theirs: a digest, so the shared store does not gather
+    the tokens' subjects and ids (the record keeps only what a token pins). Equal
+    holders, equal digests: a holder's pairs come sorted. None: anonymous."""
+    if holder is None:
         return None
-    return tuple((str(name), str(value)) for name, value in orjson.loads(stored))
+    return hashlib.sha256(orjson.dumps(holder)).hexdigest()
 
 
 def new_segment_id() -> str:
@@ -280,19 +286,40 @@ class Cluster:
         )
         return Joined(record["_id"], segment_id, started, sn)
 
+    async def refuses_resume(self, client_session_id: str, dialect: str, holder: Holder) -> bool:
+        """The client id has live sessions in the cluster and another token holder
+        started each of them: the resume is refused before the upgrade, as one
+        collector refuses a resume of a session it holds. False when the store does
+        not answer (the join then finds nothing either: a session of its own)."""
+        try:
+            records = await self.directory.find_resumable(client_session_id, dialect)
+            return bool(records) and await self._of_holder(records, holder) is None
+        except Exception as exc:
+            log.error("client %s: resume owner lookup failed: %r", client_session_id, exc)
+            return False
+
     async def _resumable(
         self, client_session_id: str, dialect: str, holder: Holder
     ) -> dict[str, Any] | None:
         """The newest live session of this client id that this token holder started."""
-        for record in await self.directory.find_resumable(client_session_id, dialect):
+        records = await self.directory.find_resumable(client_session_id, dialect)
+        return await self._of_holder(records, holder)
+
+    async def _of_holder(
+        self, records: list[dict[str, Any]], holder: Holder
+    ) -> dict[str, Any] | None:
+        """The first of ``records`` (newest first) that this token holder started; one
+        whose first segment is not known yet (its registration failed) is anyone's."""
+        digest = holder_digest(holder)
+        for record in records:
             segments = await self.directory.of_session(record["_id"])
             first = [s for s in segments if s.get("first")]
-            if not first or _holder_of(first[0]) == holder:
+            if not first or first[0].get(HOLDER_FIELD) == digest:
                 return record
             log.warning(
                 "session %s: not resumed by another token holder (client %s)",
                 record["_id"],
-                client_session_id,
+                record.get("client_session_id"),
             )
         return None
 
@@ -304,8 +331,7 @@ class Cluster:
             "state": LIVE,
             "opened_at": self._clock(),
             "first": True,
-            # One string: FerretDB 1.x refuses arrays of arrays.
-            "holder": orjson.dumps(holder).decode() if holder is not None else None,
+            HOLDER_FIELD: holder_digest(holder),
         }
         try:
             await self.directory.register(session_id, segment_id, entry)

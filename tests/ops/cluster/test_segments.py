@@ -55,20 +55,31 @@ async def test_resume_on_another_collector_is_one_session(
         assert json.loads(lines[-1])[:3] == ["close", None, 3001]
 
 
-async def test_resume_elsewhere_by_another_token_holder_gets_its_own_session(
+async def test_resume_elsewhere_by_another_token_holder_is_refused_before_the_upgrade(
     tmp_path: Path, ferretdb: FerretDB, collection: str, bucket: SeaweedFS, shared_prefix: str
 ) -> None:
+    """As on one collector (tests/security/test_resume_hijack.py): a resume of a live
+    session by another token holder, or by a client without a token, is answered 403
+    ``resume_not_owner`` before the upgrade, whether the session's segments have all
+    ended or one is live on the other collector; a fresh connection reusing the id
+    gets a session of its own; the holder's own resumes join its session."""
     secret = "cluster-resume-test-secret-0123456789"
-    auth = {"require_token": True, "jwt_secret": secret, "leeway_s": 0}
+    auth = {"require_token": False, "jwt_secret": secret, "leeway_s": 0}
 
     def settings(node: str) -> dict[str, object]:
-        tree = cluster_settings(node, ferretdb.uri, collection, bucket, shared_prefix)
+        tree = cluster_settings(
+            node, ferretdb.uri, collection, bucket, shared_prefix, resume_grace_s=30.0
+        )
         return {**tree, "auth": auth}
 
     def token(user: str) -> str:
         claims = {"exp": int(time.time() + 300), "sub": user, "rtcStats": {"user": user}}
         return jwt.encode(claims, secret, algorithm="HS256")
 
+    def resume_path(query: str) -> str:
+        return "/room?statsSessionId=held-1&isReconnect=true" + (f"&{query}" if query else "")
+
+    mallory = f"rtcstats-token={token('mallory')}"
     async with (
         run_collector(tmp_path / "a", settings("node-a")) as a,
         run_collector(tmp_path / "b", settings("node-b")) as b,
@@ -77,15 +88,25 @@ async def test_resume_elsewhere_by_another_token_holder_gets_its_own_session(
         await owner.connect()
         await owner.send(20)
         await owner.wait_acked(20)
-        await owner.drop()
-        stranger = Client31(b.http, b.ws_url, "held-1", query=f"rtcstats-token={token('mallory')}")
-        stranger.connections = 1  # it claims a resume
-        assert await stranger.connect() == 0
+        await owner.drop()  # its segment ends on A; the session waits for its resume
+        assert await b.upgrade_status(resume_path(mallory)) == 403
+        assert await b.upgrade_status(resume_path("")) == 403  # anonymous: not the holder
+        assert not b.manager.sessions
+
+        stranger = Client31(b.http, b.ws_url, "held-1", query=mallory)
+        await stranger.connect()  # a fresh connection: a session of its own
         await stranger.send(5)
+        await stranger.wait_acked(5)
         await stranger.leave()
+
         owner.base_ws = b.ws_url
         await owner.connect()  # the real holder resumes its own session elsewhere
-        await owner.send(20)
+        await owner.send(10)
+        await owner.wait_acked(30)
+        # its segment is live on B now: A knows the session only from the store
+        assert not a.manager.sessions
+        assert await a.upgrade_status(resume_path(mallory)) == 403
+        await owner.send(10)
         await owner.leave()
 
         def stored(record: dict[str, object]) -> bool:
@@ -101,6 +122,9 @@ async def test_resume_elsewhere_by_another_token_holder_gets_its_own_session(
             ]
             expected = list(range(1, 41)) if record["connections"] == 2 else list(range(1, 6))
             assert seqs == expected
+        refused = 'rtcstats_connections_refused_total{reason="resume_not_owner"}'
+        assert f"{refused} 2.0" in await b.metrics_text()
+        assert f"{refused} 1.0" in await a.metrics_text()
 
 
 async def test_two_finish_tasks_of_one_collector_store_its_session_once(
