@@ -313,6 +313,8 @@ class SessionManager:
                 log.error("session %s: dump write failed at resume: %s", session.id, exc)
                 await self.finish(session, EndReason.DUMP_ERROR, 1011)
                 session = None
+        if session is not None and self.cluster is not None and not session.recorded:
+            session = await self._instead_of_empty(session, client, handshake, token)
         if session is None and self.cluster is not None:
             session = await self._join(client, handshake, token)
         if session is not None and session.live:
@@ -336,6 +338,28 @@ class SessionManager:
         session.last_activity = self._loop_time()
         connection.durable_seq = connection.told_seq = session.last_seq
         return session, session.last_seq
+
+    async def _instead_of_empty(
+        self,
+        session: LiveSession,
+        client: Client,
+        handshake: Handshake,
+        token: ClientToken | None,
+    ) -> LiveSession:
+        """The session a resume continues when the one held here never held an event.
+
+        Its client gave that socket up before sending anything (it stayed half-open
+        here), streamed on another collector, and comes back: the cluster's session
+        has what it sent, and resuming the empty one here would answer ``sn`` 0 and
+        start a second record with the client's later seqs. Joined, the empty one
+        ends (without an event it leaves no record); no session elsewhere: it goes on.
+        """
+        joined = await self._join(client, handshake, token)
+        if joined is None:
+            return session
+        log.info("session %s: held no event, the resume joins %s", session.id, joined.id)
+        await self.finish(session, EndReason.RESUME_EXPIRED, 1000)
+        return joined
 
     def holds(self, client: Client) -> bool:
         """This process has the live session ``client`` resumes (under ``serve

@@ -168,3 +168,43 @@ async def test_two_finish_tasks_of_one_collector_store_its_session_once(
             if line.startswith("rtcstats_sessions_finished_total{")
         ]
         assert [line.rsplit(" ", 1)[1] for line in finished] == ["1.0"], finished
+
+
+async def test_a_session_left_without_an_event_does_not_take_the_clients_resume(
+    tmp_path: Path, ferretdb: FerretDB, collection: str, bucket: SeaweedFS, shared_prefix: str
+) -> None:
+    """A client gives up its first socket (to A) before sending an event, while A still
+    holds it (half-open); it streams on B, drops, and comes back to A. A's session of
+    no event must not take that resume (a second session of the client's later seqs):
+    the resume joins the session on B, and A's empty one is dropped."""
+
+    def settings(node: str) -> dict[str, object]:
+        return cluster_settings(node, ferretdb.uri, collection, bucket, shared_prefix)
+
+    async with (
+        run_collector(tmp_path / "a", settings("node-a")) as a,
+        run_collector(tmp_path / "b", settings("node-b")) as b,
+    ):
+        url = f"{a.ws_url}/room?statsSessionId=early-1&isReconnect=false"
+        abandoned = await a.http.ws_connect(url, protocols=("3.1_STANDARD",))
+        assert (await abandoned.receive_json(timeout=10))["body"]["value"] == 0
+        client = Client31(b.http, b.ws_url, "early-1")
+        client.connections = 1  # its next connection is a resume
+        assert await client.connect() == 0
+        await client.send(20)
+        await client.wait_acked(20)
+        await client.drop()
+        client.base_ws = a.ws_url
+        await client.connect()  # sn 20, or 0 while B's segment end is not recorded yet
+        await client.send(20)
+        await client.wait_acked(40)
+        await client.leave()
+        record = await a.wait_for_record(lambda r: r["state"] == "stored", timeout=30)
+        assert record["connections"] == 2
+        lines = (await a.dump_text(record["id"])).splitlines()
+        assert [json.loads(line)[4] for line in lines[2:-1]] == list(range(1, 41))
+        # a split's other half would be listed too (its first event made its record)
+        records = (await a.get_json("/v1/sessions"))["sessions"]
+        assert [r["id"] for r in records] == [record["id"]]
+        assert (await abandoned.receive(timeout=10)).type.name in {"CLOSE", "CLOSED", "CLOSING"}
+        assert not a.manager.sessions
