@@ -288,6 +288,14 @@ async def test_a_resume_while_the_old_socket_lives_on_a_sibling_worker_is_one_se
             api = api_of(http, process)
             records = await stored_records(api, len(sids), 120)
             assert sorted(r["client_session_id"] for r in records) == sids
+            # Merged once each: a collector's two finish tasks (the final close's, the
+            # job's) once both merged one session, into one file (its dump twice).
+            merged = sorted(
+                line.split("session ", 1)[1].split(":", 1)[0]
+                for line in process.log().splitlines()
+                if "segments merged on" in line
+            )
+            assert merged == sorted(r["id"] for r in records)
             for record in records:
                 seqs = await seqs_of(api, record["id"])
                 assert seqs == list(range(1, 41)), (record["client_session_id"], seqs)
