@@ -222,7 +222,7 @@ class IngestHandler:
                 relayed = await self.elsewhere.relay(request, client, client_ip)
                 if relayed is not None:
                     return relayed
-            self.manager.check_resume(client, token)
+            await self.manager.check_resume(client, token)
         except HandshakeRefused as refusal:
             return self.refuse(refusal)
         ws = web.WebSocketResponse(
