@@ -292,7 +292,7 @@ class IngestHandler:
                 )
             ):
                 return
-            self.manager.check_resume(client, token)
+            await self.manager.check_resume(client, token)
         except HandshakeRefused as refusal:
             self._refuse(transport, refusal)
             return

@@ -47,8 +47,10 @@ from rtcstats_server.sessions.finish import Finisher
 from rtcstats_server.sessions.recovery import Recovery
 from rtcstats_server.sessions.segments import (
     FINAL_REASONS,
+    HOLDER_FIELD,
     Cluster,
     Joined,
+    holder_digest,
     new_segment_id,
     segment_path,
 )
@@ -263,17 +265,30 @@ class SessionManager:
 
     # -- connect, resume ------------------------------------------------------------
 
-    def check_resume(self, client: Client, token: ClientToken | None) -> None:
-        """Refuse (403, before the upgrade) a resume of a session someone else holds.
+    async def check_resume(self, client: Client, token: ClientToken | None) -> None:
+        """Refuse (403, before the upgrade) a resume of a session someone else holds:
+        one this process holds live, or in a cluster one whose live segments are on
+        other collectors (or other workers of this one) or have all ended.
 
         Without tokens every holder is anonymous, so anyone who knows a live
         statsSessionId may resume it: that is the trust model of tokenless deployments.
         """
+        holder = _holder(token)
         session = self._resumable(client)
-        if session is not None and session.holder != _holder(token):
-            raise HandshakeRefused(
-                403, "resume_not_owner", "this session is streamed by another token holder"
-            )
+        if session is not None:
+            if session.holder != holder:
+                raise _not_owner()
+            return
+        client_id = client.client_session_id
+        if (
+            self.cluster is not None
+            and self.config.auth.has_keys  # else every client is anonymous: no store read
+            and client.resumable
+            and client.is_reconnect
+            and client_id is not None
+            and await self.cluster.refuses_resume(client_id, client.dialect, holder)
+        ):
+            raise _not_owner()
 
     async def connect(
         self,
@@ -298,6 +313,8 @@ class SessionManager:
                 log.error("session %s: dump write failed at resume: %s", session.id, exc)
                 await self.finish(session, EndReason.DUMP_ERROR, 1011)
                 session = None
+        if session is not None and self.cluster is not None and not session.recorded:
+            session = await self._instead_of_empty(session, client, handshake, token)
         if session is None and self.cluster is not None:
             session = await self._join(client, handshake, token)
         if session is not None and session.live:
@@ -321,6 +338,28 @@ class SessionManager:
         session.last_activity = self._loop_time()
         connection.durable_seq = connection.told_seq = session.last_seq
         return session, session.last_seq
+
+    async def _instead_of_empty(
+        self,
+        session: LiveSession,
+        client: Client,
+        handshake: Handshake,
+        token: ClientToken | None,
+    ) -> LiveSession:
+        """The session a resume continues when the one held here never held an event.
+
+        Its client gave that socket up before sending anything (it stayed half-open
+        here), streamed on another collector, and comes back: the cluster's session
+        has what it sent, and resuming the empty one here would answer ``sn`` 0 and
+        start a second record with the client's later seqs. Joined, the empty one
+        ends (without an event it leaves no record); no session elsewhere: it goes on.
+        """
+        joined = await self._join(client, handshake, token)
+        if joined is None:
+            return session
+        log.info("session %s: held no event, the resume joins %s", session.id, joined.id)
+        await self.finish(session, EndReason.RESUME_EXPIRED, 1000)
+        return joined
 
     def holds(self, client: Client) -> bool:
         """This process has the live session ``client`` resumes (under ``serve
@@ -665,7 +704,7 @@ class SessionManager:
             await asyncio.to_thread(writer.discard)
             return
         final = reason in FINAL_REASONS or not session.client.resumable
-        facts = {
+        facts: dict[str, Any] = {
             "first": not session.joined,
             "seq_from": session.first_seq or None,
             "seq_to": session.last_seq or None,
@@ -676,6 +715,8 @@ class SessionManager:
             "dropped_messages": session.dropped,
             "connections": session.connections,
         }
+        if not session.joined:  # also when its registration failed: the end upserts it
+            facts[HOLDER_FIELD] = holder_digest(session.holder)
         path = writer.path if session.lines else None
         log.info(
             "session %s: segment %s ended on %s (%s, code %s, %d lines, seq %s-%s, final %s)",
@@ -744,3 +785,9 @@ class SessionManager:
 
 def _holder(token: ClientToken | None) -> tuple[tuple[str, str], ...] | None:
     return token.holder if token is not None else None
+
+
+def _not_owner() -> HandshakeRefused:
+    return HandshakeRefused(
+        403, "resume_not_owner", "this session is streamed by another token holder"
+    )

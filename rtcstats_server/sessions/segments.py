@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -56,6 +57,8 @@ log = logging.getLogger(__name__)
 #: The job queue's worker name for "finish this session once it is final".
 FINISH_JOB = "segments"
 SEGMENT_SUFFIX = ".segment.zst"
+#: The field of a session's first segment that names its token holder (``holder_digest``).
+HOLDER_FIELD = "holder_sha256"
 #: End reasons after which the client never resumes: no grace to wait.
 FINAL_REASONS = frozenset({EndReason.CLIENT_CLOSED, EndReason.CONFERENCE_LEFT})
 _LEASE_S = 60.0
@@ -66,11 +69,14 @@ _POLL_S = 0.25
 Holder = tuple[tuple[str, str], ...] | None
 
 
-def _holder_of(segment: Mapping[str, Any]) -> Holder:
-    stored = segment.get("holder")
-    if not isinstance(stored, str):
+def holder_digest(holder: Holder) -> str | None:
+    """What a session's first segment keeps of its token holder, for resumes on other
+    collectors to compare with theirs: a digest, so the shared store does not gather
+    the tokens' subjects and ids (the record keeps only what a token pins). Equal
+    holders, equal digests: a holder's pairs come sorted. None: anonymous."""
+    if holder is None:
         return None
-    return tuple((str(name), str(value)) for name, value in orjson.loads(stored))
+    return hashlib.sha256(orjson.dumps(holder)).hexdigest()
 
 
 def new_segment_id() -> str:
@@ -136,7 +142,12 @@ def merge_segments(parts: list[bytes], out: Path, level: int, close: str | None)
     """Whole frames of each part, in the order given (the first holds the header),
     into one dump at ``out``: a line whose seq is not above every seq before it is a
     duplicate and dropped; close lines (a recovered segment's) are dropped; ``close``
-    ends the dump (None: a session still live). Blocking: call it from a worker thread."""
+    ends the dump (None: a session still live). Blocking: call it from a worker thread.
+
+    ``out`` is written anew: the writer appends frames, and a file an earlier merge of
+    the session left there (a try that stopped before the dump store took it) would
+    otherwise put a second copy, close line and all, behind this one."""
+    out.unlink(missing_ok=True)
     writer = DumpWriter(out, level, fsync=True)
     seen = lines = duplicates = 0
     for data in parts:
@@ -275,19 +286,40 @@ class Cluster:
         )
         return Joined(record["_id"], segment_id, started, sn)
 
+    async def refuses_resume(self, client_session_id: str, dialect: str, holder: Holder) -> bool:
+        """The client id has live sessions in the cluster and another token holder
+        started each of them: the resume is refused before the upgrade, as one
+        collector refuses a resume of a session it holds. False when the store does
+        not answer (the join then finds nothing either: a session of its own)."""
+        try:
+            records = await self.directory.find_resumable(client_session_id, dialect)
+            return bool(records) and await self._of_holder(records, holder) is None
+        except Exception as exc:
+            log.error("client %s: resume owner lookup failed: %r", client_session_id, exc)
+            return False
+
     async def _resumable(
         self, client_session_id: str, dialect: str, holder: Holder
     ) -> dict[str, Any] | None:
         """The newest live session of this client id that this token holder started."""
-        for record in await self.directory.find_resumable(client_session_id, dialect):
+        records = await self.directory.find_resumable(client_session_id, dialect)
+        return await self._of_holder(records, holder)
+
+    async def _of_holder(
+        self, records: list[dict[str, Any]], holder: Holder
+    ) -> dict[str, Any] | None:
+        """The first of ``records`` (newest first) that this token holder started; one
+        whose first segment is not known yet (its registration failed) is anyone's."""
+        digest = holder_digest(holder)
+        for record in records:
             segments = await self.directory.of_session(record["_id"])
             first = [s for s in segments if s.get("first")]
-            if not first or _holder_of(first[0]) == holder:
+            if not first or first[0].get(HOLDER_FIELD) == digest:
                 return record
             log.warning(
                 "session %s: not resumed by another token holder (client %s)",
                 record["_id"],
-                client_session_id,
+                record.get("client_session_id"),
             )
         return None
 
@@ -299,8 +331,7 @@ class Cluster:
             "state": LIVE,
             "opened_at": self._clock(),
             "first": True,
-            # One string: FerretDB 1.x refuses arrays of arrays.
-            "holder": orjson.dumps(holder).decode() if holder is not None else None,
+            HOLDER_FIELD: holder_digest(holder),
         }
         try:
             await self.directory.register(session_id, segment_id, entry)
@@ -356,32 +387,49 @@ class Cluster:
             task.add_done_callback(self._finishing.discard)
         return True
 
-    async def _finish_now(self, session_id: str) -> None:
-        try:
-            if session_id in self.finisher.waiting or session_id in self._active:
-                return
-            now = self._clock()
-            grace = self.config.ingest.resume_grace_s
-            if await self.directory.claim(session_id, self.node_id, now, grace):
-                await self._finish_claimed(session_id)
-        except Exception as exc:  # the job finishes it later
-            log.error("session %s: finish after the last segment failed: %r", session_id, exc)
+    @contextlib.contextmanager
+    def _taken_here(self, session_id: str) -> Iterator[bool]:
+        """Whether this process may try to finish the session now: False while another
+        of its tasks does (the final end's and the finish job's both come here).
 
-    async def _finish_claimed(self, session_id: str) -> State | None:
+        Taken before the claim, not after it: a claim this node confirmed is taken up
+        again by this node (an earlier try that stopped), so two tasks that both asked
+        while the first confirmed would both merge, into the same file: a stored dump
+        holding the session twice, its close line in the middle.
+        """
+        if session_id in self.finisher.waiting or session_id in self._active:
+            yield False
+            return
         self._active.add(session_id)
         try:
-            record = await self.directory.get(session_id)
-            if record is None:
-                return None
-            segments = await self.directory.of_session(session_id)
-            session = await self._merge(record, segments)
-            await self.finisher.finish(session)
-            if session.state is State.QUEUED:
-                await self._delete_segments(segments)
-                await self.directory.forget(session_id)
-            return session.state
+            yield True
         finally:
             self._active.discard(session_id)
+
+    async def _finish_now(self, session_id: str) -> None:
+        with self._taken_here(session_id) as taken:
+            if not taken:
+                return
+            try:
+                now = self._clock()
+                grace = self.config.ingest.resume_grace_s
+                if await self.directory.claim(session_id, self.node_id, now, grace):
+                    await self._finish_claimed(session_id)
+            except Exception as exc:  # the job finishes it later
+                log.error("session %s: finish after the last segment failed: %r", session_id, exc)
+
+    async def _finish_claimed(self, session_id: str) -> State | None:
+        """Merge and finish a session this process has taken and claimed."""
+        record = await self.directory.get(session_id)
+        if record is None:
+            return None
+        segments = await self.directory.of_session(session_id)
+        session = await self._merge(record, segments)
+        await self.finisher.finish(session)
+        if session.state is State.QUEUED:
+            await self._delete_segments(segments)
+            await self.directory.forget(session_id)
+        return session.state
 
     async def _retry_pending(self) -> None:
         pending, self.pending = self.pending, []
@@ -450,12 +498,17 @@ class Cluster:
         return True
 
     async def _handle(self, job: Job) -> None:
+        with self._taken_here(job.session_id) as taken:
+            if taken:
+                await self._handle_taken(job)
+            else:
+                now = self._clock()
+                await self.queue.retry(job, self.node_id, now, now + 1.0, "being finished here")
+
+    async def _handle_taken(self, job: Job) -> None:
         session_id = job.session_id
         grace = self.config.ingest.resume_grace_s
         now = self._clock()
-        if session_id in self.finisher.waiting or session_id in self._active:
-            await self.queue.retry(job, self.node_id, now, now + 1.0, "being finished here")
-            return
         record = await self.directory.get(session_id)
         if record is None or int(record.get("state_rank", 0)) >= SessionState.STORED.rank:
             await self.directory.forget(session_id)

@@ -16,8 +16,10 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
+import jwt
 import pytest
 
 from tests.ops.cluster.cluster import Client31, cluster_settings, settings_env
@@ -33,9 +35,16 @@ WORKERS = 2
 
 
 def supervised(
-    tmp_path: Path, n: int, uri: str, collection: str, bucket: SeaweedFS, prefix: str
+    tmp_path: Path,
+    n: int,
+    uri: str,
+    collection: str,
+    bucket: SeaweedFS,
+    prefix: str,
+    **sections: dict[str, Any],
 ) -> CollectorProcess:
     tree = cluster_settings(f"node-{n}", uri, collection, bucket, prefix, resume_grace_s=5.0)
+    tree.update(sections)
     tree["server"]["workers"] = WORKERS
     tree["privacy"] = {"obfuscate_ip_addresses": False}
     return CollectorProcess(tmp_path / f"node-{n}", env=settings_env(tree))
@@ -89,6 +98,18 @@ async def start_all(
     balancer = HAProxy(tmp_path / "haproxy", [p.port for p in processes])
     await asyncio.to_thread(balancer.start)
     return balancer
+
+
+async def answering_workers(process: CollectorProcess, attempts: int = 20) -> set[str]:
+    """The workers that answered ``attempts`` health checks, each on a connection of its
+    own (a kept-alive one would reach the same worker again)."""
+    seen: set[str] = set()
+    for _ in range(attempts):
+        connector = aiohttp.TCPConnector(force_close=True)
+        async with aiohttp.ClientSession(connector=connector) as http:
+            async with http.get(process.base_url + "/healthz") as response:
+                seen.add(response.headers["X-Rtcstats-Worker"])
+    return seen
 
 
 def api_of(http: aiohttp.ClientSession, process: CollectorProcess) -> RunningCollector:
@@ -227,12 +248,6 @@ def _entry(sid: str, seq: int) -> str:
     return json.dumps({"statsSessionId": sid, "type": "stats-entry", "data": data})
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known bug (issue 18): under CI load one merged dump of a half-open resume held a "
-    "line that is no client entry (IndexError reading its seq; seen once in CI, never in "
-    "local runs); seqs_of now names such lines",
-)
 async def test_a_resume_while_the_old_socket_lives_on_a_sibling_worker_is_one_session(
     tmp_path: Path, ferretdb: FerretDB, collection: str, bucket: SeaweedFS, shared_prefix: str
 ) -> None:
@@ -273,12 +288,103 @@ async def test_a_resume_while_the_old_socket_lives_on_a_sibling_worker_is_one_se
             api = api_of(http, process)
             records = await stored_records(api, len(sids), 120)
             assert sorted(r["client_session_id"] for r in records) == sids
+            # Merged once each: a collector's two finish tasks (the final close's, the
+            # job's) once both merged one session, into one file (its dump twice).
+            merged = sorted(
+                line.split("session ", 1)[1].split(":", 1)[0]
+                for line in process.log().splitlines()
+                if "segments merged on" in line
+            )
+            assert merged == sorted(r["id"] for r in records)
             for record in records:
                 seqs = await seqs_of(api, record["id"])
                 assert seqs == list(range(1, 41)), (record["client_session_id"], seqs)
             print(f"\n{crossed} of {len(sids)} resumes on the sibling worker")
             assert crossed >= 2
             assert "resume relayed to worker" in process.log()
+        finally:
+            stop_all([process], None)
+
+
+async def test_a_resume_by_another_token_holder_is_refused_by_either_worker(
+    tmp_path: Path, ferretdb: FerretDB, collection: str, bucket: SeaweedFS, shared_prefix: str
+) -> None:
+    """403 ``resume_not_owner`` before the upgrade, whichever worker the kernel gives
+    the stranger: the holder itself, the other (which relays the upgrade to the holder,
+    http/relay.py), and once the session's socket dropped, either (the segment
+    directory names its holder). The real holder's resume still joins its session."""
+    secret = "workers-resume-test-secret-0123456789"
+    auth = {"require_token": True, "jwt_secret": secret, "leeway_s": 0}
+    process = supervised(tmp_path, 1, ferretdb.uri, collection, bucket, shared_prefix, auth=auth)
+
+    def path(user: str, reconnect: bool) -> str:
+        claims = {"exp": int(time.time() + 300), "sub": user, "rtcStats": {"user": user}}
+        token = jwt.encode(claims, secret, algorithm="HS256")
+        flag = "true" if reconnect else "false"
+        return f"/room?statsSessionId=held-w&isReconnect={flag}&rtcstats-token={token}"
+
+    refused_count = 0
+
+    async def refusals() -> set[str]:
+        """Stranger resumes until both workers refused one; the workers that did. Each
+        on a connection of its own: a refused upgrade leaves its connection open for
+        the next request, which would then reach the same worker."""
+        nonlocal refused_count
+        workers: set[str] = set()
+        for _ in range(40):
+            refused_count += 1
+            connector = aiohttp.TCPConnector(force_close=True)
+            async with aiohttp.ClientSession(connector=connector) as stranger:
+                with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                    await stranger.ws_connect(
+                        process.ws_url + path("mallory", True), protocols=("3.1_STANDARD",)
+                    )
+            assert refused.value.status == 403
+            assert refused.value.headers is not None
+            workers.add(refused.value.headers["X-Rtcstats-Worker"])
+            if len(workers) == WORKERS:
+                break
+        return workers
+
+    async with aiohttp.ClientSession() as http:
+        try:
+            process.start()
+            await process.wait_healthy(http, timeout=60)
+            await wait_until(lambda: len(workers_of(process)) == WORKERS, 60, what="workers")
+
+            async def both_listen() -> bool:
+                return len(await answering_workers(process)) == WORKERS
+
+            await wait_until(both_listen, 30, what="both workers listening")
+            owner = await http.ws_connect(
+                process.ws_url + path("alice", False), protocols=("3.1_STANDARD",)
+            )
+            assert (await owner.receive_json(timeout=10))["body"]["value"] == 0
+            for seq in range(1, 21):
+                await owner.send_str(_entry("held-w", seq))
+            await _acked(owner, 20)
+            live_refusals = await refusals()
+            assert live_refusals == {"0", "1"}
+            await owner.close(code=4000)  # dropped: its segment ends, the session waits
+            ended_refusals = await refusals()
+            assert ended_refusals == {"0", "1"}
+
+            owner = await http.ws_connect(
+                process.ws_url + path("alice", True), protocols=("3.1_STANDARD",)
+            )
+            sn = int((await owner.receive_json(timeout=10))["body"]["value"])
+            for seq in range(sn + 1, 41):
+                await owner.send_str(_entry("held-w", seq))
+            await _acked(owner, 40)
+            await owner.close(code=3001)
+
+            api = api_of(http, process)
+            (record,) = await stored_records(api, 1, 60)
+            assert record["connections"] == 2
+            assert await seqs_of(api, record["id"]) == list(range(1, 41))
+            metrics = await (await http.get(process.base_url + "/metrics")).text()
+            refused = 'rtcstats_connections_refused_total{reason="resume_not_owner"}'
+            assert f"{refused} {refused_count:.1f}" in metrics
         finally:
             stop_all([process], None)
 
