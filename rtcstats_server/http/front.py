@@ -20,7 +20,7 @@ import logging
 import socket
 import weakref
 from collections.abc import Callable
-from typing import Final, Protocol
+from typing import Final, Protocol, cast
 
 from aiohttp import web
 
@@ -55,11 +55,11 @@ class FrontDoor(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports have the methods, not the base class
+        self.transport = cast(asyncio.Transport, transport)
         # A client that sends no whole head in time is cut (slowloris).
         self._timer = asyncio.get_running_loop().call_later(
-            self.doors.head_timeout_s, transport.abort
+            self.doors.head_timeout_s, self.transport.abort
         )
 
     def data_received(self, data: bytes) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Protocol
+from typing import Protocol, cast
 
 from rtcstats_server.ingest.frames import (
     BINARY,
@@ -91,9 +91,9 @@ class WebSocket(asyncio.Protocol):
     # -- set-up -------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.pause_reading()  # until start(): the session is being opened
+        # uvloop's transports have the methods, not the base class
+        self.transport = cast(asyncio.Transport, transport)
+        self.transport.pause_reading()  # until start(): the session is being opened
 
     def start(self, listener: Listener) -> None:
         """Begin handing messages to ``listener`` (bytes that came early are read first)."""
