@@ -32,7 +32,13 @@ from aiohttp import web
 from yarl import URL
 
 from rtcstats_server.config import Config
-from rtcstats_server.http.workers import RELAYED_FOR, WORKER_HEADER, WorkerInfo
+from rtcstats_server.http.workers import (
+    RELAYED_FOR,
+    WORKER_HEADER,
+    SiblingConnector,
+    WorkerInfo,
+    connect_unix,
+)
 from rtcstats_server.ingest.upgrade import UpgradeRequest
 from rtcstats_server.metrics import Metrics
 from rtcstats_server.sessions.live import Client
@@ -63,7 +69,7 @@ class WorkerRelay:
 
     async def _holds(self, index: int, client: Client) -> bool:
         assert client.client_session_id is not None
-        connector = aiohttp.UnixConnector(path=self.worker.metrics_socket(index))
+        connector = SiblingConnector(path=self.worker.metrics_socket(index))
         timeout = aiohttp.ClientTimeout(total=ASK_TIMEOUT_S)
         query = {"client": client.client_session_id, "dialect": client.dialect}
         try:
@@ -88,12 +94,12 @@ class WorkerRelay:
         holder = await self.holder(client)
         if holder is None:
             return False
-        loop = asyncio.get_running_loop()
         ours = _ClientSide(transport)
         try:
-            upstream, _ = await loop.create_unix_connection(
+            connected, _ = await connect_unix(
                 lambda: _HolderSide(ours, self.worker.index), self.worker.ingest_socket(holder)
             )
+            upstream = cast(asyncio.Transport, connected)
         except OSError as exc:
             log.warning("resume of %s not relayed: %r", client.client_session_id, exc)
             return False
@@ -224,7 +230,7 @@ async def relay_request(request: web.Request, worker: WorkerInfo, index: int) ->
     """
     headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
     headers[RELAYED_FOR] = request.remote or ""
-    connector = aiohttp.UnixConnector(path=worker.ingest_socket(index))
+    connector = SiblingConnector(path=worker.ingest_socket(index))
     async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as http:
         try:
             async with http.request(
