@@ -146,6 +146,7 @@ def serve(config: Config, args: argparse.Namespace | None = None, argv: Sequence
     copies of itself (cli/supervisor.py); each copy gets ``--worker-index``.
     """
     from rtcstats_server.cli.allocator import pin_mmap_threshold
+    from rtcstats_server.cli.event_loop import event_loop
     from rtcstats_server.cli.workers import adopt_orphans, worker_config, worker_count
     from rtcstats_server.http.startup import ensure_writable, prepare
     from rtcstats_server.http.workers import WorkerInfo
@@ -188,7 +189,8 @@ def serve(config: Config, args: argparse.Namespace | None = None, argv: Sequence
             if ready_fd is not None:
                 tell_ready(ready_fd)
 
-        asyncio.run(serve_until_signalled(config, listeners, worker, ready))
+        with event_loop(config) as runner:
+            runner.run(serve_until_signalled(config, listeners, worker, ready))
     except StartupError as exc:
         log.error("not started: %s", exc)
         return 1

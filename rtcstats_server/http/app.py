@@ -12,7 +12,7 @@ import contextlib
 import logging
 import signal
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
@@ -22,10 +22,10 @@ from rtcstats_server.analysis.worker import Analysis
 from rtcstats_server.config import Config
 from rtcstats_server.exceptions import StartupError, StoreUnavailable
 from rtcstats_server.forwarders.worker import make_forwarding
-from rtcstats_server.http import api, features, openapi, rtcstats_api, startup, ui, workers
+from rtcstats_server.http import api, features, front, openapi, rtcstats_api, startup, ui, workers
 from rtcstats_server.http.access import ApiAccess
 from rtcstats_server.http.access_log import AccessLog, access_logger
-from rtcstats_server.http.errors import Handler, HttpErrorLog, json_errors
+from rtcstats_server.http.errors import Handler, HttpErrorLog, error, json_errors
 from rtcstats_server.http.keys import (
     ANALYSIS,
     CONFIG,
@@ -161,13 +161,23 @@ def build_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(retention)
     app.cleanup_ctx.append(rtcstats_api.uploads_ctx)  # after resources: needs the manager
     app.cleanup_ctx.append(api.downloads_ctx)
-    ingest = _LazyIngest(config)
+    app[INGEST] = _LazyIngest(config, app)
+    app[DOORS] = front.Doors(app[INGEST].handler, config.limits.handshake_timeout_s)
+    app.on_response_prepare.append(_served_by(app[DOORS]))
 
     @web.middleware
     async def upgrades_anywhere(request: web.Request, handler: Handler) -> web.StreamResponse:
-        # Clients append page paths or meeting names: any path can be an upgrade.
+        # A websocket upgrade the front door (front.py) took is ingest's, on any path;
+        # one that reaches aiohttp was not one the front door takes (HTTP/1.0, no valid
+        # key or version 13): refused here, never routed.
         if request.headers.get("Upgrade", "").lower() == "websocket":
-            return await ingest(request)
+            app[METRICS].refused.labels("bad_upgrade").inc()
+            return error(
+                400,
+                "bad_upgrade",
+                "not a websocket upgrade this server takes: GET, HTTP/1.1, "
+                "Sec-WebSocket-Version 13 and a 16-byte Sec-WebSocket-Key",
+            )
         return await handler(request)
 
     # Outside the upgrade middleware: with api.listen, the API port takes no upgrades.
@@ -224,10 +234,15 @@ async def start_server(
             if problems:
                 raise startup.unreachable_backends(problems)
         listeners.listen()
-        for sock in listeners.sockets:
+        assert runner.server is not None  # made by setup()
+        doors = app[DOORS]
+        doors.http = runner.server
+        for sock in listeners.public:
+            await front.DoorSite(runner, sock, doors).start()
+        for sock in listeners.private:  # api.listen: the API only, no upgrades
             await web.SockSite(runner, sock).start()
         if worker is not None:
-            await workers.take_relayed(runner, worker)
+            await workers.take_relayed(runner, worker, doors)
     except BaseException as exc:
         await _release(runner, listeners)
         if isinstance(exc, OSError | sqlite3.Error | StoreUnavailable):
@@ -274,6 +289,9 @@ async def stop_server(runner: web.AppRunner) -> None:
             await asyncio.wait_for(app[MANAGER].stop(), app[CONFIG].server.shutdown_grace_s)
         except TimeoutError:
             log.error("drain overran shutdown_grace_s; the rest is recovered at next start")
+    ingest = app[INGEST].made if INGEST in app else None
+    if ingest is not None:
+        ingest.cut_all()
     await runner.cleanup()
 
 
@@ -299,19 +317,29 @@ async def serve_until_signalled(
         await stop_server(runner)
 
 
+def _served_by(doors: front.Doors) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
+    async def served(request: web.Request, response: web.StreamResponse) -> None:
+        doors.served_by_http(request, response)
+
+    return served
+
+
 class _LazyIngest:
     """The ingest handler, made once the manager exists (after startup)."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, app: web.Application) -> None:
         self.config = config
-        self.handler: IngestHandler | None = None
+        self.app = app
+        self.made: IngestHandler | None = None
         self.access = ClientAccess(config.auth)  # key files are read (and checked) at start
 
-    async def __call__(self, request: web.Request) -> web.StreamResponse:
-        if self.handler is None:
-            app = request.app
+    def handler(self) -> IngestHandler | None:
+        if self.made is None:
+            app = self.app
+            if MANAGER not in app:
+                return None
             worker = app.get(workers.WORKER)
-            self.handler = IngestHandler(
+            self.made = IngestHandler(
                 self.config,
                 app[MANAGER],
                 app[METRICS],
@@ -319,5 +347,10 @@ class _LazyIngest:
                 self.access,
                 app.get(GEO),
                 WorkerRelay(worker, self.config, app[METRICS]) if worker else None,
+                ((workers.WORKER_HEADER, str(worker.index)),) if worker else (),
             )
-        return await self.handler(request)
+        return self.made
+
+
+INGEST = web.AppKey("ingest", _LazyIngest)
+DOORS = web.AppKey("doors", front.Doors)

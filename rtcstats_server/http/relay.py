@@ -24,28 +24,29 @@ there: abstract sockets are visible to this network namespace only).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+from typing import cast
 
 import aiohttp
-from aiohttp import WSMsgType, web
+from aiohttp import web
 from yarl import URL
 
 from rtcstats_server.config import Config
-from rtcstats_server.http.workers import RELAYED_FOR, WorkerInfo, relayed_address
-from rtcstats_server.ingest.handler import echo_close_code
+from rtcstats_server.http.workers import (
+    RELAYED_FOR,
+    WORKER_HEADER,
+    SiblingConnector,
+    WorkerInfo,
+    connect_unix,
+)
+from rtcstats_server.ingest.upgrade import UpgradeRequest
 from rtcstats_server.metrics import Metrics
 from rtcstats_server.sessions.live import Client
 
 log = logging.getLogger(__name__)
 
-#: Request headers the holder reads from an upgrade (besides the subprotocol).
-PASSED_HEADERS = ("Origin", "User-Agent")
 #: How long a sibling may take to say whether it holds a session.
 ASK_TIMEOUT_S = 2.0
-#: The close code a relayed holder sees when the client's socket dropped without a
-#: close frame: "going away", not final, so the session waits for the next resume.
-DROPPED = 1001
 
 
 class WorkerRelay:
@@ -56,8 +57,9 @@ class WorkerRelay:
         self.config = config
         self.metrics = metrics
 
-    def relayed_for(self, request: web.Request) -> str | None:
-        return relayed_address(request)
+    def relayed_for(self, request: UpgradeRequest) -> str | None:
+        """Believed only on the Unix ingest socket (see ``workers.relayed_address``)."""
+        return request.headers.get(RELAYED_FOR.lower()) if request.via_unix else None
 
     async def holder(self, client: Client) -> int | None:
         """The sibling holding ``client``'s live session, if one does."""
@@ -67,7 +69,7 @@ class WorkerRelay:
 
     async def _holds(self, index: int, client: Client) -> bool:
         assert client.client_session_id is not None
-        connector = aiohttp.UnixConnector(path=self.worker.metrics_socket(index))
+        connector = SiblingConnector(path=self.worker.metrics_socket(index))
         timeout = aiohttp.ClientTimeout(total=ASK_TIMEOUT_S)
         query = {"client": client.client_session_id, "dialect": client.dialect}
         try:
@@ -78,111 +80,130 @@ class WorkerRelay:
             return False  # restarting: its sessions are being recovered, not resumable
 
     async def relay(
-        self, request: web.Request, client: Client, client_ip: str
-    ) -> web.StreamResponse | None:
+        self,
+        request: UpgradeRequest,
+        sent: bytes,
+        client_ip: str,
+        client: Client,
+        transport: asyncio.Transport,
+    ) -> bool:
+        """Splice the client's connection to the holder's ingest socket: the upgrade
+        as the client sent it (with the client's address added), then every byte both
+        ways until either side closes. The holder speaks the websocket; this worker
+        only copies."""
         holder = await self.holder(client)
         if holder is None:
-            return None
-        headers = {
-            name: request.headers[name] for name in PASSED_HEADERS if name in request.headers
-        }
-        headers[RELAYED_FOR] = client_ip
-        offered = request.headers.get("Sec-WebSocket-Protocol", "")
-        protocols = tuple(p.strip() for p in offered.split(",") if p.strip())
-        connector = aiohttp.UnixConnector(path=self.worker.ingest_socket(holder))
-        http = aiohttp.ClientSession(connector=connector)
+            return False
+        ours = _ClientSide(transport)
         try:
-            try:
-                upstream = await http.ws_connect(
-                    URL("http://worker" + request.raw_path, encoded=True),
-                    protocols=protocols,
-                    headers=headers,
-                    autoclose=False,
-                    max_msg_size=self.config.ingest.max_message_bytes,
-                )
-            except aiohttp.WSServerHandshakeError as refused:
-                return web.Response(status=refused.status, text=f"{refused.message}\n")
-            except (aiohttp.ClientError, OSError) as exc:
-                log.warning("resume of %s not relayed: %r", client.client_session_id, exc)
-                return None
-            ws = web.WebSocketResponse(
-                protocols=(upstream.protocol,) if upstream.protocol else (),
-                compress=self.config.ingest.permessage_deflate,
-                max_msg_size=self.config.ingest.max_message_bytes,
-                autoclose=False,
+            connected, _ = await connect_unix(
+                lambda: _HolderSide(ours, self.worker.index), self.worker.ingest_socket(holder)
             )
-            await ws.prepare(request)
-            self.metrics.relayed.inc()
-            log.info("session of %s: resume relayed to worker %d", client.client_session_id, holder)
-            try:
-                await _copy_both_ways(ws, upstream)
-            finally:
-                with contextlib.suppress(Exception):
-                    await upstream.close(code=DROPPED)
-                with contextlib.suppress(Exception):
-                    await ws.close(code=1011)
-            return ws
-        finally:
-            await http.close()
+            upstream = cast(asyncio.Transport, connected)
+        except OSError as exc:
+            log.warning("resume of %s not relayed: %r", client.client_session_id, exc)
+            return False
+        if transport.is_closing():
+            upstream.close()
+            return True  # the client left meanwhile: nothing to serve here either
+        ours.upstream = upstream
+        upstream.write(with_relayed_for(sent, client_ip))
+        transport.set_protocol(ours)
+        transport.resume_reading()
+        self.metrics.relayed.inc()
+        log.info("session of %s: resume relayed to worker %d", client.client_session_id, holder)
+        return True
 
 
-async def _copy_both_ways(
-    client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse
-) -> None:
-    """Until either side closes; each close is passed on with its code."""
-    down = asyncio.create_task(_downstream(client, upstream))
-    try:
-        await _upstream(client, upstream)
-    finally:
-        if not down.done():
-            # the client is gone or closed: the holder's last frames have nowhere to go
-            down.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await down
+def with_relayed_for(sent: bytes, client_ip: str) -> bytes:
+    """The upgrade's bytes with ``X-Rtcstats-Relayed-For`` naming the client; one the
+    client wrote itself is dropped (the holder believes the header on this socket)."""
+    head, _, rest = sent.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    name = RELAYED_FOR.lower().encode() + b":"
+    kept = [line for line in lines[1:] if not line.lower().startswith(name)]
+    added = f"{RELAYED_FOR}: {client_ip}".encode("latin-1")
+    return b"\r\n".join([lines[0], *kept, added]) + b"\r\n\r\n" + rest
 
 
-async def _upstream(
-    client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse
-) -> None:
-    """Client → holder. Returns once the client's side is over."""
-    while True:
-        msg = await client.receive()
-        if msg.type is WSMsgType.TEXT:
-            await upstream.send_str(msg.data)
-        elif msg.type is WSMsgType.BINARY:
-            await upstream.send_bytes(msg.data)  # the holder refuses it (1003)
-        elif msg.type is WSMsgType.CLOSE:
-            # The holder answers the client's code (and names the session); its answer
-            # goes back to the client as the holder sent it.
-            await upstream.close(code=echo_close_code(msg.data))
-            code = upstream.close_code or echo_close_code(msg.data)
-            await client.close(code=code, drain=False)
-            return
-        else:  # dropped without a close frame, or the holder closed (see _downstream)
-            if not upstream.closed:
-                await upstream.close(code=DROPPED)
-            return
+class _ClientSide(asyncio.Protocol):
+    """The client's socket, relayed: its bytes go to the holder."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self.upstream: asyncio.Transport | None = None
+
+    def data_received(self, data: bytes) -> None:
+        if self.upstream is not None:
+            self.upstream.write(data)
+
+    def eof_received(self) -> bool | None:
+        return None
+
+    def pause_writing(self) -> None:  # the client reads slower than the holder writes
+        if self.upstream is not None:
+            self.upstream.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.upstream is not None and not self.upstream.is_closing():
+            self.upstream.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # Without a close frame: the holder sees 1006, not final; the session waits
+        # for the client's next resume.
+        if self.upstream is not None:
+            self.upstream.close()
 
 
-async def _downstream(
-    client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse
-) -> None:
-    """Holder → client: acknowledgements, replies, and the holder's close."""
-    while True:
-        msg = await upstream.receive()
-        if msg.type is WSMsgType.TEXT:
-            await client.send_str(msg.data)
-        elif msg.type is WSMsgType.CLOSE:
-            await upstream.close()
-            reason = (msg.extra or "").encode()[:123]
-            await client.close(code=msg.data or 1000, message=reason)
-            return
-        elif msg.type is WSMsgType.CLOSING:
-            return  # _upstream is closing it, with the client's code
-        else:
-            # the holder died (a killed worker): the client reconnects and resumes
-            await client.close(code=1011)
-            return
+class _HolderSide(asyncio.Protocol):
+    """The holder's socket: its bytes go back to the client, its answer's
+    ``X-Rtcstats-Worker`` naming this worker (where the client's socket is)."""
+
+    def __init__(self, client: _ClientSide, index: int) -> None:
+        self.client = client
+        self.index = index
+        self.head = b""
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports have the methods, not the base class
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self.head is not None:
+            self.head += data
+            end = self.head.find(b"\r\n\r\n")
+            if end < 0 and len(self.head) < 16384:
+                return
+            data, self.head = self._renamed(self.head, end), None  # type: ignore[assignment]
+        self.client.transport.write(data)
+
+    def _renamed(self, answer: bytes, end: int) -> bytes:
+        if end < 0:
+            return answer
+        name = WORKER_HEADER.lower().encode() + b":"
+        lines = answer[:end].split(b"\r\n")
+        renamed = [
+            f"{WORKER_HEADER}: {self.index}".encode() if line.lower().startswith(name) else line
+            for line in lines
+        ]
+        return b"\r\n".join(renamed) + answer[end:]
+
+    def eof_received(self) -> bool | None:
+        return None
+
+    def pause_writing(self) -> None:  # the holder reads slower than the client writes
+        if not self.client.transport.is_closing():
+            self.client.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if not self.client.transport.is_closing():
+            self.client.transport.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # The holder closed (its close frame went before) or died (a killed worker):
+        # the client reconnects and resumes.
+        self.client.transport.close()
 
 
 #: Headers of one hop, not passed on (RFC 9110 7.6.1), and the ones aiohttp sets.
@@ -209,7 +230,7 @@ async def relay_request(request: web.Request, worker: WorkerInfo, index: int) ->
     """
     headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
     headers[RELAYED_FOR] = request.remote or ""
-    connector = aiohttp.UnixConnector(path=worker.ingest_socket(index))
+    connector = SiblingConnector(path=worker.ingest_socket(index))
     async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as http:
         try:
             async with http.request(

@@ -21,14 +21,18 @@ import logging
 import socket
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any, cast
 
 import aiohttp
 from aiohttp import web
+from aiohttp.client_exceptions import UnixClientConnectorError
+from aiohttp.client_proto import ResponseHandler
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
+from rtcstats_server.http.front import Doors, UnixDoorSite
 from rtcstats_server.http.keys import MANAGER, METRICS
 
 log = logging.getLogger(__name__)
@@ -125,14 +129,53 @@ async def _own_metrics_socket(app: web.Application) -> AsyncIterator[None]:
         await runner.cleanup()
 
 
-async def take_relayed(runner: web.AppRunner, worker: WorkerInfo) -> None:
-    """Listen for the upgrades siblings relay to this worker (on the app's runner)."""
-    await web.UnixSite(runner, worker.ingest_socket(worker.index)).start()
+async def take_relayed(runner: web.AppRunner, worker: WorkerInfo, doors: Doors) -> None:
+    """Listen for the upgrades and requests siblings relay to this worker (on the app's
+    runner, through the same front door as the public port)."""
+    await UnixDoorSite(runner, worker.ingest_socket(worker.index), doors).start()
+
+
+async def connect_unix(
+    factory: Callable[[], asyncio.BaseProtocol], path: str
+) -> tuple[asyncio.BaseTransport, asyncio.BaseProtocol]:
+    """A connection to a sibling's (abstract) Unix socket, on either event loop.
+
+    uvloop connects a path given as text through libuv, which cuts an abstract name at
+    its leading NUL (EINVAL); a socket connected by the standard library and handed
+    over works on both loops.
+    """
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    try:
+        await loop.sock_connect(sock, path)
+        return await loop.create_unix_connection(factory, sock=sock)
+    except BaseException:
+        sock.close()
+        raise
+
+
+class SiblingConnector(aiohttp.UnixConnector):
+    """aiohttp's Unix connector, connecting through ``connect_unix`` (see there)."""
+
+    async def _create_connection(
+        self,
+        req: aiohttp.ClientRequest,
+        traces: list[Any],
+        timeout: aiohttp.ClientTimeout,  # noqa: ASYNC109 - aiohttp's signature
+    ) -> ResponseHandler:
+        factory = cast(Callable[[], ResponseHandler], self._factory)
+        try:
+            async with asyncio.timeout(timeout.sock_connect):
+                _, protocol = await connect_unix(factory, self.path)
+        except OSError as exc:
+            raise UnixClientConnectorError(self.path, req.connection_key, exc) from exc
+        return cast(ResponseHandler, protocol)
 
 
 async def _sibling(worker: WorkerInfo, index: int) -> str | None:
     """Worker ``index``'s exposition, or None when it does not answer (restarting)."""
-    connector = aiohttp.UnixConnector(path=worker.metrics_socket(index))
+    connector = SiblingConnector(path=worker.metrics_socket(index))
     timeout = aiohttp.ClientTimeout(total=SIBLING_TIMEOUT_S)
     try:
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:

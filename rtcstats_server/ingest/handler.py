@@ -1,11 +1,12 @@
-"""The websocket handler: a short loop that feeds a dialect decoder and a session.
+"""The ingest handler: an upgrade checked, its websocket fed to a decoder and a session.
 
-Everything about the wire format lives in the decoders; everything about a
-session's life lives in ``sessions``. This module checks the upgrade request, moves
-messages between the two, and turns hostile input into its defined answer. It is the
+Everything about the wire format lives in the decoders, the websocket framing in
+``frames.py`` and ``websocket.py``; everything about a session's life lives in
+``sessions``. This module checks the upgrade request, moves messages between the
+socket and the session, and turns hostile input into its defined answer. It is the
 only code that writes to a client's socket and the only caller of its decoder: the
 session layer asks for acknowledgements and closes through the connection's
-``Connection`` (``sessions/connection.py``), which a small task per socket serves.
+``Connection`` (``sessions/connection.py``), which ``Stream`` carries out.
 """
 
 from __future__ import annotations
@@ -15,11 +16,10 @@ import contextlib
 import errno
 import logging
 import re
-from typing import Any, Protocol
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any, Final, Protocol
 from urllib.parse import unquote_plus
-
-from aiohttp import WSMsgType, web
-from aiohttp.http_websocket import WebSocketError
 
 from rtcstats_server.analysis.geo import GeoLocator
 from rtcstats_server.analysis.geo_annotation import (
@@ -29,16 +29,27 @@ from rtcstats_server.analysis.geo_annotation import (
 )
 from rtcstats_server.config import Config
 from rtcstats_server.dialects import Decoder, choose_subprotocol, metric_label, open_decoder
-from rtcstats_server.dialects.base import DumpLine, EndOfSession, Handshake, Identity, Reply
+from rtcstats_server.dialects.base import (
+    DumpLine,
+    EndOfSession,
+    Handshake,
+    Identity,
+    Reply,
+    Result,
+)
 from rtcstats_server.dialects.jitsi import FINAL_CLOSE_CODES
 from rtcstats_server.dumps.privacy import mask_line, mask_remote
 from rtcstats_server.exceptions import HandshakeRefused, ProtocolViolation
+from rtcstats_server.ingest import upgrade
 from rtcstats_server.ingest.access import TOKEN_PARAM, ClientAccess
 from rtcstats_server.ingest.closing import close_reason
+from rtcstats_server.ingest.frames import FrameReader, Inflater
 from rtcstats_server.ingest.limits import ConnectionLimits
+from rtcstats_server.ingest.upgrade import UpgradeRequest
+from rtcstats_server.ingest.websocket import WebSocket
 from rtcstats_server.metadata.record import EndReason
-from rtcstats_server.metrics import Metrics, close_code_label
-from rtcstats_server.sessions.connection import Connection
+from rtcstats_server.metrics import Metrics, Traffic, close_code_label
+from rtcstats_server.sessions.connection import CloseRequest, Connection
 from rtcstats_server.sessions.live import Client, LiveSession, SessionManager
 from rtcstats_server.storage.spool import Spool
 
@@ -47,8 +58,12 @@ log = logging.getLogger(__name__)
 #: Request paths we store as the session's url: printable, no traversal, bounded.
 PATH_PATTERN = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$")
 
-#: aiohttp's own protocol-error close codes → why the session ended.
+#: Protocol-error close codes (frames.py) → why the session ended.
 _ERROR_REASONS = {1009: EndReason.MESSAGE_TOO_BIG, 1007: EndReason.BAD_MESSAGES}
+#: How long a client has to answer our close frame before its socket is cut; at a
+#: drain (shutdown), where every session is closed at once and the process waits.
+CLOSE_TIMEOUT_S: Final = 10.0
+DRAIN_CLOSE_TIMEOUT_S: Final = 1.0
 
 
 def without_token(raw_path: str) -> str:
@@ -70,7 +85,7 @@ def without_token(raw_path: str) -> str:
 
 
 def read_handshake(
-    request: web.Request,
+    request: UpgradeRequest,
     config: Config,
     remote: str | None = None,
     location: dict[str, Any] | None = None,
@@ -83,25 +98,25 @@ def read_handshake(
     path_part = raw.split("?", 1)[0]
     if not PATH_PATTERN.match(path_part) or "/../" in f"{path_part}/" or "\\" in path_part:
         raise HandshakeRefused(400, "bad_path", "request path has characters we do not accept")
-    subprotocol = choose_subprotocol(request.headers.get("Sec-WebSocket-Protocol", ""))
-    query = {key: request.query.getone(key) for key in request.query}
+    subprotocol = choose_subprotocol(request.header("Sec-WebSocket-Protocol"))
     return Handshake(
         path=raw,
-        query=query,
+        query=request.query(),
         subprotocol=subprotocol,
         user_agent=header_text(request, "User-Agent", 512),
         origin=header_text(request, "Origin", 256),
-        remote=(request.remote or "") if remote is None else remote,
+        remote=request.remote if remote is None else remote,
         location=location,
     )
 
 
-def header_text(request: web.Request, name: str, limit: int) -> str:
-    """A header as text we can store: aiohttp hands over bytes that are not UTF-8 as
-    lone surrogates, which no JSON encoder writes (the dump's metadata line, the record)."""
-    value = request.headers.get(name, "")
+def header_text(request: UpgradeRequest, name: str, limit: int) -> str:
+    """A header as text we can store: read as Latin-1 (every byte kept), then taken as
+    the UTF-8 a browser sends, bytes that are not UTF-8 replaced (the dump's metadata
+    line and the record are JSON)."""
+    value = request.header(name)
     if not value.isascii():
-        value = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        value = value.encode("latin-1").decode("utf-8", "replace")
     return value[:limit]
 
 
@@ -126,14 +141,20 @@ class Elsewhere(Protocol):
     worker the kernel gives the reconnecting socket.
     """
 
-    def relayed_for(self, request: web.Request) -> str | None:
+    def relayed_for(self, request: UpgradeRequest) -> str | None:
         """The client address a sibling relayed this upgrade for; None if not relayed."""
 
     async def relay(
-        self, request: web.Request, client: Client, client_ip: str
-    ) -> web.StreamResponse | None:
-        """Serve the upgrade through the process that holds ``client``'s session;
-        None when no other process does (it is served here)."""
+        self,
+        request: UpgradeRequest,
+        sent: bytes,
+        client_ip: str,
+        client: Client,
+        transport: asyncio.Transport,
+    ) -> bool:
+        """Hand the connection to the process that holds ``client``'s session (``sent``:
+        every byte the client sent so far, passed on); False when no other process
+        does (it is served here). Once True, the transport is the relay's."""
 
 
 def echo_close_code(code: int) -> int:
@@ -142,6 +163,8 @@ def echo_close_code(code: int) -> int:
 
 
 class IngestHandler:
+    """Takes upgrades from the front door (``http/front.py``), one ``Stream`` per socket."""
+
     def __init__(
         self,
         config: Config,
@@ -151,6 +174,7 @@ class IngestHandler:
         access: ClientAccess | None = None,
         locator: GeoLocator | None = None,
         elsewhere: Elsewhere | None = None,
+        answer_headers: tuple[tuple[str, str], ...] = (),
     ) -> None:
         self.config = config
         self.elsewhere = elsewhere
@@ -162,12 +186,25 @@ class IngestHandler:
         self.access = access or ClientAccess(config.auth)
         self.limits = ConnectionLimits(config.limits)
         self.mask = config.privacy.obfuscate_ip_addresses
+        #: Header fields every answer to an upgrade carries (a worker names itself).
+        self.answer_headers = answer_headers
+        #: Every open ingest socket, so a stopping server can cut the ones left.
+        self.sockets: set[WebSocket] = set()
+        #: Short tasks under way (held: the loop keeps only weak references to tasks).
+        self._tasks: set[asyncio.Task[None]] = set()
+        #: The loop's clock (a session's last activity).
+        self.now: Callable[[], float] = time.monotonic
+
+    def later(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _located(self, client_ip: str) -> dict[str, Any] | None:
         found = self.locator.lookup(client_ip) if self.locator and client_ip else None
         return annotation(found) if found is not None else None
 
-    def _masked(self, line: DumpLine, relative_time: bool) -> DumpLine:
+    def masked(self, line: DumpLine, relative_time: bool) -> DumpLine:
         """The line with its addresses masked; a candidate's location written in first
         (geo_annotation.py: the analysis cannot look up a masked address)."""
         text = line.text
@@ -178,37 +215,69 @@ class IngestHandler:
             return DumpLine(masked, line.seq)
         return line if text is line.text else DumpLine(text, line.seq)
 
-    def refuse(self, refusal: HandshakeRefused) -> web.Response:
+    def _refuse(self, transport: asyncio.Transport, refusal: HandshakeRefused) -> None:
         self.metrics.refused.labels(refusal.reason).inc()
-        return web.Response(status=refusal.status, text=refusal.detail + "\n")
+        transport.write(upgrade.refusal(refusal.status, refusal.detail, self.answer_headers))
+        transport.close()
 
-    async def __call__(self, request: web.Request) -> web.StreamResponse:
+    def take(
+        self, request: UpgradeRequest, head: bytes, early: bytes, transport: asyncio.Transport
+    ) -> None:
+        """The front door read ``head``, an upgrade; the connection is ours from here
+        (reading paused). ``early``: what came after the head, read before the rest."""
+        self.now = asyncio.get_running_loop().time
+        self.later(self._take(request, head, early, transport))
+
+    async def _take(
+        self, request: UpgradeRequest, head: bytes, early: bytes, transport: asyncio.Transport
+    ) -> None:
         if not self.manager.accepting:
-            return self.refuse(HandshakeRefused(503, "shutting_down", "server is shutting down"))
+            self._refuse(
+                transport, HandshakeRefused(503, "shutting_down", "server is shutting down")
+            )
+            return
         no_room = self.spool.refusal() if self.spool is not None else None
         if no_room is not None:
             # Refused before the upgrade: a full disk would cut every live session instead.
-            return self.refuse(HandshakeRefused(503, no_room[0], "no room for a session; retry"))
+            refusal = HandshakeRefused(503, no_room[0], "no room for a session; retry")
+            self._refuse(transport, refusal)
+            return
         limits = self.limits
         relayed_for = self.elsewhere.relayed_for(request) if self.elsewhere else None
         if relayed_for is not None:
             client_ip = relayed_for
         else:
-            forwarded = request.headers.get("X-Forwarded-For")
-            client_ip = limits.client_ip(request.remote or "", forwarded)
+            forwarded = request.headers.get("x-forwarded-for")
+            client_ip = limits.client_ip(request.remote, forwarded)
         try:
             limits.admit(client_ip)
         except HandshakeRefused as refusal:
-            return self.refuse(refusal)
+            self._refuse(transport, refusal)
+            return
+        stream: list[Stream] = []  # made by _open once the socket is a websocket
         try:
-            return await self._upgrade(request, client_ip)
+            await self._open(request, head, early, transport, client_ip, stream)
+        except Exception:
+            log.exception("upgrade from %s failed", client_ip or "?")
+            transport.abort()
         finally:
-            limits.release(client_ip)
+            if not stream:
+                limits.release(client_ip)
 
-    async def _upgrade(self, request: web.Request, client_ip: str) -> web.StreamResponse:
+    async def _open(
+        self,
+        request: UpgradeRequest,
+        head: bytes,
+        early: bytes,
+        transport: asyncio.Transport,
+        client_ip: str,
+        made: list[Stream],
+    ) -> None:
+        """Refuse, relay or open the websocket; a stream made is appended to ``made``
+        (it releases the client's place in the limits when its socket ends)."""
         try:
-            self.access.check_origin(request.headers.get("Origin", ""))
-            token = self.access.authenticate(request.query.get(TOKEN_PARAM))
+            self.access.check_origin(request.header("Origin"))
+            token = self.access.authenticate(request.query().get(TOKEN_PARAM))
             remote = mask_remote(client_ip) if self.mask and client_ip else client_ip
             handshake = read_handshake(request, self.config, remote, self._located(client_ip))
             decoder = open_decoder(handshake)
@@ -218,224 +287,294 @@ class IngestHandler:
                 and client.resumable
                 and client.is_reconnect
                 and not self.manager.holds(client)
+                and await self.elsewhere.relay(
+                    request, head + b"\r\n\r\n" + early, client_ip, client, transport
+                )
             ):
-                relayed = await self.elsewhere.relay(request, client, client_ip)
-                if relayed is not None:
-                    return relayed
+                return
             await self.manager.check_resume(client, token)
         except HandshakeRefused as refusal:
-            return self.refuse(refusal)
-        ws = web.WebSocketResponse(
-            protocols=(handshake.subprotocol,),
-            compress=self.config.ingest.permessage_deflate,
-            max_msg_size=self.config.ingest.max_message_bytes,
-            autoclose=False,  # we answer a client's close ourselves: see _pump
+            self._refuse(transport, refusal)
+            return
+        if transport.is_closing():
+            return  # the client left during the handshake
+        extension = None
+        inflater = None
+        offer = request.deflate_offer() if self.config.ingest.permessage_deflate else None
+        if offer is not None:
+            extension = upgrade.deflate_answer(offer)
+            if extension is not None:
+                inflater = Inflater(
+                    self.config.ingest.max_message_bytes,
+                    reset_each_message="client_no_context_takeover" in offer,
+                )
+        ws = WebSocket(
+            FrameReader(self.config.ingest.max_message_bytes, inflater),
+            close_timeout_s=CLOSE_TIMEOUT_S,
         )
-        await ws.prepare(request)
+        transport.write(
+            upgrade.switching(request, handshake.subprotocol, extension, self.answer_headers)
+        )
+        transport.set_protocol(ws)
+        ws.connection_made(transport)
+        if early:
+            ws.data_received(early)  # held (the websocket starts paused) until start()
+        self.sockets.add(ws)
         traffic = self.metrics.traffic[metric_label(handshake.subprotocol)]
         traffic.connections += 1
         traffic.open += 1
-        connection = _Socket(self, ws, decoder)
-        session, last_seq = await self.manager.connect(client, handshake, connection, token)
-        ended_by_client = False
+        limits = self.limits
+        stream = Stream(self, ws, decoder, traffic, lambda: limits.release(client_ip))
+        made.append(stream)
         try:
-            for reply in decoder.opening(last_seq):
-                if type(reply) is Reply:
-                    await ws.send_str(reply.text)
-            ended_by_client = await self._pump(ws, connection, session, decoder)
-        except (ConnectionError, asyncio.CancelledError):
-            pass
-        finally:
-            traffic.open -= 1
-            await connection.settled()
-            # aiohttp reads a close frame without a code as 0; RFC 6455 calls that 1005.
-            code = 1005 if ws.close_code == 0 else ws.close_code
-            final = ended_by_client or code in FINAL_CLOSE_CODES
-            await self.manager.disconnected(session, connection, code, final)
-        return ws
+            session, last_seq = await self.manager.connect(client, handshake, stream, token)
+        except BaseException:
+            stream.gone()
+            ws.abort()
+            raise
+        stream.session = session
+        for reply in decoder.opening(last_seq):
+            if type(reply) is Reply:
+                ws.send_text(reply.text)
+        ws.start(stream)
 
-    async def serve(self, connection: _Socket) -> None:
-        """Do what the session layer asked of a connection, then return: acknowledge
-        durable seqs (the sweeper's flushes), close it (its session ends, or a resume
-        replaced it)."""
-        ws = connection.ws
-        try:
-            await self._serve(ws, connection)
-        finally:
-            connection.task = None  # done: an idle socket keeps no task object
+    def cut_all(self) -> None:
+        """Drop every socket left (after the drain): nothing of theirs is pending."""
+        for ws in list(self.sockets):
+            ws.abort()
 
-    async def _serve(self, ws: web.WebSocketResponse, connection: _Socket) -> None:
-        """Until nothing is left to do: a close ends it, acks are sent as they come."""
-        while not connection.closed:
-            request = connection.close_request
-            if request is not None:
-                try:
-                    if request.catch_up and not ws.closed:
-                        await self._let_reader_catch_up(connection)
-                    if not ws.closed:
-                        if request.counted:
-                            code = close_code_label(request.code)
-                            self.metrics.closed_by_server.labels(code).inc()
-                        with contextlib.suppress(ConnectionError, RuntimeError):
-                            await ws.close(code=request.code, message=request.reason.encode())
-                finally:
-                    connection.ended()  # closed now, by us or before (aiohttp, the client)
-                return
-            if ws.closed or connection.durable_seq <= connection.told_seq:
-                return
-            await _acknowledge(ws, connection, connection.decoder)
 
-    async def _let_reader_catch_up(self, connection: Connection) -> None:
-        """Before the server closes a socket, let the reader store what it has read.
+class Stream(Connection):
+    """One socket's messages into its session, and the session's requests (acks,
+    closes) back to the socket.
 
-        Closing while the reader is busy makes aiohttp discard the messages already
-        queued on that socket; once it waits in ``receive`` again, the queue is empty.
-        Bounded: a client that keeps sending does not hold up the drain.
-        """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + min(2.0, self.config.server.shutdown_grace_s / 4)
-        # Polled, not signalled: what we wait for is the reader *suspended* in receive,
-        # and receive returns without suspending while messages are queued, so an
-        # Event set before it would wake us too early.
-        while not connection.receiving and loop.time() < deadline:  # noqa: ASYNC110
-            await asyncio.sleep(0.005)
+    Messages are handled in ``on_text``, in the call that read them; the few that must
+    wait (a record to create, a frame to flush, an identity to store, the session's
+    end) go on in a short task while the socket holds the next ones (``WebSocket``'s
+    backpressure), so they are handled in order. An idle socket has no task.
+    """
 
-    async def _pump(
+    __slots__ = (
+        "bad",
+        "counted",
+        "decoder",
+        "ended_by_client",
+        "handler",
+        "on_end",
+        "session",
+        "task",
+        "traffic",
+        "ws",
+    )
+
+    def __init__(
         self,
-        ws: web.WebSocketResponse,
-        connection: Connection,
-        session: LiveSession,
+        handler: IngestHandler,
+        ws: WebSocket,
         decoder: Decoder,
-    ) -> bool:
-        """Read until the socket closes or the session ends; True when the client
-        said the session is over (no resume will follow)."""
-        manager = self.manager
-        metrics = self.metrics
-        traffic = metrics.traffic[metric_label(session.client.dialect)]
-        now = asyncio.get_running_loop().time
-        max_session = self.config.ingest.max_session_bytes
-        max_bad = self.config.ingest.max_bad_messages
-        bad = 0
-        mask = self.mask
-        relative_time = decoder.relative_time
-        ended_by_client = False
-        while True:
-            connection.receiving = True  # seen by a drain only while the queue is empty
-            msg = await ws.receive()
-            connection.receiving = False
-            kind = msg.type
-            if kind is WSMsgType.TEXT:
-                text: str = msg.data
-                size = len(text) if text.isascii() else len(text.encode())
-                session.last_activity = now()
-                session.messages += 1
-                session.bytes_received += size
-                traffic.messages += 1
-                traffic.bytes += size
-                if session.bytes_received > max_session:
-                    metrics.dropped.labels("session_too_large").inc()
-                    await manager.finish(session, EndReason.SESSION_TOO_LARGE, 1009)
-                    return ended_by_client
-                try:
-                    results = decoder.feed(text)
-                except ProtocolViolation as violation:
-                    metrics.dropped.labels(violation.reason).inc()
-                    session.dropped += 1
-                    bad += 1
-                    if bad >= max_bad:
-                        await manager.finish(session, EndReason.BAD_MESSAGES, 1007)
-                        return ended_by_client
-                    continue
-                for result in results:
-                    if type(result) is DumpLine:
-                        if mask:
-                            result = self._masked(result, relative_time)
-                        if manager.append(session, result):
-                            if session.client_session_id is None and decoder.client_session_id:
-                                manager.name_client(session, decoder.client_session_id)
-                            try:
-                                await manager.settle(session)
-                                if connection.durable_seq > connection.told_seq:
-                                    await _acknowledge(ws, connection, decoder)
-                            except OSError as write_error:
-                                # The dump cannot be written (a full disk): end the session
-                                # with what is stored. 1011 is not final for jitsi clients:
-                                # they come back later and resend what was never acked.
-                                log.error(
-                                    "session %s: dump write failed: %s", session.id, write_error
-                                )
-                                if write_error.errno == errno.ENOSPC and self.spool is not None:
-                                    self.spool.out_of_space()
-                                metrics.dropped.labels("dump_error").inc()
-                                await manager.finish(session, EndReason.DUMP_ERROR, 1011)
-                                return ended_by_client
-                    elif type(result) is Identity:
-                        await manager.identity(session, result.fields)
-                    elif type(result) is Reply:
-                        await ws.send_str(result.text)
-                    elif type(result) is EndOfSession:
-                        ended_by_client = True
-            elif kind is WSMsgType.BINARY:
-                metrics.dropped.labels("binary_frame").inc()
-                await manager.finish(session, EndReason.BINARY_FRAME, 1003)
-                return ended_by_client
-            elif kind is WSMsgType.ERROR:
-                error = ws.exception()
-                code = error.code if isinstance(error, WebSocketError) else 1002
-                reason = _ERROR_REASONS.get(code, EndReason.PROTOCOL_ERROR)
-                metrics.dropped.labels(reason.value).inc()
-                await manager.finish(session, reason, code)
-                return ended_by_client
-            else:  # CLOSE, CLOSING, CLOSED
-                if kind is WSMsgType.CLOSE:
-                    # Echo the client's code, as RFC 6455 expects: the jitsi client reads
-                    # the code of *our* close frame, and reconnects unless it is 3001/3002.
-                    # Its reason names the session (closing.py): how a client learns it.
-                    await ws.close(
-                        code=echo_close_code(msg.data),
-                        message=close_reason(session.id),
-                        drain=False,
-                    )
-                return ended_by_client
-
-
-class _Socket(Connection):
-    """A connection as the handler holds it: the session layer's requests are served
-    by a short task of the handler's, made only when there is something to do (an
-    idle socket costs no task)."""
-
-    __slots__ = ("decoder", "handler", "task", "ws")
-
-    def __init__(self, handler: IngestHandler, ws: web.WebSocketResponse, decoder: Decoder) -> None:
+        traffic: Traffic,
+        on_end: Callable[[], None],
+    ) -> None:
         super().__init__()
         self.handler = handler
         self.ws = ws
         self.decoder = decoder
+        self.traffic = traffic
+        self.session: LiveSession | None = None
+        self.bad = 0
+        self.ended_by_client = False
+        #: The awaited part of a message (while it runs, the socket holds the next ones).
         self.task: asyncio.Task[None] | None = None
+        #: Releases the client's place in the connection limits.
+        self.on_end = on_end
+        #: Still counted open (in the traffic gauge and the limits).
+        self.counted = True
 
-    def changed(self) -> None:
-        if self.task is None or self.task.done():
-            self.task = asyncio.get_running_loop().create_task(self.handler.serve(self))
+    # -- the websocket's listener ---------------------------------------------------------
 
-    async def settled(self) -> None:
-        """The socket is gone: a close asked for is let finish (its close frame exchange
-        is bounded by the websocket's timeout), anything else is moot."""
-        task, self.task = self.task, None  # no cycle (task, frame, self) left to collect
+    def on_text(self, text: str) -> bool:
+        session = self.session
+        assert session is not None
+        handler = self.handler
+        size = len(text) if text.isascii() else len(text.encode())
+        session.last_activity = handler.now()
+        session.messages += 1
+        session.bytes_received += size
+        traffic = self.traffic
+        traffic.messages += 1
+        traffic.bytes += size
+        if session.bytes_received > handler.config.ingest.max_session_bytes:
+            handler.metrics.dropped.labels("session_too_large").inc()
+            return self._later(self._end(EndReason.SESSION_TOO_LARGE, 1009))
+        try:
+            results = self.decoder.feed(text)
+        except ProtocolViolation as violation:
+            handler.metrics.dropped.labels(violation.reason).inc()
+            session.dropped += 1
+            self.bad += 1
+            if self.bad >= handler.config.ingest.max_bad_messages:
+                return self._later(self._end(EndReason.BAD_MESSAGES, 1007))
+            return True
+        manager = handler.manager
+        for index, result in enumerate(results):
+            if type(result) is DumpLine:
+                if handler.mask:
+                    result = handler.masked(result, self.decoder.relative_time)
+                if manager.append(session, result):
+                    return self._later(self._awaited(results, index, appended=True))
+            elif type(result) is Reply:
+                self.ws.send_text(result.text)
+            elif type(result) is EndOfSession:
+                self.ended_by_client = True
+            else:  # Identity
+                return self._later(self._awaited(results, index, appended=False))
+        return True
+
+    def _later(self, work: Coroutine[Any, Any, None]) -> bool:
+        """Run ``work`` in a task; False: the socket holds further messages meanwhile."""
+        self.task = asyncio.get_running_loop().create_task(self._run(work))
+        return False
+
+    async def _run(self, work: Coroutine[Any, Any, None]) -> None:
+        try:
+            await work
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            self.task = None
+        if self.close_request is not None:
+            self._close_now(self.close_request)
+        elif not self.ws.close_sent:
+            self.ws.resume()
+
+    async def _awaited(self, results: list[Result], index: int, appended: bool) -> None:
+        """``results[index:]``, awaiting where they must (``results[index]`` already
+        appended when ``appended``)."""
+        session = self.session
+        assert session is not None
+        handler = self.handler
+        manager = handler.manager
+        for position in range(index, len(results)):
+            if self.close_request is not None:
+                return
+            result = results[position]
+            if type(result) is DumpLine:
+                if not (appended and position == index):
+                    if handler.mask:
+                        result = handler.masked(result, self.decoder.relative_time)
+                    if not manager.append(session, result):
+                        continue
+                if not await self._settle(session):
+                    return
+            elif type(result) is Identity:
+                await manager.identity(session, result.fields)
+            elif type(result) is Reply:
+                self.ws.send_text(result.text)
+            elif type(result) is EndOfSession:
+                self.ended_by_client = True
+
+    async def _settle(self, session: LiveSession) -> bool:
+        """Create the record, flush, acknowledge; False when the dump cannot be written
+        (the session is ended)."""
+        manager = self.handler.manager
+        if session.client_session_id is None and self.decoder.client_session_id:
+            manager.name_client(session, self.decoder.client_session_id)
+        try:
+            await manager.settle(session)
+        except OSError as write_error:
+            # The dump cannot be written (a full disk): end the session with what is
+            # stored. 1011 is not final for jitsi clients: they come back later and
+            # resend what was never acked.
+            log.error("session %s: dump write failed: %s", session.id, write_error)
+            spool = self.handler.spool
+            if write_error.errno == errno.ENOSPC and spool is not None:
+                spool.out_of_space()
+            self.handler.metrics.dropped.labels("dump_error").inc()
+            await manager.finish(session, EndReason.DUMP_ERROR, 1011)
+            return False
+        self.acknowledge_now()
+        return True
+
+    async def _end(self, reason: EndReason, code: int) -> None:
+        session = self.session
+        assert session is not None
+        await self.handler.manager.finish(session, reason, code)
+
+    def on_binary(self) -> None:
+        self.handler.metrics.dropped.labels("binary_frame").inc()
+        self._later(self._end(EndReason.BINARY_FRAME, 1003))
+
+    def on_error(self, code: int, detail: str) -> None:
+        reason = _ERROR_REASONS.get(code, EndReason.PROTOCOL_ERROR)
+        self.handler.metrics.dropped.labels(reason.value).inc()
+        log.debug("websocket protocol error (%d): %s", code, detail)
+        self._later(self._end(reason, code))
+
+    def on_close_frame(self, code: int) -> None:
+        # Echo the client's code, as RFC 6455 expects: the jitsi client reads the code
+        # of *our* close frame, and reconnects unless it is 3001/3002. Its reason names
+        # the session (closing.py): how a client learns it.
+        session = self.session
+        assert session is not None
+        self.ws.close(echo_close_code(code), close_reason(session.id))
+
+    def on_lost(self) -> None:
+        self.handler.sockets.discard(self.ws)
+        self.handler.later(self._lost())
+
+    async def _lost(self) -> None:
+        """The socket is gone: a message under way is let finish (it may be storing
+        what the client sent last), then the session is told."""
+        self.gone()
+        task = self.task
         if task is not None and not task.done():
-            if self.close_request is None:
-                task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        session = self.session
+        if session is None:
+            return
+        code = self.ws.close_code
+        final = self.ended_by_client or code in FINAL_CLOSE_CODES
+        await self.handler.manager.disconnected(session, self, code, final)
+
+    def gone(self) -> None:
+        """The socket is closed: counted out and its limits released, once."""
+        if self.counted:
+            self.counted = False
+            self.traffic.open -= 1
+            self.on_end()
         self.ended()
 
+    # -- the session's requests -----------------------------------------------------------
 
-async def _acknowledge(ws: web.WebSocketResponse, connection: Connection, decoder: Decoder) -> None:
-    """Tell the client the newest durable seq, once (3.1 ``sn``; other dialects: none)."""
-    seq = connection.durable_seq
-    if seq <= connection.told_seq or ws.closed:
-        return
-    reply = decoder.ack(seq)
-    connection.told_seq = seq  # before the send: a second caller must not repeat it
-    if reply is not None:
-        with contextlib.suppress(ConnectionError, RuntimeError):
-            await ws.send_str(reply.text)
+    def changed(self) -> None:
+        request = self.close_request
+        if request is None:
+            self.acknowledge_now()
+        elif self.task is None or not request.catch_up:
+            self._close_now(request)
+        # else (a drain): the message under way is stored first; _run closes after it
+
+    def acknowledge_now(self) -> None:
+        """Tell the client the newest durable seq, once (3.1 ``sn``; other dialects: none)."""
+        seq = self.durable_seq
+        if seq <= self.told_seq or self.ws.closed:
+            return
+        reply = self.decoder.ack(seq)
+        self.told_seq = seq
+        if reply is not None:
+            self.ws.send_text(reply.text)
+
+    def _close_now(self, request: CloseRequest) -> None:
+        """Send our close frame. For the session the socket is closed from here (a
+        message that still comes is dropped: ``WebSocket`` reads only the client's
+        close now), so a finish or a resume waits for no client; the socket itself
+        lingers until the client answers, or its time is up."""
+        ws = self.ws
+        if not ws.closed:
+            if request.counted and not ws.close_sent:
+                code = close_code_label(request.code)
+                self.handler.metrics.closed_by_server.labels(code).inc()
+            wait = DRAIN_CLOSE_TIMEOUT_S if request.catch_up else None
+            ws.close(request.code, request.reason.encode(), wait)
+        self.ended()

@@ -24,8 +24,8 @@ ABNORMAL_CLOSURE = 1006
 class CloseRequest:
     code: int
     reason: str
-    #: The handler first lets its reader take what the client sent already (a drain:
-    #: closing while messages are queued would make aiohttp discard them).
+    #: The handler first lets the message under way be stored (a drain: what the
+    #: client sent before the close is kept).
     catch_up: bool = False
     #: Counted in ``rtcstats_connections_closed_by_server`` (a session's end is; a
     #: connection replaced by its client's resume is not).
@@ -33,7 +33,7 @@ class CloseRequest:
 
 
 class Connection:
-    __slots__ = ("_closed", "_waiter", "close_request", "durable_seq", "receiving", "told_seq")
+    __slots__ = ("_closed", "_waiter", "close_request", "durable_seq", "told_seq")
 
     def __init__(self) -> None:
         #: The highest seq durable in the dump, for the client to trim its buffer to.
@@ -41,8 +41,6 @@ class Connection:
         #: The highest seq the handler has acknowledged to the client (handler-owned).
         self.told_seq = 0
         self.close_request: CloseRequest | None = None
-        #: The handler waits in ``receive`` (nothing queued): a drain may close now.
-        self.receiving = False
         self._closed = False
         self._waiter: asyncio.Future[None] | None = None
 

@@ -209,6 +209,9 @@ class SessionManager:
         )
         self._retry_at = 0.0
         self._sweeper: asyncio.Task[None] | None = None
+        #: Finishes under way (a session leaves ``sessions`` before it is stored):
+        #: the drain waits for these too.
+        self._finishing: set[asyncio.Future[None]] = set()
         self._loop_time = time.monotonic
         self.accepting = True
 
@@ -248,6 +251,8 @@ class SessionManager:
         for session, result in zip(live, results, strict=True):
             if isinstance(result, BaseException):
                 log.error("session %s could not be stored at shutdown: %r", session.id, result)
+        if self._finishing:  # begun before the drain (a client's close): let them end
+            await asyncio.gather(*self._finishing, return_exceptions=True)
         await self.finisher.retry()
         if self.cluster is not None:
             await self.cluster.stop()
@@ -629,6 +634,8 @@ class SessionManager:
             await asyncio.shield(session.finished)
             return
         session.finished = asyncio.get_running_loop().create_future()
+        self._finishing.add(session.finished)
+        session.finished.add_done_callback(self._finishing.discard)
         try:
             await self._finish(session, reason, code)
             session.finished.set_result(None)

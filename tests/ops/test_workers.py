@@ -56,8 +56,16 @@ async def metrics(http: aiohttp.ClientSession, server: CollectorProcess) -> str:
 
 
 async def all_answering(http: aiohttp.ClientSession, server: CollectorProcess) -> bool:
-    """Every worker listens (and so serves its metrics to its siblings)."""
-    answering = samples(await metrics(http, server), "rtcstats_workers_answering")
+    """Every worker listens (and so serves its metrics to its siblings).
+
+    A connection refused meanwhile is "not yet": the kernel may pick a worker whose
+    listening socket is being closed (a worker restarted by its supervisor at start).
+    """
+    try:
+        text = await metrics(http, server)
+    except aiohttp.ClientConnectionError:
+        return False
+    answering = samples(text, "rtcstats_workers_answering")
     return answering == {(): float(WORKERS)}
 
 
