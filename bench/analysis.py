@@ -53,8 +53,9 @@ from rtcstats_server.analysis.summary import SessionSummarizer  # noqa: E402
 from rtcstats_server.analysis.viewmodel import ViewModelBuilder, build_view_model  # noqa: E402
 from rtcstats_server.config import QualityConfig  # noqa: E402
 from rtcstats_server.dumps.reader import open_dump  # noqa: E402
+from tests.services.shared import FIXTURES as _FIXTURES  # noqa: E402  (a worktree too)
 
-FIXTURES = ROOT.parent / "shared" / "fixtures"
+FIXTURES = _FIXTURES
 
 
 def _repeated(entries: list[list[Any]], stats: list[list[Any]], target: int) -> Iterator[str]:

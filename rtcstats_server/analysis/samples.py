@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from rtcstats_server.analysis.reports import Report
+from rtcstats_server.analysis.reports import Report, Result
 
 #: Every per-track value a consumer may chart or download: name → (title, unit).
 #: Counts (``packets``, ``packets_lost``) are per sample interval.
@@ -162,7 +162,7 @@ class StatsRead:
 
     pc_id: str | None
     t: float
-    reports: dict[str, Report]
+    reports: Result
     tracks: list[TrackSample]
     transport: TransportSample | None
     ids: ReportIds
