@@ -25,10 +25,9 @@ def compiler() -> str | None:
     return shutil.which(os.environ.get("CC", configured[0] if configured else "cc"))
 
 
-def build_compiled(dest: Path, modules: Sequence[str] | None = None) -> Path:
-    """``dest`` holding this checkout's package with its compiled modules built in
-    place; ``modules``: only these of ``COMPILED_MODULES`` (to measure each one's
-    share). Raises with the build's output when it fails."""
+def copy_source(dest: Path) -> Path:
+    """What a build reads (the package, setup.py, pyproject.toml) copied to ``dest``, so
+    that setuptools' ``build/`` and ``*.egg-info`` are written there, not here."""
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copytree(
         ROOT / "rtcstats_server",
@@ -38,6 +37,14 @@ def build_compiled(dest: Path, modules: Sequence[str] | None = None) -> Path:
     )
     for name in ("setup.py", "pyproject.toml", "README.md"):
         shutil.copy2(ROOT / name, dest / name)
+    return dest
+
+
+def build_compiled(dest: Path, modules: Sequence[str] | None = None) -> Path:
+    """``dest`` holding this checkout's package with its compiled modules built in
+    place; ``modules``: only these of ``COMPILED_MODULES`` (to measure each one's
+    share). Raises with the build's output when it fails."""
+    copy_source(dest)
     if modules is not None:
         listing = dest / "rtcstats_server" / "compiled.py"
         text = listing.read_text()
