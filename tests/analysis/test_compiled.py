@@ -118,6 +118,21 @@ def test_compiled_analysis_equals_pure(compiled_build: Path) -> None:
         ), name
 
 
+def test_the_compiled_build_says_so(compiled_build: Path) -> None:
+    """``--version`` names the build an operator runs (the start lines and
+    ``rtcstats_build_info`` use the same ``analysis_build()``)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "rtcstats_server", "--version"],
+        cwd=compiled_build,
+        env={**os.environ, "PYTHONPATH": str(compiled_build)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.endswith(" (analysis: compiled)\n"), done.stdout
+
+
 def test_compiled_modules_are_the_package_modules() -> None:
     """Each listed module exists (a rename would silently leave it pure)."""
     for module in COMPILED_MODULES:
