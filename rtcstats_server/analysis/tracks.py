@@ -334,7 +334,7 @@ class TrackReader:
         frames_d = _delta(frames, self.frames, reset)
         lost_d: float | None = None
         if lost is not None:
-            lost = max(lost, 0)
+            lost = max(lost, 0.0)  # a float, as typed (0 would be an int in JSON)
             lost_d = lost if self.lost is None or reset else lost - self.lost
             self.lost = lost
         if packets is not None:

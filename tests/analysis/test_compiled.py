@@ -2,12 +2,15 @@
 
 setup.py compiles ``rtcstats_server/compiled.py``'s modules with mypyc when
 ``RTCSTATS_COMPILE=1`` (the Docker image does). mypyc keeps Python's semantics except
-where a value contradicts its declared type (it raises where Python goes on) and a few
-of its own bugs, so the proof is the outputs: the compiled build is made here, in a
-temporary directory, and both builds analyse every real and captured fixture in child
-processes of their own (each imports one build); the record fields (summary, findings,
-features, with geolocation when MaxMind's test databases are installed) must be equal,
-value for value and type for type (``1`` is not ``1.0`` in JSON).
+where a value contradicts its declared type (it raises where Python goes on, and an
+``int`` given where ``float`` is declared becomes a float) and a few of its own bugs,
+so the proof is the outputs: the compiled build is made here, in a temporary
+directory, and both builds read every real and captured fixture in child processes of
+their own (each imports one build). The record fields (summary, findings, features,
+with geolocation when MaxMind's test databases are installed), the viewer's model
+(its series run on the same interpreter) and the fileFormat 3 conversion (the compiled
+reader under the pure encoder) must be equal, value for value and type for type
+(``1`` is not ``1.0`` in JSON).
 
 About a minute for the build (gcc on 13 modules). Skipped, saying why, without a C
 compiler or mypyc.
@@ -39,15 +42,17 @@ except ImportError:  # pragma: no cover - mypy is a test dependency
 
 #: What a child runs: one build's analysis of every fixture, as JSON on stdout.
 ANALYSE = """
-import json, sys
+import hashlib, io, json, sys
 from pathlib import Path
 package, fixtures, city, asn = sys.argv[1:5]
 sys.path.insert(0, package)
 import rtcstats_server
 from rtcstats_server.analysis.dump_analysis import analyse_reader
 from rtcstats_server.analysis.geo import open_locator
+from rtcstats_server.analysis.viewmodel import build_view_model
 from rtcstats_server.compiled import COMPILED_MODULES, analysis_build
 from rtcstats_server.config import GeoConfig, QualityConfig
+from rtcstats_server.dumps.encode import write_rtcstats
 from rtcstats_server.dumps.reader import open_dump
 
 geo = GeoConfig(city_db=city, asn_db=asn) if Path(city).is_file() else GeoConfig()
@@ -55,7 +60,21 @@ locator = open_locator(geo)
 base = Path(fixtures)
 paths = sorted(p for p in (base / "real").iterdir() if p.name != "SOURCES.md")
 paths += sorted((base / "captured").glob("*.ws.jsonl"))
-results = {p.name: analyse_reader(open_dump(p), QualityConfig(), locator) for p in paths}
+
+def converted(path):
+    out = io.BytesIO()
+    write_rtcstats(path, out)
+    return hashlib.sha256(out.getvalue()).hexdigest()
+
+
+results = {
+    p.name: {
+        "fields": analyse_reader(open_dump(p), QualityConfig(), locator),
+        "view": build_view_model(iter([p.read_bytes()]), 300),
+        "rtcstats": converted(p),
+    }
+    for p in paths
+}
 print(json.dumps({
     "package": rtcstats_server.__file__,
     "build": analysis_build(),
@@ -107,15 +126,19 @@ def test_compiled_analysis_equals_pure(compiled_build: Path) -> None:
         "rtcstats-gumonly.webrtc-internals.json.gz",
     }
     with_connections = [
-        name for name, fields in pure["results"].items() if fields["features"]["connections"]
+        name
+        for name, read in pure["results"].items()
+        if read["fields"]["features"]["connections"]
+        and any(group["series"] for group in read["view"]["groups"])
     ]
-    assert len(with_connections) >= 10, with_connections
+    assert len(with_connections) >= 9, with_connections
     assert pure["geo"] == compiled["geo"]
-    for name, fields in pure["results"].items():
-        # compared as JSON text: an int where the pure build has a float differs
-        assert json.dumps(compiled["results"][name], sort_keys=True) == json.dumps(
-            fields, sort_keys=True
-        ), name
+    for name, read in pure["results"].items():
+        for part in ("fields", "view", "rtcstats"):
+            # compared as JSON text: an int where the pure build has a float differs
+            assert json.dumps(compiled["results"][name][part], sort_keys=True) == json.dumps(
+                read[part], sort_keys=True
+            ), (name, part)
 
 
 def test_the_compiled_build_says_so(compiled_build: Path) -> None:
