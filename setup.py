@@ -23,7 +23,14 @@ HERE = Path(__file__).resolve().parent
 def _ext_modules() -> list[object]:
     if os.environ.get("RTCSTATS_COMPILE") != "1":
         return []
-    from mypyc.build import mypycify
+    try:
+        from mypyc.build import mypycify
+    except ImportError as exc:
+        raise SystemExit(
+            "RTCSTATS_COMPILE=1 needs mypy (mypyc) in the build environment: pip install "
+            "mypy types-PyYAML and the package's dependencies, then build with "
+            "pip wheel --no-build-isolation (see the Dockerfile)"
+        ) from exc
 
     # Read the list without importing the package (its dependencies may be absent).
     listed = runpy.run_path(str(HERE / "rtcstats_server" / "compiled.py"))["COMPILED_MODULES"]
