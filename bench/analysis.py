@@ -24,13 +24,20 @@ flat as the dump grows (``--mb 200``: everything streams). Per dialect: the read
 alone, the worker pass, the first view, all in one pass; CPU-s per 100k messages
 (issue 16's measure), MB/s of raw (decompressed) dump and of stored bytes.
 
+``--build compiled`` measures a compiled build of this checkout instead (setup.py with
+``RTCSTATS_COMPILE=1``, built in a temporary directory first, about a minute);
+``--build both`` runs each part pure then compiled, alternating, so that both see the
+same load. The ``build`` column is what the child process found installed.
+
     python bench/analysis.py [--mb 40] [--dialect rtcstats#5.0 ...] [--repeat 3]
+                             [--build pure|compiled|both]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -43,6 +50,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
+# A child measuring a compiled build imports that build's package (bench/summary.py
+# puts this checkout first on the path again: the package must be imported before).
+PACKAGE = os.environ.get("RTCSTATS_BENCH_PACKAGE")
+if PACKAGE:
+    sys.path.insert(0, PACKAGE)
+    import rtcstats_server
+
+    assert str(rtcstats_server.__file__).startswith(PACKAGE), rtcstats_server.__file__
 
 from summary import rtcstats_js_lines, write_zstd  # noqa: E402  (bench/summary.py)
 
@@ -51,10 +66,12 @@ from rtcstats_server.analysis.features.extract import FeatureExtractor  # noqa: 
 from rtcstats_server.analysis.interpreter import analyse  # noqa: E402
 from rtcstats_server.analysis.summary import SessionSummarizer  # noqa: E402
 from rtcstats_server.analysis.viewmodel import ViewModelBuilder, build_view_model  # noqa: E402
+from rtcstats_server.compiled import analysis_build  # noqa: E402
 from rtcstats_server.config import QualityConfig  # noqa: E402
 from rtcstats_server.dumps.reader import open_dump  # noqa: E402
+from tests.services.shared import FIXTURES as _FIXTURES  # noqa: E402  (a worktree too)
 
-FIXTURES = ROOT.parent / "shared" / "fixtures"
+FIXTURES = _FIXTURES
 
 
 def _repeated(entries: list[list[Any]], stats: list[list[Any]], target: int) -> Iterator[str]:
@@ -183,6 +200,7 @@ def child(path: Path, what: str) -> None:
                 "wall": time.perf_counter() - wall,
                 "cpu": time.process_time() - cpu,
                 "rss_growth": _rss_mib() - before,
+                "build": analysis_build(),
             }
         )
     )
@@ -191,20 +209,25 @@ def child(path: Path, what: str) -> None:
 # -- the parent -------------------------------------------------------------------------------
 
 
-def run_child(path: Path, what: str) -> dict[str, Any]:
+def run_child(path: Path, what: str, package: str) -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, __file__, "--child", str(path), what],
         capture_output=True,
         text=True,
         check=True,
+        env={**os.environ, "RTCSTATS_BENCH_PACKAGE": package},
     )
     result: dict[str, Any] = json.loads(done.stdout)
     return result
 
 
-def best_of(path: Path, what: str, repeat: int) -> dict[str, Any]:
-    runs = [run_child(path, what) for _ in range(repeat)]
-    return min(runs, key=lambda run: run["cpu"])
+def best_of(path: Path, what: str, repeat: int, packages: list[str]) -> list[dict[str, Any]]:
+    """The best run of each build, the builds taking turns."""
+    runs: list[list[dict[str, Any]]] = [[] for _ in packages]
+    for _ in range(repeat):
+        for index, package in enumerate(packages):
+            runs[index].append(run_child(path, what, package))
+    return [min(each, key=lambda run: run["cpu"]) for each in runs]
 
 
 PARTS = (
@@ -220,29 +243,35 @@ def main() -> int:
     parser.add_argument("--mb", type=float, default=40, help="raw size of each dump (MB)")
     parser.add_argument("--dialect", action="append", choices=sorted(DIALECTS))
     parser.add_argument("--repeat", type=int, default=1, help="runs of each; the best counts")
+    parser.add_argument("--build", choices=("pure", "compiled", "both"), default="pure")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(Path(args.child[0]), args.child[1])
         return 0
     target = int(args.mb * 1e6)
-    print(f"{'dialect':14s} {'part':16s} {'CPU-s/100k':>10s} {'MB/s raw':>9s} "
-          f"{'MB/s stored':>11s} {'peak RSS +MiB':>13s}  (events, raw MB)")  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
+        packages = [] if args.build == "compiled" else [""]
+        if args.build != "pure":
+            from tests.services.compiled import build_compiled
+
+            packages.append(str(build_compiled(Path(tmp) / "compiled")))
+        print(f"{'dialect':14s} {'part':16s} {'build':9s} {'CPU-s/100k':>10s} {'MB/s raw':>9s} "
+              f"{'MB/s stored':>11s} {'peak RSS +MiB':>13s}  (events, raw MB)")  # fmt: skip
         for name in args.dialect or DIALECTS:
             path = Path(tmp) / f"{name.replace('#', '').replace(' ', '-')}.rtcstats.zst"
             raw = write_zstd(path, DIALECTS[name](target))
             stored = path.stat().st_size
             events = 0
             for what, label in PARTS:
-                run = best_of(path, what, args.repeat)
-                events = run["events"] or events  # the first view counts none of its own
-                per = 100_000 / events
-                print(
-                    f"{name:14s} {label:16s} {run['cpu'] * per:10.2f} "
-                    f"{raw / 1e6 / run['wall']:9.1f} {stored / 1e6 / run['wall']:11.2f} "
-                    f"{run['rss_growth']:13.1f}  ({events}, {raw / 1e6:.0f})"
-                )
+                for run in best_of(path, what, args.repeat, packages):
+                    events = run["events"] or events  # the first view counts none of its own
+                    per = 100_000 / events
+                    print(
+                        f"{name:14s} {label:16s} {run['build']:9s} {run['cpu'] * per:10.2f} "
+                        f"{raw / 1e6 / run['wall']:9.1f} {stored / 1e6 / run['wall']:11.2f} "
+                        f"{run['rss_growth']:13.1f}  ({events}, {raw / 1e6:.0f})"
+                    )
             path.unlink()
     return 0
 

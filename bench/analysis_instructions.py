@@ -8,7 +8,12 @@ a 2 MB rtcstats-js dump (the one ``bench/analysis.py`` builds), minus a run that
 imports, divided by the messages read. The hash seed is fixed (dict probing depends on
 it). About a minute per part under valgrind.
 
-    python bench/analysis_instructions.py [--mb 2]
+``--build compiled`` measures a compiled build of this checkout (setup.py with
+``RTCSTATS_COMPILE=1``, built in a temporary directory first, about a minute),
+``--build both`` the two one after the other; ``--only MODULE`` (repeatable) compiles
+only those of ``rtcstats_server/compiled.py``'s list, to measure what each saves.
+
+    python bench/analysis_instructions.py [--mb 2] [--build pure|compiled|both] [--only M]
 """
 
 from __future__ import annotations
@@ -26,7 +31,13 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 
-def _child(what: str, path: Path) -> None:
+def _child(what: str, path: Path, package: str) -> None:
+    if package:  # a compiled build: its package, not this checkout's, is imported
+        sys.path.insert(0, package)
+        import rtcstats_server
+
+        assert rtcstats_server.__file__ is not None
+        assert rtcstats_server.__file__.startswith(package), rtcstats_server.__file__
     from analysis import open_dump, worker_pass
 
     if what == "reader":
@@ -37,10 +48,10 @@ def _child(what: str, path: Path) -> None:
         print(0)
 
 
-def _instructions(what: str, path: Path, out: Path) -> tuple[int, int]:
+def _instructions(what: str, path: Path, out: Path, package: str) -> tuple[int, int]:
     done = subprocess.run(
         ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-         sys.executable, __file__, "--child", what, str(path)],
+         sys.executable, __file__, "--child", what, str(path), package],
         capture_output=True, text=True, check=True,
         env={**os.environ, "PYTHONHASHSEED": "0"},
     )  # fmt: skip
@@ -52,21 +63,31 @@ def _instructions(what: str, path: Path, out: Path) -> tuple[int, int]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--mb", type=float, default=2, help="raw size of the dump (MB)")
-    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--build", choices=("pure", "compiled", "both"), default="pure")
+    parser.add_argument("--only", action="append", help="compile only this module")
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        _child(args.child[0], Path(args.child[1]))
+        _child(args.child[0], Path(args.child[1]), args.child[2])
         return 0
     from analysis import DIALECTS, write_zstd
+
+    from tests.services.compiled import build_compiled
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "rtcstats5.rtcstats.zst"
         write_zstd(path, DIALECTS["rtcstats#5.0"](int(args.mb * 1e6)))
-        base, _ = _instructions("imports", path, Path(tmp) / "cg.out")
-        for what in ("reader", "worker"):
-            total, messages = _instructions(what, path, Path(tmp) / "cg.out")
-            print(f"{what:8s} {(total - base) / messages / 1000:7.1f}k instructions per message "
-                  f"({messages} messages)")  # fmt: skip
+        packages = {"pure": ""}
+        if args.build != "pure":
+            packages["compiled"] = str(build_compiled(Path(tmp) / "compiled", args.only))
+            if args.build == "compiled":
+                del packages["pure"]
+        for build, package in packages.items():
+            base, _ = _instructions("imports", path, Path(tmp) / "cg.out", package)
+            for what in ("reader", "worker"):
+                total, messages = _instructions(what, path, Path(tmp) / "cg.out", package)
+                print(f"{build:8s} {what:8s} {(total - base) / messages / 1000:7.1f}k "
+                      f"instructions per message ({messages} messages)")  # fmt: skip
     return 0
 
 

@@ -54,8 +54,9 @@ from rtcstats_server.analysis.feature_list import (  # noqa: E402
 from rtcstats_server.dumps.encode import to_rtcstats  # noqa: E402
 from rtcstats_server.dumps.layout import MAGIC, metadata_line  # noqa: E402
 from rtcstats_server.dumps.reader import open_dump  # noqa: E402
+from tests.services.shared import FIXTURES as _FIXTURES  # noqa: E402  (a worktree too)
 
-FIXTURES = ROOT.parent / "shared" / "fixtures"
+FIXTURES = _FIXTURES
 PEER_SCRIPT = Path(__file__).resolve().parent / "peer_features.mjs"
 RECORD_DIR = ROOT / "tests" / "data" / "peer-features"
 DEFAULT_PEER = Path("/work/peer")

@@ -38,8 +38,9 @@ from rtcstats_server.analysis.viewmodel import ViewModelBuilder, build_view_mode
 from rtcstats_server.config import QualityConfig  # noqa: E402
 from rtcstats_server.dumps.codecs import compress_frame, file_chunks  # noqa: E402
 from rtcstats_server.dumps.reader import open_dump  # noqa: E402
+from tests.services.shared import FIXTURES as _FIXTURES  # noqa: E402  (a worktree too)
 
-FIXTURES = ROOT.parent / "shared" / "fixtures"
+FIXTURES = _FIXTURES
 FRAME_BYTES = 1 << 20
 
 

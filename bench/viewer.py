@@ -40,9 +40,10 @@ from playwright.async_api import async_playwright  # noqa: E402
 
 from rtcstats_server.http.keys import VIEWER  # noqa: E402
 from tests.services.collector import RunningCollector, run_collector  # noqa: E402
+from tests.services.shared import FIXTURES as _FIXTURES  # noqa: E402  (a worktree too)
 from tests.services.stored_dumps import store_dump_file  # noqa: E402
 
-FIXTURES = ROOT.parent / "shared" / "fixtures" / "real"
+FIXTURES = _FIXTURES / "real"
 CHROMIUM = Path("/usr/bin/chromium")
 
 

@@ -14,6 +14,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disa
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from rtcstats_server.compiled import analysis_build
+from rtcstats_server.version import installed_version
+
 #: Close codes counted by their number; any other is counted as ``other``. RFC 6455's
 #: codes and jitsi's final ones (3001 conference left, 3002 dump error): the server
 #: sends no other today, and a label must never carry a number a client chose.
@@ -73,6 +76,15 @@ class Metrics:
         self.traffic: defaultdict[str, Traffic] = defaultdict(Traffic)
         self.registry.register(_TrafficCollector(self.traffic))
         r = self.registry
+        # What is running, for dashboards that compare nodes or releases: the analysis
+        # build is ``compiled`` (mypyc, setup.py) or ``pure`` (rtcstats_server/compiled.py).
+        self.build_info = Gauge(
+            "rtcstats_build_info",
+            "Always 1; the labels name the running version and analysis build (compiled or pure).",
+            ["version", "analysis"],
+            registry=r,
+        )
+        self.build_info.labels(installed_version(), analysis_build()).set(1)
         self.refused = Counter(
             "rtcstats_connections_refused",
             "Upgrades refused before the websocket opened, by reason.",

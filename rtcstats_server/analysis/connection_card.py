@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from rtcstats_server.analysis.reports import Report
+from rtcstats_server.analysis.reports import Report, Result
 from rtcstats_server.analysis.samples import StatsRead
 from rtcstats_server.dumps.privacy import mask_text
 from rtcstats_server.dumps.reader import Event
@@ -68,7 +68,7 @@ def _address(candidate: Report | None) -> str | None:
     return f"{masked}:{int(port)}" if port is not None else masked
 
 
-def _candidate(reports: dict[str, Report], pair: Report, key: str) -> Report | None:
+def _candidate(reports: Result, pair: Report, key: str) -> Report | None:
     linked = pair.get(key)
     found = reports.get(linked) if isinstance(linked, str) else None
     return found if isinstance(found, dict) else None

@@ -40,6 +40,7 @@ from typing import Final, Protocol
 from rtcstats_server.analysis.reports import (
     PRE_STANDARD_RTP,
     Report,
+    Result,
     candidate_type,
     is_active_pair,
     measurement,
@@ -134,7 +135,7 @@ class _Connection:
         transport = self._transport(t, reports, ids.transports, ids.pairs)
         return StatsRead(self.pc_id, t, reports, samples, transport, ids, self.tracks_omitted)
 
-    def _plan(self, reports: dict[str, Report]) -> _Plan:
+    def _plan(self, reports: Result) -> _Plan:
         """What to read in results with these stats ids: classifying the reports and
         pairing the far end's with ours is done once per set of ids, as a stats id
         keeps its type and its links in every browser."""
@@ -202,7 +203,7 @@ class _Connection:
         report_id: str,
         report: Report,
         direction: str,
-        reports: dict[str, Report],
+        reports: Result,
         legacy: bool,
     ) -> TrackReader | None:
         state = self.tracks.get(report_id)
@@ -237,7 +238,7 @@ class _Connection:
     def _transport(
         self,
         t: float,
-        reports: dict[str, Report],
+        reports: Result,
         transports: list[str],
         pairs: list[str],
     ) -> TransportSample | None:
@@ -359,7 +360,7 @@ def _attribute(
     return found
 
 
-def _selected(pair_id: str, pair: Report, reports: dict[str, Report]) -> SelectedPair:
+def _selected(pair_id: str, pair: Report, reports: Result) -> SelectedPair:
     local = linked_report(reports, pair, "localCandidateId")
     remote = linked_report(reports, pair, "remoteCandidateId")
     if local is not None:

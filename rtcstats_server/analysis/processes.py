@@ -43,6 +43,7 @@ from pathlib import Path
 
 from rtcstats_server.analysis.geo import open_locator
 from rtcstats_server.analysis.worker import OUTCOMES, Analysis
+from rtcstats_server.compiled import analysis_build
 from rtcstats_server.config import AnalysisConfig, Config
 from rtcstats_server.exceptions import StoreUnavailable
 from rtcstats_server.metadata.factory import make_job_queue, make_session_store
@@ -190,7 +191,7 @@ async def _work(config: Config, conn: Connection, owner: str) -> None:
         await dumps.open()
         await analysis.start(runners=1)
         loop.add_reader(conn.fileno(), readable)
-        log.info("analysis worker %s started", owner)
+        log.info("analysis worker %s started (analysis: %s)", owner, analysis_build())
         await stop.wait()
     finally:
         with contextlib.suppress(ValueError, OSError):

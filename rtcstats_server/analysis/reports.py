@@ -23,6 +23,12 @@ import math
 from typing import Any, Final
 
 Report = dict[str, Any]
+#: A getStats result as the interpreter and its consumers take it, ``{stats id:
+#: report}``. Its values are checked where they are read (``type(r) is dict``): an
+#: imported document can hold anything there. They are typed ``Any`` rather than
+#: ``Report`` because the compiled build (mypyc) checks a declared type wherever a value
+#: leaves a container, so a bad report would raise there instead of being skipped.
+Result = dict[str, Any]
 
 #: Media kinds the interpreter follows; RTP reports of other kinds are client noise.
 KINDS: Final = frozenset({"audio", "video"})
@@ -78,7 +84,7 @@ def number(value: object) -> float | None:
     return None
 
 
-def media_kind(report: Report, reports: dict[str, Report] | None = None) -> str | None:
+def media_kind(report: Report, reports: Result | None = None) -> str | None:
     """``audio`` or ``video`` from ``kind``, the older ``mediaType``, or the mime type of
     the report's codec; None for anything else."""
     kind = report.get("kind") or report.get("mediaType")

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from rtcstats_server.analysis.reports import Report
+from rtcstats_server.analysis.reports import Report, Result
 
 #: Every per-track value a consumer may chart or download: name → (title, unit).
 #: Counts (``packets``, ``packets_lost``) are per sample interval.
@@ -105,6 +105,56 @@ class TrackSample:
     freeze_s: float | None
     frames_dropped: float | None
 
+    def __init__(
+        self,
+        track: Track,
+        t: float,
+        interval_s: float | None,
+        reset: bool,
+        report: Report,
+        remote: Report | None,
+        packets: float | None,
+        packets_lost: float | None,
+        bytes: float | None,
+        bitrate_kbps: float | None,
+        loss_pct: float | None,
+        rtt_ms: float | None,
+        jitter_ms: float | None,
+        fps: float | None,
+        frame_height: float | None,
+        audio_level: float | None,
+        concealment_pct: float | None,
+        concealed_samples: float | None,
+        total_samples: float | None,
+        freeze_count: float | None,
+        freeze_s: float | None,
+        frames_dropped: float | None,
+    ) -> None:
+        """Written out: a dataclass-generated ``__init__`` stays interpreted in the
+        compiled build (mypyc), and one is called per track per getStats."""
+        self.track = track
+        self.t = t
+        self.interval_s = interval_s
+        self.reset = reset
+        self.report = report
+        self.remote = remote
+        self.packets = packets
+        self.packets_lost = packets_lost
+        self.bytes = bytes
+        self.bitrate_kbps = bitrate_kbps
+        self.loss_pct = loss_pct
+        self.rtt_ms = rtt_ms
+        self.jitter_ms = jitter_ms
+        self.fps = fps
+        self.frame_height = frame_height
+        self.audio_level = audio_level
+        self.concealment_pct = concealment_pct
+        self.concealed_samples = concealed_samples
+        self.total_samples = total_samples
+        self.freeze_count = freeze_count
+        self.freeze_s = freeze_s
+        self.frames_dropped = frames_dropped
+
 
 @dataclass(slots=True)
 class SelectedPair:
@@ -141,6 +191,34 @@ class TransportSample:
     sent_kbps: float | None
     received_kbps: float | None
 
+    def __init__(
+        self,
+        pc_id: str | None,
+        t: float,
+        pair: SelectedPair | None,
+        new_pair: bool,
+        switched: bool,
+        transport: Report | None,
+        dtls_state: str | None,
+        rtt_ms: float | None,
+        interval_s: float | None,
+        sent_kbps: float | None,
+        received_kbps: float | None,
+    ) -> None:
+        """Written out: a dataclass-generated ``__init__`` stays interpreted in the
+        compiled build (mypyc), and one is called per track per getStats."""
+        self.pc_id = pc_id
+        self.t = t
+        self.pair = pair
+        self.new_pair = new_pair
+        self.switched = switched
+        self.transport = transport
+        self.dtls_state = dtls_state
+        self.rtt_ms = rtt_ms
+        self.interval_s = interval_s
+        self.sent_kbps = sent_kbps
+        self.received_kbps = received_kbps
+
 
 @dataclass(slots=True)
 class ReportIds:
@@ -162,9 +240,29 @@ class StatsRead:
 
     pc_id: str | None
     t: float
-    reports: dict[str, Report]
+    reports: Result
     tracks: list[TrackSample]
     transport: TransportSample | None
     ids: ReportIds
     #: Tracks of this connection not followed (past ``interpreter.MAX_TRACKS``).
     tracks_omitted: int = 0
+
+    def __init__(
+        self,
+        pc_id: str | None,
+        t: float,
+        reports: Result,
+        tracks: list[TrackSample],
+        transport: TransportSample | None,
+        ids: ReportIds,
+        tracks_omitted: int = 0,
+    ) -> None:
+        """Written out: a dataclass-generated ``__init__`` stays interpreted in the
+        compiled build (mypyc), and one is called per track per getStats."""
+        self.pc_id = pc_id
+        self.t = t
+        self.reports = reports
+        self.tracks = tracks
+        self.transport = transport
+        self.ids = ids
+        self.tracks_omitted = tracks_omitted

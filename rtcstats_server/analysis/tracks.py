@@ -44,7 +44,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final
 
-from rtcstats_server.analysis.reports import LEGACY_LEVEL_SCALE, Report, measurement, number
+from rtcstats_server.analysis.reports import LEGACY_LEVEL_SCALE, Report, Result, measurement, number
 from rtcstats_server.analysis.samples import Track, TrackSample
 
 #: Counters besides packets, bytes and frames: concealed audio samples, audio samples
@@ -98,7 +98,7 @@ def _level(level: float | None) -> float | None:
     return level / LEGACY_LEVEL_SCALE if level is not None and level > 1 else level
 
 
-def linked_report(reports: dict[str, Report], report: Report, name: str) -> Report | None:
+def linked_report(reports: Result, report: Report, name: str) -> Report | None:
     """The report another report names in its field ``name`` (ids are client data)."""
     target = report.get(name)
     if type(target) is not str:
@@ -135,7 +135,7 @@ class TrackReader:
         self.codec_id: object = None
 
     def standard(
-        self, t: float, report: Report, remote: Report | None, reports: dict[str, Report]
+        self, t: float, report: Report, remote: Report | None, reports: Result
     ) -> TrackSample:
         track = self.track
         get = report.get
@@ -279,7 +279,7 @@ class TrackReader:
             _delta(e, last_e, reset),
         )
 
-    def _identify(self, report: Report, linked: Report | None, reports: dict[str, Report]) -> None:
+    def _identify(self, report: Report, linked: Report | None, reports: Result) -> None:
         """Fill in what a client may report late, and follow codec changes."""
         track = self.track
         codec_id = report.get("codecId")
@@ -334,7 +334,7 @@ class TrackReader:
         frames_d = _delta(frames, self.frames, reset)
         lost_d: float | None = None
         if lost is not None:
-            lost = max(lost, 0)
+            lost = max(lost, 0.0)  # a float, as typed (0 would be an int in JSON)
             lost_d = lost if self.lost is None or reset else lost - self.lost
             self.lost = lost
         if packets is not None:

@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from rtcstats_server.compiled import analysis_build
 from rtcstats_server.config import ApiToken, Config, load_config, masked_dump
 from rtcstats_server.exceptions import ConfigError, StartupError
 from rtcstats_server.version import installed_version
@@ -33,7 +34,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="rtcstats-server", description="Self-hosted rtcstats collector."
     )
     parser.add_argument(
-        "--version", action="version", version=f"rtcstats-server {installed_version()}"
+        "--version",
+        action="version",
+        version=f"rtcstats-server {installed_version()} (analysis: {analysis_build()})",
     )
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the collector")
@@ -214,11 +217,12 @@ def _supervise(config: Config, count: int, argv: Sequence[str]) -> int:
 
     command = [sys.executable, "-m", "rtcstats_server", *argv]
     log.info(
-        "rtcstats-collector %s: %d workers on port %d, data in %s",
+        "rtcstats-collector %s: %d workers on port %d, data in %s, analysis: %s",
         installed_version(),
         count,
         config.server.port,
         config.server.data_dir.resolve(),
+        analysis_build(),
     )
     return supervise(command, count, config.server.shutdown_grace_s)
 

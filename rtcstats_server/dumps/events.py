@@ -80,6 +80,26 @@ class Event:
         """The full reports of a getStats event (empty for any other event)."""
         return self.value if self.method == STATS_METHOD and isinstance(self.value, dict) else {}
 
+    def __init__(
+        self,
+        timestamp: float,
+        method: str,
+        pc_id: str | None,
+        value: Any,
+        extra: tuple[Any, ...] = (),
+        seq: int | None = None,
+        line: int = 0,
+    ) -> None:
+        """Written out: a dataclass-generated ``__init__`` stays interpreted in the
+        compiled build (mypyc), and one is called per event."""
+        self.timestamp = timestamp
+        self.method = method
+        self.pc_id = pc_id
+        self.value = value
+        self.extra = extra
+        self.seq = seq
+        self.line = line
+
 
 def as_number(value: object) -> float | None:
     """A JSON number as a float; None for anything else (booleans included)."""

@@ -19,6 +19,7 @@ from aiohttp import web
 from rtcstats_server.analysis.geo import open_locator
 from rtcstats_server.analysis.processes import WorkerPool, worker_count
 from rtcstats_server.analysis.worker import Analysis
+from rtcstats_server.compiled import analysis_build
 from rtcstats_server.config import Config
 from rtcstats_server.exceptions import StartupError, StoreUnavailable
 from rtcstats_server.forwarders.worker import make_forwarding
@@ -249,10 +250,11 @@ async def start_server(
             raise StartupError(_said(exc)) from exc
         raise
     log.info(
-        "rtcstats-collector %s listening on %s, data in %s",
+        "rtcstats-collector %s listening on %s, data in %s, analysis: %s",
         installed_version(),
         listeners.describe(),
         config.server.data_dir.resolve(),
+        analysis_build(),
     )
     return runner
 

@@ -44,9 +44,11 @@ WORKER_HEADER = "X-Rtcstats-Worker"
 SIBLING_TIMEOUT_S = 2.0
 
 #: Gauges that every worker reports about the same shared thing (the job queues in the
-#: shared store, the disk, the upstream's answer): the largest value stands for all.
+#: shared store, the disk, the upstream's answer, the build): the largest value stands
+#: for all.
 #: ``rtcstats_metadata_up`` is the smallest: one worker that cannot write is news.
 NOT_ADDED: dict[str, Callable[[Iterable[float]], float]] = {
+    "rtcstats_build_info": max,
     "rtcstats_analysis_queue_jobs": max,
     "rtcstats_forward_queue_jobs": max,
     "rtcstats_forward_auth_alert": max,

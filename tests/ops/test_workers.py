@@ -152,6 +152,9 @@ async def test_both_workers_take_connections_and_metrics_add_up(
         assert samples(text, "rtcstats_workers") == {(): float(WORKERS)}
         # a shared state is not added up: the store is up, once
         assert samples(text, "rtcstats_metadata_up") == {(): 1.0}
+        # what runs is said once, not once per worker
+        (build,) = samples(text, "rtcstats_build_info").items()
+        assert build[1] == 1.0 and ("analysis", "pure") in build[0], build
     # the workers share one log stream: each line says whose it is
     log = server.log()
     assert "INFO [w0] rtcstats_server.http.app: rtcstats-collector" in log

@@ -26,7 +26,7 @@ from rtcstats_server.analysis.jsvalues import (
     state_value,
     truthy,
 )
-from rtcstats_server.analysis.reports import Report
+from rtcstats_server.analysis.reports import Report, Result
 from rtcstats_server.analysis.samples import StatsRead
 from rtcstats_server.analysis.tracks import linked_report
 from rtcstats_server.dumps.events import Event
@@ -49,7 +49,7 @@ _TURN_TRANSPORTS: Final = {
 }
 
 
-def selected_transport(reports: dict[str, Report], transports: list[str]) -> Report | None:
+def selected_transport(reports: Result, transports: list[str]) -> Report | None:
     """The peer's selected transport: the first ``transport`` report naming a
     selected candidate pair (whether or not the pair is in the result)."""
     for transport_id in transports:
@@ -63,7 +63,7 @@ def selected_transport(reports: dict[str, Report], transports: list[str]) -> Rep
     return None
 
 
-def _pair_of(reports: dict[str, Report], transport: Report | None) -> Report | None:
+def _pair_of(reports: Result, transport: Report | None) -> Report | None:
     if transport is None:
         return None
     return linked_report(reports, transport, "selectedCandidatePairId")
@@ -343,7 +343,7 @@ class ConnectionFeatures:
             self._selected(t, reports, transport, pair)
         self._tracks(read, t)
 
-    def _count_ids(self, reports: dict[str, Report], t: float) -> None:
+    def _count_ids(self, reports: Result, t: float) -> None:
         """How many results each stats id was in (``stats_truncated``), counted per run
         of results with the same ids: one set comparison per result."""
         keys = reports.keys()
@@ -367,7 +367,7 @@ class ConnectionFeatures:
             if counted is not None:
                 counted[0] += self.run_length
 
-    def _dtls(self, reports: dict[str, Report], transports: list[str]) -> None:
+    def _dtls(self, reports: Result, transports: list[str]) -> None:
         for transport_id in transports:
             report = reports[transport_id]
             if report.get("type") == "transport" and truthy(report.get("tlsVersion")):
@@ -379,9 +379,7 @@ class ConnectionFeatures:
                 )
                 return
 
-    def _selected(
-        self, t: float, reports: dict[str, Report], transport: Report, pair: Report
-    ) -> None:
+    def _selected(self, t: float, reports: Result, transport: Report, pair: Report) -> None:
         self.last_selected = (t, transport)
         selected = self.selected
         pair_id = str(transport["selectedCandidatePairId"])
@@ -395,7 +393,7 @@ class ConnectionFeatures:
             self.pair_pending = False
             self._first_pair(reports, pair)
 
-    def _first_pair(self, reports: dict[str, Report], pair: Report) -> None:
+    def _first_pair(self, reports: Result, pair: Report) -> None:
         local = linked_report(reports, pair, "localCandidateId")
         remote = linked_report(reports, pair, "remoteCandidateId")
         values = self.values

@@ -30,7 +30,7 @@ from rtcstats_server.analysis.geo_annotation import (
     maxmind_location,
     read_annotation,
 )
-from rtcstats_server.analysis.reports import Report
+from rtcstats_server.analysis.reports import Report, Result
 from rtcstats_server.analysis.tracks import linked_report
 from rtcstats_server.dumps.events import Event
 
@@ -133,7 +133,7 @@ class ConnectionLocations:
         if len(seen) < MAX_CANDIDATES:
             seen.append((candidate, location))
 
-    def first_stats(self, reports: dict[str, Report], pair: Report | None) -> None:
+    def first_stats(self, reports: Result, pair: Report | None) -> None:
         """The first getStats result, and its selected pair (the peer's rule)."""
         if not self.pending:
             return

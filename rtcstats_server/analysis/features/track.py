@@ -22,7 +22,7 @@ from typing import Any, Final
 
 from rtcstats_server.analysis.features.values import MAX_TEXT, present, text
 from rtcstats_server.analysis.jsvalues import divide, is_number, pluck, truthy
-from rtcstats_server.analysis.reports import Report, number
+from rtcstats_server.analysis.reports import Report, Result, number
 from rtcstats_server.analysis.samples import Track, TrackSample
 from rtcstats_server.analysis.scores import audio_score, video_score
 from rtcstats_server.analysis.tracks import linked_report
@@ -35,7 +35,10 @@ MAX_EVENT_TRACKS: Final = 512
 MAX_SIZES: Final = 256
 #: A flush interval the peer calls periodic: getStats every ~1 s sees a 4 s cadence
 #: between 3 and 5 s.
-_FLUSH_PERIOD_MS: Final = (3000.0, 5000.0)
+#: (Two names, not a tuple: mypyc, as of 2.4, reads a ``Final`` tuple of floats back as
+#: unset.)
+_FLUSH_PERIOD_MIN_MS: Final = 3000.0
+_FLUSH_PERIOD_MAX_MS: Final = 5000.0
 
 #: Legacy (goog) stats spell what the standard reports count like this, by direction.
 _LEGACY_NAMES: Final[dict[str, tuple[str, str]]] = {
@@ -140,7 +143,7 @@ class EventTracks:
         self.tracks.append(EventTrack(kind, track_id, t, direction))
         self.untied += 1
 
-    def tie(self, samples: list[TrackSample], reports: dict[str, Report]) -> None:
+    def tie(self, samples: list[TrackSample], reports: Result) -> None:
         """Tie this result's reports to tracks (nothing to do once every track is)."""
         if not self.untied:
             return
@@ -206,7 +209,7 @@ class TrackFeatures:
         self.first_t = t
         self.last_t = t
         self.last: Report = {}
-        self.last_reports: dict[str, Report] = {}
+        self.last_reports: Result = {}
         self.codec: tuple[str | None, str | None] | None = None
         self.widths: dict[Any, int] = {}
         self.heights: dict[Any, int] = {}
@@ -227,7 +230,7 @@ class TrackFeatures:
 
     # -- each result ----------------------------------------------------------------
 
-    def add(self, sample: TrackSample, reports: dict[str, Report], t: float) -> None:
+    def add(self, sample: TrackSample, reports: Result, t: float) -> None:
         report = sample.report
         track = self.track
         self.last = report
@@ -257,7 +260,7 @@ class TrackFeatures:
             self.fps_sum += sample.fps
             self.fps_samples += 1
 
-    def _codec(self, report: Report, reports: dict[str, Report]) -> None:
+    def _codec(self, report: Report, reports: Result) -> None:
         if truthy(report.get("codecId")):
             codec = linked_report(reports, report, "codecId")
             if codec is not None:
@@ -343,9 +346,11 @@ class TrackFeatures:
     def _periodic_flushes(self) -> bool | None:
         if not self.flushes_seen or len(self.flush_times) < 3:
             return None
-        low, high = _FLUSH_PERIOD_MS
         times = self.flush_times
-        return all(low <= b - a <= high for a, b in itertools.pairwise(times))
+        return all(
+            _FLUSH_PERIOD_MIN_MS <= b - a <= _FLUSH_PERIOD_MAX_MS
+            for a, b in itertools.pairwise(times)
+        )
 
     def _last_stats(self, inbound: bool) -> dict[str, Any]:
         last = self.last
