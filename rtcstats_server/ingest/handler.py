@@ -440,6 +440,14 @@ class Stream(Connection):
             await work
         except (ConnectionError, asyncio.CancelledError):
             pass
+        except Exception:
+            # A fault of ours (a store that raised what it should not): the socket is
+            # cut, not left paused for ever; its session is detached or finished as
+            # after any drop, and the client's resume resends what was not acked.
+            session_id = self.session.id if self.session is not None else "?"
+            log.exception("session %s: a message could not be handled; socket cut", session_id)
+            self.ws.abort()
+            return
         finally:
             self.task = None
         if self.close_request is not None:

@@ -173,3 +173,25 @@ async def test_http_and_upgrades_share_a_pooled_client(live: RunningCollector) -
                 assert response.status == 200
     for n in range(3):
         assert await stored_lines(live, f"/pooled{n}") == ['["create","PC_0",{},1]']
+
+
+async def test_a_fault_while_handling_a_message_cuts_the_socket_not_the_server(
+    live: RunningCollector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An exception where none is expected (here: the identity's record write) cuts
+    that socket (1006 for the client, an ERROR line); the session is stored as after
+    any drop, and the server goes on."""
+
+    async def broken(*_: object) -> None:
+        raise RuntimeError("store fault")
+
+    monkeypatch.setattr(live.manager, "identity", broken)
+    async with live.http.ws_connect(live.ws_url + "/fault", protocols=("2.0",)) as ws:
+        await ws.send_str('["create","PC_0",{},1]')
+        await ws.send_str('["identity",null,{"userId":"u"},2]')
+        message = await ws.receive(timeout=10)
+        assert message.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR)
+    record = await live.wait_for_record(lambda r: r["url"] == "/fault" and r["state"] == "stored")
+    assert record["close_code"] == 1006
+    assert lines_of(await live.dump_text(record["id"]))[0] == '["create","PC_0",{},1]'
+    assert (await live.get_json("/healthz"))["status"] == "ok"
