@@ -26,12 +26,14 @@ from dataclasses import dataclass
 
 #: Latest ``bench/ingest`` figures (bench/README.md, 2 vCPU VM, 2026-11-24): the
 #: ``paced collector defaults`` phase, one message per wake-up as real clients send:
-#: 4.02 CPU s/100k; 21.7 MB/s at 18919 msg/s is 1147 raw bytes a message; zstd 8.6x;
-#: 27 KiB per idle connection.
+#: 4.02 CPU s/100k; 21.7 MB/s at 18919 msg/s is 1147 raw bytes a message; zstd 8.6x.
+#: Idle memory: 11.2 KiB per connection (2026-12-02, ``--only idle --idle 2000``, since
+#: ingest reads websockets on its own framing; 27 KiB before). The CPU figure predates
+#: that and uvloop (both cut it: bench/README.md), so cores are overestimated.
 MEASURED_CPU_PER_100K = 4.02
 MEASURED_BYTES_PER_MESSAGE = 1147.0
 MEASURED_ZSTD_RATIO = 8.6
-MEASURED_KIB_PER_CONNECTION = 27.0
+MEASURED_KIB_PER_CONNECTION = 11.2
 
 #: MongoDB writes a session makes (server.cluster: true), by where they come from.
 STORE_WRITES: dict[str, float] = {
