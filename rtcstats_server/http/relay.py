@@ -162,7 +162,8 @@ class _HolderSide(asyncio.Protocol):
     def __init__(self, client: _ClientSide, index: int) -> None:
         self.client = client
         self.index = index
-        self.head = b""
+        #: The holder's answer head until it is whole (then passed on): None after.
+        self.head: bytes | None = b""
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -171,11 +172,12 @@ class _HolderSide(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.head is not None:
-            self.head += data
-            end = self.head.find(b"\r\n\r\n")
-            if end < 0 and len(self.head) < 16384:
+            head = self.head + data
+            end = head.find(b"\r\n\r\n")
+            if end < 0 and len(head) < 16384:
+                self.head = head
                 return
-            data, self.head = self._renamed(self.head, end), None  # type: ignore[assignment]
+            data, self.head = self._renamed(head, end), None
         self.client.transport.write(data)
 
     def _renamed(self, answer: bytes, end: int) -> bytes:

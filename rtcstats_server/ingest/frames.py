@@ -131,11 +131,6 @@ class FrameReader:
         self._fragments_size = 0
         self._rsv1 = False
 
-    @property
-    def buffered(self) -> int:
-        """Bytes received and not yet taken (at most about one frame's worth)."""
-        return len(self._buf) - self._pos + self._pending_size
-
     def feed(self, data: bytes) -> None:
         pending = self._pending
         if pending is not None:

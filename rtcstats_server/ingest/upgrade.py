@@ -70,10 +70,6 @@ class UpgradeRequest:
             return None
         return UpgradeRequest(line.group(1).decode("latin-1"), headers, remote, via_unix)
 
-    @property
-    def path(self) -> str:
-        return self.raw_path.partition("?")[0]
-
     def query(self) -> dict[str, str]:
         """Query parameters, decoded; the first of a repeated name wins."""
         found: dict[str, str] = {}
@@ -83,9 +79,6 @@ class UpgradeRequest:
 
     def header(self, name: str) -> str:
         return self.headers.get(name.lower(), "")
-
-    def subprotocols(self) -> list[str]:
-        return [p.strip() for p in self.header("Sec-WebSocket-Protocol").split(",") if p.strip()]
 
     def deflate_offer(self) -> dict[str, str | None] | None:
         """The client's first ``permessage-deflate`` offer's parameters, if it made one."""

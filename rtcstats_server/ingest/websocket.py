@@ -31,11 +31,10 @@ from rtcstats_server.ingest.frames import (
     frame,
     text_frame,
 )
+from rtcstats_server.sessions.connection import ABNORMAL_CLOSURE
 
 log = logging.getLogger(__name__)
 
-#: Code of a connection that ended without a close frame (RFC 6455 7.1.5).
-ABNORMAL_CLOSURE = 1006
 #: What we let the kernel and the transport hold for a client that does not read
 #: (acknowledgements, pongs): past it, the client is cut off.
 MAX_WRITE_BUFFER = 1 << 20
@@ -63,7 +62,6 @@ class Listener(Protocol):
 class WebSocket(asyncio.Protocol):
     __slots__ = (
         "_close_timer",
-        "_lost",
         "_paused",
         "close_code",
         "close_sent",
@@ -86,7 +84,6 @@ class WebSocket(asyncio.Protocol):
         self.closed = False
         self._paused = True  # until the listener is attached and says go
         self._close_timer: asyncio.TimerHandle | None = None
-        self._lost: asyncio.Future[None] | None = None
 
     # -- set-up -------------------------------------------------------------------------
 
@@ -207,13 +204,6 @@ class WebSocket(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
-    async def wait_lost(self) -> None:
-        if self.closed:
-            return
-        if self._lost is None:
-            self._lost = asyncio.get_running_loop().create_future()
-        await asyncio.shield(self._lost)
-
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.reader.discard()
@@ -222,8 +212,6 @@ class WebSocket(asyncio.Protocol):
         if self._close_timer is not None:
             self._close_timer.cancel()
             self._close_timer = None
-        if self._lost is not None and not self._lost.done():
-            self._lost.set_result(None)
         listener, self.listener = self.listener, None  # no cycle left for the collector
         if listener is not None:
             listener.on_lost()

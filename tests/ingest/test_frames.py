@@ -160,9 +160,9 @@ def test_an_upgrade_head_is_read_and_answered_as_rfc_6455_says() -> None:
         "10.0.0.1",
     )
     assert request is not None
-    assert request.path == "/room"
+    assert request.raw_path == "/room?a=1&b=x+y&a=2"
     assert request.query() == {"a": "1", "b": "x y"}
-    assert request.subprotocols() == ["3.1_STANDARD", "2.0"]
+    assert request.header("sec-websocket-protocol") == "3.1_STANDARD, 2.0"
     assert request.header("User-Agent") == "a, b"
     answer = switching(request, "3.1_STANDARD", None, (("X-Rtcstats-Worker", "1"),))
     # RFC 6455 1.3's worked example of the accept key.
