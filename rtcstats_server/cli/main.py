@@ -150,8 +150,14 @@ def serve(config: Config, args: argparse.Namespace | None = None, argv: Sequence
     """
     from rtcstats_server.cli.allocator import pin_mmap_threshold
     from rtcstats_server.cli.event_loop import event_loop
-    from rtcstats_server.cli.workers import adopt_orphans, worker_config, worker_count
+    from rtcstats_server.cli.workers import (
+        adopt_orphans,
+        node_id,
+        worker_config,
+        worker_count,
+    )
     from rtcstats_server.http.startup import ensure_writable, prepare
+    from rtcstats_server.http.viewer.signing import load_key
     from rtcstats_server.http.workers import WorkerInfo
     from rtcstats_server.logs import configure_logging
 
@@ -181,6 +187,9 @@ def serve(config: Config, args: argparse.Namespace | None = None, argv: Sequence
                 prepare(config).close()
             adopt_orphans(config.server.data_dir, count)
             if count > 1:
+                # Made here, before any worker starts, so they read one id and one key.
+                node_id(config, 0)
+                load_key(config)
                 return _supervise(config, count, argv)
         pin_mmap_threshold()  # before any thread or large buffer: see allocator.py
         # before the app's imports: a busy port fails fast

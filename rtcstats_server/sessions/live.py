@@ -95,10 +95,17 @@ def default_node_id(data_dir: Path) -> str:
         pass
     node_id = f"{socket_module.gethostname()[:40]}-{uuid.uuid4().hex[:8]}"
     data_dir.mkdir(parents=True, exist_ok=True)
-    temporary = marker.with_suffix(".tmp")
-    temporary.write_text(node_id + "\n", encoding="ascii")
-    os.replace(temporary, marker)
-    return node_id
+    # Workers of one collector start together and may all find no marker: each writes
+    # its own temporary file and links it into place, so the first one wins and every
+    # other reads that one back (a shared temporary name raced: CI, 2026-12-02).
+    temporary = data_dir / f".node-id.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+    try:
+        temporary.write_text(node_id + "\n", encoding="ascii")
+        with contextlib.suppress(FileExistsError):
+            os.link(temporary, marker)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return marker.read_text(encoding="ascii").strip()
 
 
 class LiveSession(Session):

@@ -3,6 +3,7 @@ of the worker count hands over; a start that a worker cannot make fails as one."
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import socket
 from pathlib import Path
@@ -15,6 +16,7 @@ from rtcstats_server.cli.workers import (
     worker_count,
 )
 from rtcstats_server.config import build_config
+from rtcstats_server.sessions.live import default_node_id
 from rtcstats_server.sessions.segments import SEGMENT_SUFFIX
 from tests.services.cli import run_cli
 
@@ -73,6 +75,21 @@ def test_a_worker_keeps_its_own_files_and_shares_the_store(tmp_path: Path) -> No
     key = first.viewer.secret.get_secret_value()
     assert key and key == second.viewer.secret.get_secret_value()
     assert key == (data / "viewer-secret").read_text().strip()
+
+
+def _node_id_of(data_dir: str) -> str:
+    return default_node_id(Path(data_dir))
+
+
+def test_workers_starting_together_agree_on_one_node_id(tmp_path: Path) -> None:
+    # Workers started at once all find no node-id file and make one: they used to
+    # share a temporary name, and one of them failed to start (CI, 2026-12-02).
+    data = tmp_path / "data"
+    with multiprocessing.get_context("spawn").Pool(6) as pool:
+        ids = pool.map(_node_id_of, [str(data)] * 24)
+    assert len(set(ids)) == 1
+    assert ids[0] == (data / "node-id").read_text().strip()
+    assert sorted(p.name for p in data.iterdir()) == ["node-id"]  # no temporary left
 
 
 def test_changing_the_worker_count_hands_unfinished_files_over(tmp_path: Path) -> None:
