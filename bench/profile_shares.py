@@ -10,7 +10,7 @@ handler awaits as the websocket protocol. C code (orjson, zstd, the sqlite modul
 has no frame of its own: py-spy charges it to the Python line that called it, which
 is why JSON parsing is identified by that line's function.
 
-Samples of threads that wait (a pool worker blocked on its queue, aiosqlite's
+Samples of threads that wait (a pool worker blocked on its queue, the SQLite thread's
 thread on its queue) are dropped first: py-spy's non-blocking mode sometimes takes
 them for running.
 
@@ -68,7 +68,7 @@ PARTS: list[tuple[str, re.Pattern[str]]] = [
     ),
     (
         "session records (SQLite, record)",
-        re.compile(r"aiosqlite/|sqlite3|rtcstats_server/metadata/"),
+        re.compile(r"sqlite3|rtcstats_server/metadata/"),
     ),
     ("session per message and finish", re.compile(r"rtcstats_server/sessions\.py")),
     ("handler loop per message", re.compile(r"rtcstats_server/ingest/handler\.py")),
@@ -81,7 +81,7 @@ OTHER = "other"
 #: Sampled lines where a thread blocks on a queue or lock: waiting, not working.
 WAITING = re.compile(
     r"^(_worker \(concurrent/futures/thread\.py:\d+\)"
-    r"|_connection_worker_thread \(aiosqlite/core\.py:\d+\)"
+    r"|SqliteThread\._serve \(rtcstats_server/metadata/sqlite\.py:\d+\)"
     r"|Condition\.wait \(threading\.py:\d+\)"
     r"|Queue\.get \(queue\.py:\d+\))$"
 )

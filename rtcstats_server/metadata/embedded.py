@@ -7,11 +7,12 @@ document beside them, so new fields need no migration.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
 import orjson
 
 from rtcstats_server.exceptions import StoreUnavailable
@@ -23,7 +24,7 @@ from rtcstats_server.metadata.record import (
     SessionState,
     check_update,
 )
-from rtcstats_server.metadata.sqlite import open_sqlite, retry_locked
+from rtcstats_server.metadata.sqlite import SqliteThread, open_sqlite, retry_locked, transaction
 
 _LIVE_STATES = (SessionState.STREAMING, SessionState.DETACHED, SessionState.FINISHING)
 
@@ -72,82 +73,43 @@ def _decode(text: str) -> dict[str, Any]:
 
 
 class EmbeddedSessionStore:
+    """Every operation is one function on the connection's thread (``SqliteThread``):
+    the loop pays one hop per upsert, read or delete, and the JSON of the documents
+    is decoded and encoded there too."""
+
     name = "embedded"
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._db: aiosqlite.Connection | None = None
-        # One connection serves every coroutine: transactions must not interleave.
+        self._db: SqliteThread | None = None
+        # Writes keep their order, retries included: a write that waits out a lock
+        # another process holds is not overtaken by a later write of the same record.
         self._write_lock = asyncio.Lock()
 
     @property
-    def db(self) -> aiosqlite.Connection:
+    def db(self) -> SqliteThread:
         if self._db is None:
             raise StoreUnavailable("embedded store is not open")
         return self._db
 
     async def open(self) -> None:
-        self._db = await open_sqlite(self.path, _SCHEMA)
+        self._db = await open_sqlite(self.path, _SCHEMA, "sqlite-sessions")
 
     async def close(self) -> None:
         if self._db is not None:
-            await self._db.close()
-            self._db = None
+            db, self._db = self._db, None
+            await db.close()
 
     async def ping(self) -> None:
         try:
-            await self.db.execute("SELECT 1")
-        except aiosqlite.Error as exc:
+            await self.db.run(_ping)
+        except sqlite3.Error as exc:
             raise StoreUnavailable(f"embedded store: {exc}") from exc
 
     async def upsert(self, session_id: str, fields: dict[str, Any]) -> None:
-        async with self._write_lock:
-            await retry_locked(lambda: self._upsert(session_id, fields))
-
-    async def _upsert(self, session_id: str, fields: dict[str, Any]) -> None:
         db = self.db
-        await db.execute("BEGIN IMMEDIATE")
-        try:
-            async with db.execute("SELECT doc FROM sessions WHERE id = ?", (session_id,)) as cursor:
-                row = await cursor.fetchone()
-            doc = _decode(row[0]) if row else {"id": session_id}
-            stored = SessionState(doc.get("state", SessionState.STREAMING))
-            new_state = SessionState(fields.get("state", stored))
-            if row and new_state.rank < stored.rank:
-                await db.execute("ROLLBACK")
-                return
-            doc.update(fields)
-            doc["id"] = session_id
-            started = doc.get("started_at")
-            if not isinstance(started, datetime):
-                raise ValueError("a session record needs started_at as a datetime")
-            await db.execute(
-                """INSERT INTO sessions (id, started_us, state, state_rank, node_id,
-                       conference_id, user_id, client_session_id, app, doc)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                   ON CONFLICT(id) DO UPDATE SET started_us=excluded.started_us,
-                       state=excluded.state, state_rank=excluded.state_rank,
-                       node_id=excluded.node_id, conference_id=excluded.conference_id,
-                       user_id=excluded.user_id, client_session_id=excluded.client_session_id,
-                       app=excluded.app, doc=excluded.doc""",
-                (
-                    session_id,
-                    _micros(started),
-                    new_state.value,
-                    new_state.rank,
-                    doc.get("node_id"),
-                    doc.get("conference_id"),
-                    doc.get("user_id"),
-                    doc.get("client_session_id"),
-                    doc.get("app"),
-                    _encode({**doc, "state": new_state.value}),
-                ),
-            )
-            await db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                await db.execute("ROLLBACK")
-            raise
+        async with self._write_lock:
+            await retry_locked(lambda: db.run(lambda c: _upsert(c, session_id, fields)))
 
     async def update(self, session_id: str, fields: dict[str, Any]) -> bool:
         """One ``UPDATE ... json_set`` of the named fields: no read, no column moves
@@ -160,19 +122,15 @@ class EmbeddedSessionStore:
         for name, value in fields.items():
             paths.append("?, json(?)")
             params += [f"$.{name}", _encode(value)]
+        sql = f"UPDATE sessions SET doc = json_set(doc, {', '.join(paths)}) WHERE id = ?"
+        values = (*params, session_id)
+        db = self.db
         async with self._write_lock:
-            cursor = await retry_locked(
-                lambda: self.db.execute(
-                    f"UPDATE sessions SET doc = json_set(doc, {', '.join(paths)}) WHERE id = ?",
-                    (*params, session_id),
-                )
-            )
-        return cursor.rowcount > 0
+            count = await retry_locked(lambda: db.run(lambda c: c.execute(sql, values).rowcount))
+        return count > 0
 
     async def get(self, session_id: str) -> dict[str, Any] | None:
-        async with self.db.execute("SELECT doc FROM sessions WHERE id = ?", (session_id,)) as cur:
-            row = await cur.fetchone()
-        return _decode(row[0]) if row else None
+        return await self.db.run(lambda c: _get(c, session_id))
 
     async def query(self, query: SessionQuery) -> list[dict[str, Any]]:
         where: list[str] = []
@@ -223,30 +181,89 @@ class EmbeddedSessionStore:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY started_us DESC, id DESC LIMIT ?"
         params.append(query.limit)
-        async with self.db.execute(sql, params) as cur:
-            rows = await cur.fetchall()
-        return [_decode(row[0]) for row in rows]
+        return await self.db.run(lambda c: _documents(c, sql, params))
 
     async def unfinished(self, node_id: str) -> list[dict[str, Any]]:
         marks = ",".join("?" for _ in _LIVE_STATES)
-        async with self.db.execute(
-            f"SELECT doc FROM sessions WHERE node_id = ? AND state IN ({marks})",
-            (node_id, *(state.value for state in _LIVE_STATES)),
-        ) as cur:
-            rows = await cur.fetchall()
-        return [_decode(row[0]) for row in rows]
+        sql = f"SELECT doc FROM sessions WHERE node_id = ? AND state IN ({marks})"
+        params = (node_id, *(state.value for state in _LIVE_STATES))
+        return await self.db.run(lambda c: _documents(c, sql, params))
 
     async def started_before(self, when: datetime, limit: int) -> list[dict[str, Any]]:
-        async with self.db.execute(
-            "SELECT doc FROM sessions WHERE started_us < ? ORDER BY started_us LIMIT ?",
-            (_micros(when), limit),
-        ) as cur:
-            rows = await cur.fetchall()
-        return [_decode(row[0]) for row in rows]
+        sql = "SELECT doc FROM sessions WHERE started_us < ? ORDER BY started_us LIMIT ?"
+        params = (_micros(when), limit)
+        return await self.db.run(lambda c: _documents(c, sql, params))
 
     async def delete(self, session_id: str) -> bool:
+        db = self.db
         async with self._write_lock:
-            cursor = await retry_locked(
-                lambda: self.db.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+            count = await retry_locked(
+                lambda: db.run(
+                    lambda c: c.execute("DELETE FROM sessions WHERE id = ?", (session_id,)).rowcount
+                )
             )
-        return cursor.rowcount > 0
+        return count > 0
+
+
+# -- on the connection's thread --------------------------------------------------------
+
+
+def _ping(connection: sqlite3.Connection) -> None:
+    connection.execute("SELECT 1").fetchone()
+
+
+def _get(connection: sqlite3.Connection, session_id: str) -> dict[str, Any] | None:
+    row = connection.execute("SELECT doc FROM sessions WHERE id = ?", (session_id,)).fetchone()
+    return _decode(row[0]) if row else None
+
+
+def _documents(
+    connection: sqlite3.Connection, sql: str, params: Sequence[Any]
+) -> list[dict[str, Any]]:
+    return [_decode(row[0]) for row in connection.execute(sql, params).fetchall()]
+
+
+_UPSERT = """INSERT INTO sessions (id, started_us, state, state_rank, node_id,
+        conference_id, user_id, client_session_id, app, doc)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT(id) DO UPDATE SET started_us=excluded.started_us,
+        state=excluded.state, state_rank=excluded.state_rank,
+        node_id=excluded.node_id, conference_id=excluded.conference_id,
+        user_id=excluded.user_id, client_session_id=excluded.client_session_id,
+        app=excluded.app, doc=excluded.doc"""
+
+
+def _upsert(connection: sqlite3.Connection, session_id: str, fields: dict[str, Any]) -> None:
+    """Merge ``fields`` into the record in one transaction; a state of lower rank than
+    the stored one changes nothing (a late live write never undoes a finish)."""
+
+    def merge() -> None:
+        row = connection.execute("SELECT doc FROM sessions WHERE id = ?", (session_id,)).fetchone()
+        doc = _decode(row[0]) if row else {"id": session_id}
+        stored = SessionState(doc.get("state", SessionState.STREAMING))
+        new_state = SessionState(fields.get("state", stored))
+        if row and new_state.rank < stored.rank:
+            connection.execute("ROLLBACK")
+            return
+        doc.update(fields)
+        doc["id"] = session_id
+        started = doc.get("started_at")
+        if not isinstance(started, datetime):
+            raise ValueError("a session record needs started_at as a datetime")
+        connection.execute(
+            _UPSERT,
+            (
+                session_id,
+                _micros(started),
+                new_state.value,
+                new_state.rank,
+                doc.get("node_id"),
+                doc.get("conference_id"),
+                doc.get("user_id"),
+                doc.get("client_session_id"),
+                doc.get("app"),
+                _encode({**doc, "state": new_state.value}),
+            ),
+        )
+
+    transaction(connection, merge)

@@ -11,12 +11,11 @@ from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
 import orjson
 
 from rtcstats_server.exceptions import StoreUnavailable
 from rtcstats_server.metadata.jobs import Job, JobState
-from rtcstats_server.metadata.sqlite import open_sqlite, retry_locked
+from rtcstats_server.metadata.sqlite import SqliteThread, open_sqlite, retry_locked
 
 _SCHEMA = [
     """CREATE TABLE IF NOT EXISTS forward_jobs (
@@ -67,20 +66,23 @@ def _job(row: Iterable[Any]) -> Job:
 
 
 class SqliteJobQueue:
+    """Every operation is one statement, run with its fetch as one function on the
+    connection's thread (``SqliteThread``): one thread hop each."""
+
     name = "sqlite"
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._db: aiosqlite.Connection | None = None
+        self._db: SqliteThread | None = None
 
     @property
-    def db(self) -> aiosqlite.Connection:
+    def db(self) -> SqliteThread:
         if self._db is None:
             raise StoreUnavailable("upload queue is not open")
         return self._db
 
     async def open(self) -> None:
-        self._db = await open_sqlite(self.path, _SCHEMA)
+        self._db = await open_sqlite(self.path, _SCHEMA, "sqlite-jobs")
 
     async def close(self) -> None:
         if self._db is not None:
@@ -88,9 +90,9 @@ class SqliteJobQueue:
             await db.close()
 
     async def _change(self, sql: str, params: Iterable[Any]) -> int:
-        cursor = await retry_locked(lambda: self.db.execute(sql, tuple(params)))
-        count = cursor.rowcount
-        await cursor.close()
+        values = tuple(params)
+        db = self.db
+        count: int = await retry_locked(lambda: db.run(lambda c: c.execute(sql, values).rowcount))
         return count
 
     async def enqueue(
@@ -138,11 +140,8 @@ class SqliteJobQueue:
             f"RETURNING {_COLUMNS}"
         )
 
-        async def claim() -> Any:
-            async with self.db.execute(sql, params) as cursor:
-                return await cursor.fetchone()
-
-        row = await retry_locked(claim)
+        db = self.db
+        row = await retry_locked(lambda: db.run(lambda c: c.execute(sql, params).fetchone()))
         return _job(row) if row is not None else None
 
     async def renew(self, job: Job, owner: str, now: float, lease_s: float) -> bool:
@@ -194,19 +193,14 @@ class SqliteJobQueue:
         return await self._finish(job, owner, now, "state = 'pending', next_attempt_at = ?", [now])
 
     async def get(self, session_id: str, forwarder: str) -> Job | None:
-        async with self.db.execute(
-            f"SELECT {_COLUMNS} FROM forward_jobs WHERE session_id = ? AND forwarder = ?",
-            (session_id, forwarder),
-        ) as cursor:
-            row = await cursor.fetchone()
+        sql = f"SELECT {_COLUMNS} FROM forward_jobs WHERE session_id = ? AND forwarder = ?"
+        row = await self.db.run(lambda c: c.execute(sql, (session_id, forwarder)).fetchone())
         return _job(row) if row is not None else None
 
     async def counts(self, forwarder: str) -> dict[JobState, int]:
         counts = dict.fromkeys(JobState, 0)
-        async with self.db.execute(
-            "SELECT state, COUNT(*) FROM forward_jobs WHERE forwarder = ? GROUP BY state",
-            (forwarder,),
-        ) as cursor:
-            for state, count in await cursor.fetchall():
-                counts[JobState(state)] = int(count)
+        sql = "SELECT state, COUNT(*) FROM forward_jobs WHERE forwarder = ? GROUP BY state"
+        rows = await self.db.run(lambda c: c.execute(sql, (forwarder,)).fetchall())
+        for state, count in rows:
+            counts[JobState(state)] = int(count)
         return counts

@@ -135,8 +135,8 @@ class Finisher:
         """The final record; if the store refuses it (a value it cannot hold), the
         record with bounded values: a session must never stay live in its record
         while its dump is stored. The last error when neither could be written."""
-        attempts = [record, essential_fields(record, "")]
-        for attempt in attempts:
+        attempt, last = record, False
+        while True:
             try:
                 await self.records.upsert(session_id, attempt)
                 return
@@ -146,9 +146,10 @@ class Finisher:
             except Exception as exc:  # any refusal: the driver's, SQLite's, a full disk
                 self.metrics.store_errors.labels(self.records.name).inc()
                 log.error("session %s: record write failed: %r", session_id, exc)
-                if attempt is attempts[-1]:
+                if last:
                     raise
-        raise AssertionError("unreachable")  # pragma: no cover
+            # made only when needed: bounding every value costs a walk of the record
+            attempt, last = essential_fields(record, ""), True
 
     async def _queue(self, session: Session) -> None:
         record = session.record

@@ -21,7 +21,10 @@ class LocalDumpStore:
         self.root = root
 
     def _path(self, key: str) -> Path:
-        # Keys are server-made; still refuse anything that could leave the root.
+        """The file of ``key``; blocking (it resolves symlinks: a stat per part of
+        the path), so called on a worker thread, with the file operation it serves.
+
+        Keys are server-made; still refuse anything that could leave the root."""
         path = (self.root / key).resolve()
         if not path.is_relative_to(self.root.resolve()) or ".." in Path(key).parts:
             raise NotFound(f"dump key outside the store: {key!r}")
@@ -38,9 +41,8 @@ class LocalDumpStore:
             raise StoreUnavailable(f"dump directory {self.root} is not writable")
 
     async def put(self, key: str, source: Path) -> StoredDump:
-        target = self._path(key)
-
         def move() -> int:
+            target = self._path(key)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(source, target)
             return target.stat().st_size
@@ -51,9 +53,8 @@ class LocalDumpStore:
         return None  # the dump is where it stays
 
     async def read(self, key: str) -> AsyncIterator[bytes]:
-        path = self._path(key)
         try:
-            handle = await asyncio.to_thread(path.open, "rb")
+            handle = await asyncio.to_thread(lambda: self._path(key).open("rb"))
         except FileNotFoundError:
             raise NotFound(f"no dump stored at {key}") from None
         try:
@@ -63,4 +64,4 @@ class LocalDumpStore:
             await asyncio.to_thread(handle.close)
 
     async def delete(self, key: str) -> None:
-        await asyncio.to_thread(self._path(key).unlink, missing_ok=True)
+        await asyncio.to_thread(lambda: self._path(key).unlink(missing_ok=True))
