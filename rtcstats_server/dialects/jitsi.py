@@ -31,6 +31,7 @@ from rtcstats_server.dumps.envelopes import (
     STATS_ENTRY,
     entry_seq,
     open_envelope,
+    stats_entry_seq,
 )
 from rtcstats_server.dumps.layout import JITSI_CLIENTS
 from rtcstats_server.exceptions import HandshakeRefused, ProtocolViolation
@@ -44,7 +45,10 @@ FINAL_CLOSE_CODES = frozenset({3001, 3002})
 
 def _seq(entry: object) -> int | None:
     """The seq of an entry, refused when no store could hold it."""
-    seq = entry_seq(entry)
+    return _checked(entry_seq(entry))
+
+
+def _checked(seq: int | None) -> int | None:
     if seq is not None and not fits_int64(seq):
         raise ProtocolViolation("seq_out_of_range", "seq must fit in a signed 64-bit integer")
     return seq
@@ -110,7 +114,7 @@ class JitsiDecoder:
         self._check_session(envelope)
         data = envelope["data"]
         if kind == STATS_ENTRY:
-            return [DumpLine(line, _seq(parse_json(data)))]
+            return [DumpLine(line, _checked(stats_entry_seq(data)))]
         if type(data) is list:  # an identity, as an array or (pushers) an object
             return [DumpLine(line, _seq(data)), Identity(identity_fields(data[2]))]
         return [DumpLine(line), Identity(identity_fields(data))]
