@@ -1,8 +1,8 @@
 # syntax=docker/dockerfile:1
 # rtcstats-collector image. Two stages: the first turns the source tree into wheels
-# (ours, with its analysis modules compiled by mypyc, and every dependency's), the
-# second installs only those wheels, offline, on a slim base: no compiler, no build
-# tools, no source tree in the final image. `rtcstats-server --version` and the start
+# (ours, with its analysis and ingest modules compiled by mypyc, and every
+# dependency's), the second installs only those wheels, offline, on a slim base: no
+# compiler, no build tools, no source tree in the final image. `rtcstats-server --version` and the start
 # line say "analysis: compiled".
 #
 #   docker build -t rtcstats-collector .
@@ -17,9 +17,10 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
-# A C compiler for the compiled analysis modules (mypyc, below); only this stage has it.
+# A C compiler for the compiled modules (mypyc, below); only this stage has it.
 # Debian's own versions of the day, unpinned: the compiled code does not depend on them
-# (tests/analysis/test_compiled.py compares the compiled analysis with the pure one).
+# (tests/analysis/test_compiled.py compares the compiled analysis and ingest with the
+# pure ones).
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends gcc libc6-dev \
@@ -31,7 +32,8 @@ COPY rtcstats_server ./rtcstats_server
 # (`pip wheel .`, which also fetches the dependencies' wheels), whose dependencies are
 # then installed here because mypyc type-checks the compiled modules against them (and
 # PyYAML's stubs); then compiled (RTCSTATS_COMPILE=1, setup.py: the analysis pass, about
-# 40 % less CPU), outside pip's isolated build environment, which would have no mypy.
+# 40 % less CPU, and the ingest path), outside pip's isolated build environment, which
+# would have no mypy.
 # The compiled wheel replaces the pure one in /wheels. mypy is pinned: it is the compiler.
 RUN pip wheel . --wheel-dir /wheels \
     && pip install --no-index --find-links=/wheels /wheels/rtcstats_collector-*.whl \

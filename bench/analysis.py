@@ -52,12 +52,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 # A child measuring a compiled build imports that build's package (bench/summary.py
 # puts this checkout first on the path again: the package must be imported before).
-PACKAGE = os.environ.get("RTCSTATS_BENCH_PACKAGE")
-if PACKAGE:
-    sys.path.insert(0, PACKAGE)
-    import rtcstats_server
+import builds  # noqa: E402  (bench/builds.py)
 
-    assert str(rtcstats_server.__file__).startswith(PACKAGE), rtcstats_server.__file__
+builds.use(os.environ.get("RTCSTATS_BENCH_PACKAGE", ""))
 
 from summary import rtcstats_js_lines, write_zstd  # noqa: E402  (bench/summary.py)
 
@@ -243,7 +240,7 @@ def main() -> int:
     parser.add_argument("--mb", type=float, default=40, help="raw size of each dump (MB)")
     parser.add_argument("--dialect", action="append", choices=sorted(DIALECTS))
     parser.add_argument("--repeat", type=int, default=1, help="runs of each; the best counts")
-    parser.add_argument("--build", choices=("pure", "compiled", "both"), default="pure")
+    parser.add_argument("--build", choices=builds.CHOICES, default="pure")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -251,11 +248,7 @@ def main() -> int:
         return 0
     target = int(args.mb * 1e6)
     with tempfile.TemporaryDirectory() as tmp:
-        packages = [] if args.build == "compiled" else [""]
-        if args.build != "pure":
-            from tests.services.compiled import build_compiled
-
-            packages.append(str(build_compiled(Path(tmp) / "compiled")))
+        packages = list(builds.packages(args.build, Path(tmp)).values())
         print(f"{'dialect':14s} {'part':16s} {'build':9s} {'CPU-s/100k':>10s} {'MB/s raw':>9s} "
               f"{'MB/s stored':>11s} {'peak RSS +MiB':>13s}  (events, raw MB)")  # fmt: skip
         for name in args.dialect or DIALECTS:

@@ -30,14 +30,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+import builds  # noqa: E402  (bench/builds.py)
+
 
 def _child(what: str, path: Path, package: str) -> None:
-    if package:  # a compiled build: its package, not this checkout's, is imported
-        sys.path.insert(0, package)
-        import rtcstats_server
-
-        assert rtcstats_server.__file__ is not None
-        assert rtcstats_server.__file__.startswith(package), rtcstats_server.__file__
+    builds.use(package)  # a compiled build: its package, not this checkout's
     from analysis import open_dump, worker_pass
 
     if what == "reader":
@@ -63,7 +60,7 @@ def _instructions(what: str, path: Path, out: Path, package: str) -> tuple[int, 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--mb", type=float, default=2, help="raw size of the dump (MB)")
-    parser.add_argument("--build", choices=("pure", "compiled", "both"), default="pure")
+    parser.add_argument("--build", choices=builds.CHOICES, default="pure")
     parser.add_argument("--only", action="append", help="compile only this module")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -72,16 +69,10 @@ def main() -> int:
         return 0
     from analysis import DIALECTS, write_zstd
 
-    from tests.services.compiled import build_compiled
-
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "rtcstats5.rtcstats.zst"
         write_zstd(path, DIALECTS["rtcstats#5.0"](int(args.mb * 1e6)))
-        packages = {"pure": ""}
-        if args.build != "pure":
-            packages["compiled"] = str(build_compiled(Path(tmp) / "compiled", args.only))
-            if args.build == "compiled":
-                del packages["pure"]
+        packages = builds.packages(args.build, Path(tmp), args.only)
         for build, package in packages.items():
             base, _ = _instructions("imports", path, Path(tmp) / "cg.out", package)
             for what in ("reader", "worker"):

@@ -8,11 +8,19 @@ with its zstd frames: one per 100 entries for 3.1, as acks make it, by size for
 rtcstats-js) under ``valgrind --tool=callgrind``, twice with different message
 counts, and prints the difference per 100k messages, so start-up cancels out.
 Parts (cumulative): ``decode`` (the decoder alone), ``mask`` (and ``mask_line``),
-``path`` (and the writer); the differences are printed too. Needs valgrind
-(``apt-get install valgrind``); each run takes 10 to 60 s.
+``path`` (and the writer); the differences are printed too. ``framed`` is ``path``
+with each message first read from a masked client frame by ``ingest/frames.py``'s
+``FrameReader``, as the websocket does (``frames``: what that adds); it is not among
+the default parts, so the default figures stay comparable with earlier ones. Needs
+valgrind (``apt-get install valgrind``); each run takes 10 to 60 s.
+
+``--build compiled`` measures a compiled build of this checkout (setup.py with
+``RTCSTATS_COMPILE=1``, built in a temporary directory first, about a minute; see
+bench/builds.py), ``--build both`` the pure and the compiled one, part by part.
 
     python bench/instructions.py                    # both captures, every part
     python bench/instructions.py --parts decode mask --load 3.1_STANDARD
+    python bench/instructions.py --build both --parts path framed
 
 Not the whole server's cost: aiohttp's frame parsing and the event loop are left out
 (bench/ingest measures those, in CPU seconds).
@@ -27,7 +35,10 @@ import re
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+
+import builds
 
 REPO = Path(__file__).resolve().parents[1]
 CAPTURED = REPO / "../shared/fixtures/captured"
@@ -39,6 +50,8 @@ LOADS = {
 SCRATCH = "/dev/shm" if os.path.isdir("/dev/shm") else None
 #: Plays of the capture in the two runs whose difference is counted.
 FEW, MANY = 1, 11
+#: Every part, in the order each adds a step.
+PARTS = ("decode", "mask", "path", "framed")
 
 
 def messages(load: str, plays: int) -> list[str]:
@@ -65,6 +78,32 @@ def messages(load: str, plays: int) -> list[str]:
     return out
 
 
+def client_frame(text: str) -> bytes:
+    """``text`` as a client sends it: one final text frame, masked (RFC 6455 5.3) with
+    a zero key (unmasking costs the C ``apply_mask`` the same whatever the key)."""
+    payload = text.encode()
+    length = len(payload)
+    if length < 126:
+        head = bytes((0x81, 0x80 | length))
+    elif length < 1 << 16:
+        head = bytes((0x81, 0x80 | 126)) + length.to_bytes(2, "big")
+    else:
+        head = bytes((0x81, 0x80 | 127)) + length.to_bytes(8, "big")
+    return head + bytes(4) + payload
+
+
+def read_frames(frames: list[bytes]) -> Iterator[str]:
+    """The messages of ``frames`` as the ingest's ``FrameReader`` reads them, one socket
+    read per frame (a busy socket reads several at once: this is the dearer case)."""
+    from rtcstats_server.ingest.frames import FrameReader
+
+    reader = FrameReader(1 << 24)
+    for data in frames:
+        reader.feed(data)
+        while (message := reader.take()) is not None:
+            yield str(message[1])
+
+
 async def run_path(load: str, plays: int, part: str) -> int:
     """Feed the messages; returns how many there were."""
     sys.path.insert(0, str(REPO))
@@ -75,8 +114,9 @@ async def run_path(load: str, plays: int, part: str) -> int:
 
     # Built for MANY plays in both runs: only the feeding differs between them.
     stream = messages(load, MANY)
+    frames = list(map(client_frame, stream)) if part == "framed" else []
     count = len(stream) * plays // MANY
-    stream = stream[:count]
+    texts: Iterable[str] = read_frames(frames[:count]) if frames else stream[:count]
     query = {"statsSessionId": "1517194c-3c5d-4c55-a475-f49f84f23c92"}
     handshake = Handshake("/", query, load, "", "", "")
     decoder = open_decoder(handshake)
@@ -84,7 +124,7 @@ async def run_path(load: str, plays: int, part: str) -> int:
     with tempfile.TemporaryDirectory(dir=SCRATCH) as d:
         writer = DumpWriter(Path(d) / "dump.zst", 3, False)
         entries = 0
-        for message in stream:
+        for message in texts:
             for result in decoder.feed(message):
                 if type(result) is not DumpLine:
                     continue
@@ -101,7 +141,7 @@ async def run_path(load: str, plays: int, part: str) -> int:
     return count
 
 
-def instructions(load: str, plays: int, part: str) -> tuple[int, int]:
+def instructions(load: str, plays: int, part: str, package: str) -> tuple[int, int]:
     argv = [
         "valgrind",
         "--tool=callgrind",
@@ -112,6 +152,7 @@ def instructions(load: str, plays: int, part: str) -> tuple[int, int]:
         load,
         str(plays),
         part,
+        package,
     ]
     env = dict(os.environ, PYTHONHASHSEED="0")
     done = subprocess.run(argv, capture_output=True, text=True, env=env, check=True)
@@ -124,28 +165,33 @@ def instructions(load: str, plays: int, part: str) -> tuple[int, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--load", nargs="*", default=list(LOADS), choices=list(LOADS))
-    parser.add_argument(
-        "--parts", nargs="*", choices=["decode", "mask", "path"], default=["decode", "mask", "path"]
-    )
-    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--parts", nargs="*", choices=PARTS, default=list(PARTS[:3]))
+    parser.add_argument("--build", choices=builds.CHOICES, default="pure")
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        load, plays, part = args.child
+        load, plays, part, package = args.child
+        builds.use(package)  # before run_path puts this checkout first on the path
         print("messages", asyncio.run(run_path(load, int(plays), part)))
         return
-    for load in args.load:
-        found: dict[str, float] = {}
-        for part in args.parts:
-            few, few_msgs = instructions(load, FEW, part)
-            many, many_msgs = instructions(load, MANY, part)
-            found[part] = (many - few) / (many_msgs - few_msgs) * 100_000 / 1e9
-        shown = dict(found)
-        if "decode" in found and "mask" in found:
-            shown["masking"] = found["mask"] - found["decode"]
-        if "mask" in found and "path" in found:
-            shown["writer"] = found["path"] - found["mask"]
-        cells = "  ".join(f"{name} {value:.2f}" for name, value in shown.items())
-        print(f"{load:14} G instructions per 100k messages: {cells}")
+    with tempfile.TemporaryDirectory() as tmp:
+        packages = builds.packages(args.build, Path(tmp))
+        for load in args.load:
+            for build, package in packages.items():
+                found: dict[str, float] = {}
+                for part in args.parts:
+                    few, few_msgs = instructions(load, FEW, part, package)
+                    many, many_msgs = instructions(load, MANY, part, package)
+                    found[part] = (many - few) / (many_msgs - few_msgs) * 100_000 / 1e9
+                shown = dict(found)
+                if "decode" in found and "mask" in found:
+                    shown["masking"] = found["mask"] - found["decode"]
+                if "mask" in found and "path" in found:
+                    shown["writer"] = found["path"] - found["mask"]
+                if "path" in found and "framed" in found:
+                    shown["frames"] = found["framed"] - found["path"]
+                cells = "  ".join(f"{name} {value:.2f}" for name, value in shown.items())
+                print(f"{load:14} {build:8} G instructions per 100k messages: {cells}")
 
 
 if __name__ == "__main__":

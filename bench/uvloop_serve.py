@@ -11,13 +11,17 @@ Usage: python bench/uvloop_serve.py serve [rtcstats-server serve options]
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from pathlib import Path
 
 import uvloop
 
-# The tree this file is in, not whichever one an editable install points at.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# The tree this file is in, not whichever one an editable install points at; or the
+# compiled build of it that bench/ingest --build names (bench/builds.py).
+sys.path.insert(
+    0, os.environ.get("RTCSTATS_BENCH_PACKAGE") or str(Path(__file__).resolve().parents[1])
+)
 
 from rtcstats_server.cli.main import main
 

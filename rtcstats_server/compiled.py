@@ -1,4 +1,6 @@
-"""Which build of the analysis pass is running: compiled (mypyc) or pure Python.
+"""Which build is running: compiled (mypyc) or pure Python (the analysis pass and
+the ingest path's per-message code; the metric and ``--version`` say ``analysis``, as
+they did before the ingest modules joined the list).
 
 The package is pure Python unless its wheel was built with ``RTCSTATS_COMPILE=1``
 (setup.py; the Docker image does): then the modules listed here are also compiled by
@@ -17,9 +19,13 @@ from pathlib import Path
 from typing import Final
 
 #: The modules mypyc compiles: the analysis worker's pass over a dump (reader, decoder,
-#: interpreter, summary, features), where a session's CPU goes. Shares are of the pure
-#: pass on the rtcstats-js capture (py-spy, bench/analysis.py --dialect rtcstats#5.0),
-#: in bench/README.md with what compiling each group saved.
+#: interpreter, summary, features), where a session's CPU goes, and the ingest
+#: process's per-message path (frames, dialect decoders, IP masking, sessions, the dump
+#: writer). Shares of the analysis modules are of the pure pass on the rtcstats-js
+#: capture (py-spy, bench/analysis.py --dialect rtcstats#5.0); of the ingest modules,
+#: self time of the pure ingest server's event-loop thread on the jitsi 3.1 load
+#: (py-spy, bench/ingest --peer), where orjson (17 %) and zstd (12.5 %) are C already.
+#: bench/README.md has what compiling each group saved.
 COMPILED_MODULES: Final = (
     # the rtcstats-js delta decoder, run for every getStats message: 25 %
     "rtcstats_server.dumps.getstats",
@@ -48,6 +54,31 @@ COMPILED_MODULES: Final = (
     "rtcstats_server.analysis.features.connection",
     "rtcstats_server.analysis.features.track",
     "rtcstats_server.analysis.jsvalues",
+    # ingest: the websocket frame parser (FrameReader.take 7.6 %, .feed 2.3 %) and the
+    # transport's protocol (WebSocket._deliver 2 %)
+    "rtcstats_server.ingest.frames",
+    "rtcstats_server.ingest.websocket",
+    # the dialect decoders (JitsiDecoder.feed 3.7 %, _seq 2.8 %), the envelopes they
+    # open (1.3 %) and fits_int64 (1.1 %); legacy because its decoder subclasses
+    # rtcstats_js's (an interpreted class cannot inherit from a compiled one)
+    "rtcstats_server.dialects.base",
+    "rtcstats_server.dialects.jitsi",
+    "rtcstats_server.dialects.rtcstats_js",
+    "rtcstats_server.dialects.legacy",
+    "rtcstats_server.dumps.envelopes",
+    "rtcstats_server.metadata.record",
+    # IP masking: 11.5 % (mask_line 4.9, _mask_hinted 2.4, _mask_sdp 1.9, mask_parsed
+    # 1.5, _mask_cluster 0.8); 24 % on the rtcstats-js load
+    "rtcstats_server.dumps.privacy",
+    # the handler's per-message work (Stream.on_text 6.4 %, IngestHandler.masked 2.6 %)
+    # and the session's (SessionManager.append 3.6 %); state and connection hold the
+    # base classes of LiveSession and Stream (a native class needs native bases)
+    "rtcstats_server.ingest.handler",
+    "rtcstats_server.sessions.live",
+    "rtcstats_server.sessions.state",
+    "rtcstats_server.sessions.connection",
+    # the dump writer (DumpWriter._append_frame 2 %, zstd itself is C)
+    "rtcstats_server.dumps.writer",
 )
 
 _PACKAGE: Final = Path(__file__).resolve().parent

@@ -18,7 +18,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, cast
 from urllib.parse import unquote_plus
 
 from rtcstats_server.analysis.geo import GeoLocator
@@ -315,7 +315,7 @@ class IngestHandler:
         transport.write(
             upgrade.switching(request, handshake.subprotocol, extension, self.answer_headers)
         )
-        transport.set_protocol(ws)
+        transport.set_protocol(cast(asyncio.BaseProtocol, ws))  # a protocol by its methods
         ws.connection_made(transport)
         if early:
             ws.data_received(early)  # held (the websocket starts paused) until start()

@@ -59,7 +59,13 @@ class Listener(Protocol):
         """The connection is gone, whichever side ended it."""
 
 
-class WebSocket(asyncio.Protocol):
+class WebSocket:
+    """The transport's protocol: asyncio calls its methods by name (``connection_made``,
+    ``data_received``, ``pause_writing``...) and asks no base class of it, so it has
+    none: a subclass of ``asyncio.Protocol`` (a Python class) could not be a native
+    class of the compiled build (``rtcstats_server/compiled.py``), and mypyc refuses
+    ``__slots__`` on a class that is not native."""
+
     __slots__ = (
         "_close_timer",
         "_paused",
@@ -106,6 +112,12 @@ class WebSocket(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         return None  # the transport closes; connection_lost follows
+
+    def pause_writing(self) -> None:
+        """Nothing: ``write`` cuts off a client whose unread bytes pass ``MAX_WRITE_BUFFER``."""
+
+    def resume_writing(self) -> None:
+        """Nothing to resume (``pause_writing`` stops nothing)."""
 
     def resume(self) -> None:
         """Deliver again: what is buffered now, then what the socket brings."""

@@ -42,7 +42,7 @@ except ImportError:  # pragma: no cover - mypy is a test dependency
 
 #: What a child runs: one build's analysis of every fixture, as JSON on stdout.
 ANALYSE = """
-import hashlib, io, json, sys
+import hashlib, importlib, io, json, sys
 from pathlib import Path
 package, fixtures, city, asn = sys.argv[1:5]
 sys.path.insert(0, package)
@@ -78,24 +78,124 @@ results = {
 print(json.dumps({
     "package": rtcstats_server.__file__,
     "build": analysis_build(),
-    "loaded": {m: sys.modules[m].__file__ for m in COMPILED_MODULES},
+    "loaded": {m: importlib.import_module(m).__file__ for m in COMPILED_MODULES},
     "geo": locator is not None,
     "results": results,
 }, default=repr))
 """
 
 
+#: What a child runs for the ingest path: every stream a test replays (the captured
+#: clients, the jitsi disk dumps and the JVB pusher wrapped back into envelopes, the
+#: rtcstats dump) through one build's frame reader (fed in small pieces, so frames
+#: arrive split), dialect decoder, IP masking (the fast path and the parsing reference)
+#: and dump writer (the file's bytes), as JSON on stdout. Time is the one input that
+#: differs between the runs: a pusher's identity is stamped on arrival.
+INGEST = """
+import asyncio, hashlib, json, sys, tempfile, urllib.parse
+from pathlib import Path
+package, root, fixtures = sys.argv[1:4]
+sys.path.insert(0, package)
+import rtcstats_server
+sys.path.append(root)  # the tests' stream builders; the package stays the build's
+from rtcstats_server.dialects import open_decoder
+from rtcstats_server.dialects.base import DumpLine, EndOfSession, Handshake, Identity, Reply
+from rtcstats_server.dumps.privacy import mask_line, mask_parsed, mask_remote
+from rtcstats_server.dumps.writer import DumpWriter
+from rtcstats_server.exceptions import ProtocolViolation
+from rtcstats_server.ingest.frames import FrameReader, close_frame, text_frame
+from rtcstats_server.metadata.record import fits_int64
+from tests.ingest.test_frames import client_frame
+from tests.ingest.test_replay_fixtures import CAPTURED
+from tests.services import streams
+
+base = Path(fixtures)
+played = [streams.captured(base, name) for name in CAPTURED]
+played += [streams.jitsi_disk_dump(base, name) for name in streams.JITSI_DUMPS]
+played += [streams.jvb_pusher(base), streams.rtcstats_dump(base)]
+
+
+def result(each):
+    if type(each) is DumpLine:
+        text = each.text
+        if text.startswith('["identity",null,{') and each.seq is None:
+            text = json.dumps(json.loads(text)[:3])  # stamped with the time of arrival
+        return ["line", text, each.seq]
+    if type(each) is Identity:
+        return ["identity", each.fields]
+    if type(each) is Reply:
+        return ["reply", each.text]
+    assert type(each) is EndOfSession, each
+    return ["end"]
+
+
+async def play(stream, directory):
+    reader = FrameReader(1 << 24)
+    wire = b"".join(client_frame(1, text.encode()) for text in stream.messages)
+    texts = []
+    for start in range(0, len(wire), 1000):
+        reader.feed(wire[start : start + 1000])
+        while (message := reader.take()) is not None:
+            texts.append(message[1])
+    assert texts == stream.messages
+    path, _, query = stream.path.partition("?")
+    handshake = Handshake(path, dict(urllib.parse.parse_qsl(query)), stream.subprotocol,
+                          "agent", "origin", "198.51.100.7")
+    decoder = open_decoder(handshake)
+    out = {"opening": [result(r) for r in decoder.opening(0)], "fed": [], "masked": [],
+           "ack": [result(r) for r in filter(None, [decoder.ack(7)])]}
+    writer = DumpWriter(directory / stream.name, 3, False)
+    for text in texts:
+        try:
+            results = decoder.feed(text)
+        except ProtocolViolation as violation:
+            out["fed"].append(["refused", violation.reason])
+            continue
+        out["fed"].append([result(r) for r in results])
+        for line in results:
+            if type(line) is DumpLine and not line.text.startswith('["identity",null,{'):
+                masked = mask_line(line.text)
+                out["masked"].append([masked, mask_parsed(line.text)])
+                writer.append(line.text if masked is None else masked)
+        if writer.buffered_bytes > 20000:
+            await writer.flush()
+    await writer.flush()
+    stored = (directory / stream.name).read_bytes()
+    out["dump"] = [hashlib.sha256(stored).hexdigest(), writer.raw_bytes, writer.compressed_bytes]
+    return out
+
+
+async def main():
+    with tempfile.TemporaryDirectory() as directory:
+        return {s.name: await play(s, Path(directory)) for s in played}
+
+
+print(json.dumps({
+    "package": rtcstats_server.__file__,
+    "results": asyncio.run(main()),
+    "remote": [mask_remote(a) for a in ("203.0.113.9", "2001:db8:1:2::5", "fe80::1%eth0", "x")],
+    "frames": [text_frame("é" * n).hex() for n in (0, 125, 126, 70000)]
+    + [close_frame(1000, b"bye").hex()],
+    "int64": [fits_int64(v) for v in (0, -(2**63), 2**63 - 1, 2**63, -(2**63) - 1)],
+}))
+"""
+
+
 def _analysed(package: Path) -> dict[str, Any]:
+    return _child(ANALYSE, package, str(FIXTURES), str(CITY_DB), str(ASN_DB))
+
+
+def _child(script: str, package: Path, *args: str) -> dict[str, Any]:
     done = subprocess.run(
-        [sys.executable, "-c", ANALYSE, str(package), str(FIXTURES), str(CITY_DB), str(ASN_DB)],
+        [sys.executable, "-c", script, str(package), *args],
         capture_output=True,
         text=True,
         timeout=120,
         cwd=package,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    analysed: dict[str, Any] = json.loads(done.stdout)
-    return analysed
+    found: dict[str, Any] = json.loads(done.stdout)
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -139,6 +239,27 @@ def test_compiled_analysis_equals_pure(compiled_build: Path) -> None:
             assert json.dumps(compiled["results"][name][part], sort_keys=True) == json.dumps(
                 read[part], sort_keys=True
             ), (name, part)
+
+
+def test_compiled_ingest_equals_pure(compiled_build: Path) -> None:
+    """The ingest path's compiled modules (frames, decoders, masking, writer) read,
+    decode, mask and store every replayed stream as the pure ones do."""
+    pure = _child(INGEST, ROOT, str(ROOT), str(FIXTURES))
+    compiled = _child(INGEST, compiled_build, str(ROOT), str(FIXTURES))
+    assert pure["package"].startswith(str(ROOT))
+    assert compiled["package"].startswith(str(compiled_build))
+    # with substance: every stream decoded, addresses found and masked, dumps written
+    assert len(pure["results"]) >= 11, sorted(pure["results"])
+    masked = [m for read in pure["results"].values() for m in read["masked"] if m[0]]
+    assert len(masked) >= 20, len(masked)
+    assert all("x.x.x.x" in m[0] or "x:x:x:x:x:x:x:x" in m[0] for m in masked)
+    assert any(read["opening"] for read in pure["results"].values())  # a 3.1 sn
+    for name, read in pure["results"].items():
+        assert read["dump"][1] > 0, name
+        for part in ("opening", "fed", "masked", "ack", "dump"):
+            assert compiled["results"][name][part] == read[part], (name, part)
+    for part in ("remote", "frames", "int64"):
+        assert compiled[part] == pure[part], part
 
 
 def test_the_compiled_build_says_so(compiled_build: Path) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from rtcstats_server.compiled import is_compiled
 from tests.ingest.test_frames import client_frame
 from tests.services.collector import RunningCollector, run_collector
 
@@ -181,6 +182,9 @@ async def test_a_fault_while_handling_a_message_cuts_the_socket_not_the_server(
     """An exception where none is expected (here: the identity's record write) cuts
     that socket (1006 for the client, an ERROR line); the session is stored as after
     any drop, and the server goes on."""
+
+    if is_compiled("rtcstats_server.sessions.live"):
+        pytest.skip("the fault is patched into SessionManager, whose compiled class is closed")
 
     async def broken(*_: object) -> None:
         raise RuntimeError("store fault")

@@ -3,7 +3,7 @@
 Copies the package, setup.py and pyproject.toml to ``dest`` and has setup.py compile
 the listed modules in place (``RTCSTATS_COMPILE=1 setup.py build_ext --inplace``):
 ``dest`` then imports as a compiled ``rtcstats_server`` when first on ``sys.path``.
-The compiled-analysis test and ``bench/analysis*.py --compiled`` use it.
+tests/analysis/test_compiled.py and the benchmarks' ``--build`` (bench/builds.py) use it.
 """
 
 from __future__ import annotations
