@@ -24,15 +24,19 @@ import argparse
 import math
 from dataclasses import dataclass
 
-#: Latest ``bench/ingest`` figures (bench/README.md, 2 vCPU VM, 2026-11-24): the
-#: ``paced collector defaults`` phase, one message per wake-up as real clients send:
-#: 4.02 CPU s/100k; 21.7 MB/s at 18919 msg/s is 1147 raw bytes a message; zstd 8.6x.
-#: Idle memory: 11.2 KiB per connection (2026-12-02, ``--only idle --idle 2000``, since
-#: ingest reads websockets on its own framing; 27 KiB before). The CPU figure predates
-#: that and uvloop (both cut it: bench/README.md), so cores are overestimated.
-MEASURED_CPU_PER_100K = 4.02
-MEASURED_BYTES_PER_MESSAGE = 1147.0
-MEASURED_ZSTD_RATIO = 8.6
+#: Latest ``bench/ingest`` figures (bench/README.md, 2 vCPU VM, 2026-12-02, pure build):
+#: the ``paced collector defaults`` phase, one message per wake-up as real clients
+#: send, with the analysis worker processes in the tree: 3.41 CPU s/100k (4.02 on
+#: 2026-11-24, before ingest's own framing, uvloop, zstd level 1 and the 3.1 seq read
+#: by simdjson; the compiled build costs less); 21.9 MB/s at 19077 msg/s is 1148 raw
+#: bytes a message. Idle memory: 11.2 KiB per connection (``--only idle --idle 2000``).
+#: The zstd ratio is not the phase's (8.5x, with 200 messages a frame at 100 msg/s):
+#: at one message a second a session's frame (``dumps.flush_interval_s`` 2 s) holds 2
+#: to 4 lines, which compress 2.6x to 3.0x on the captures (4.1x for 4-line jitsi
+#: frames); the dump is stored as those frames.
+MEASURED_CPU_PER_100K = 3.41
+MEASURED_BYTES_PER_MESSAGE = 1148.0
+MEASURED_ZSTD_RATIO = 3.0
 MEASURED_KIB_PER_CONNECTION = 11.2
 
 #: MongoDB writes a session makes (server.cluster: true), by where they come from.
