@@ -24,7 +24,13 @@ from rtcstats_server.metadata.record import (
     SessionState,
     check_update,
 )
-from rtcstats_server.metadata.sqlite import SqliteThread, open_sqlite, retry_locked, transaction
+from rtcstats_server.metadata.sqlite import (
+    SqliteThread,
+    changed_rows,
+    open_sqlite,
+    retry_locked,
+    transaction,
+)
 
 _LIVE_STATES = (SessionState.STREAMING, SessionState.DETACHED, SessionState.FINISHING)
 
@@ -126,7 +132,7 @@ class EmbeddedSessionStore:
         values = (*params, session_id)
         db = self.db
         async with self._write_lock:
-            count = await retry_locked(lambda: db.run(lambda c: c.execute(sql, values).rowcount))
+            count = await retry_locked(lambda: db.run(changed_rows(sql, values)))
         return count > 0
 
     async def get(self, session_id: str) -> dict[str, Any] | None:
@@ -198,9 +204,7 @@ class EmbeddedSessionStore:
         db = self.db
         async with self._write_lock:
             count = await retry_locked(
-                lambda: db.run(
-                    lambda c: c.execute("DELETE FROM sessions WHERE id = ?", (session_id,)).rowcount
-                )
+                lambda: db.run(changed_rows("DELETE FROM sessions WHERE id = ?", (session_id,)))
             )
         return count > 0
 

@@ -15,7 +15,7 @@ import orjson
 
 from rtcstats_server.exceptions import StoreUnavailable
 from rtcstats_server.metadata.jobs import Job, JobState
-from rtcstats_server.metadata.sqlite import SqliteThread, open_sqlite, retry_locked
+from rtcstats_server.metadata.sqlite import SqliteThread, changed_rows, open_sqlite, retry_locked
 
 _SCHEMA = [
     """CREATE TABLE IF NOT EXISTS forward_jobs (
@@ -92,8 +92,7 @@ class SqliteJobQueue:
     async def _change(self, sql: str, params: Iterable[Any]) -> int:
         values = tuple(params)
         db = self.db
-        count: int = await retry_locked(lambda: db.run(lambda c: c.execute(sql, values).rowcount))
-        return count
+        return await retry_locked(lambda: db.run(changed_rows(sql, values)))
 
     async def enqueue(
         self, session_id: str, forwarder: str, now: float, *, force: bool = False

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import sqlite3
 import threading
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from queue import SimpleQueue
 from typing import Any, TypeVar
@@ -133,6 +133,11 @@ def transaction(connection: sqlite3.Connection, work: Callable[[], T]) -> T:
                 connection.execute("ROLLBACK")
             raise
     return result
+
+
+def changed_rows(sql: str, params: Sequence[Any]) -> Callable[[sqlite3.Connection], int]:
+    """A work for ``SqliteThread.run``: one statement, and how many rows it changed."""
+    return lambda connection: connection.execute(sql, params).rowcount
 
 
 async def open_sqlite(path: Path, schema: Iterable[str], name: str) -> SqliteThread:

@@ -135,21 +135,25 @@ class Finisher:
         """The final record; if the store refuses it (a value it cannot hold), the
         record with bounded values: a session must never stay live in its record
         while its dump is stored. The last error when neither could be written."""
-        attempt, last = record, False
-        while True:
-            try:
-                await self.records.upsert(session_id, attempt)
-                return
-            except StoreUnavailable:
-                self.metrics.store_errors.labels(self.records.name).inc()
-                raise
-            except Exception as exc:  # any refusal: the driver's, SQLite's, a full disk
-                self.metrics.store_errors.labels(self.records.name).inc()
-                log.error("session %s: record write failed: %r", session_id, exc)
-                if last:
-                    raise
+        try:
+            await self._upsert(session_id, record)
+        except StoreUnavailable:
+            raise  # the store is away, not refusing: the finish is retried whole
+        except Exception:
             # made only when needed: bounding every value costs a walk of the record
-            attempt, last = essential_fields(record, ""), True
+            await self._upsert(session_id, essential_fields(record, ""))
+
+    async def _upsert(self, session_id: str, record: dict[str, Any]) -> None:
+        """One write of the record, counted and logged when it fails."""
+        try:
+            await self.records.upsert(session_id, record)
+        except StoreUnavailable:
+            self.metrics.store_errors.labels(self.records.name).inc()
+            raise
+        except Exception as exc:  # any refusal: the driver's, SQLite's, a full disk
+            self.metrics.store_errors.labels(self.records.name).inc()
+            log.error("session %s: record write failed: %r", session_id, exc)
+            raise
 
     async def _queue(self, session: Session) -> None:
         record = session.record

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import socket as socket_module
 import time
 import uuid
@@ -37,6 +36,7 @@ from rtcstats_server.dialects.base import ClientToken, DumpLine, Handshake
 from rtcstats_server.dumps.layout import close_line, header_lines
 from rtcstats_server.dumps.writer import DumpWriter
 from rtcstats_server.exceptions import HandshakeRefused, RtcstatsError
+from rtcstats_server.files import create_once
 from rtcstats_server.logs import LOG_FIELDS
 from rtcstats_server.metadata.base import SessionStore
 from rtcstats_server.metadata.record import EndReason, SessionState, utcnow
@@ -94,17 +94,8 @@ def default_node_id(data_dir: Path) -> str:
     except FileNotFoundError:
         pass
     node_id = f"{socket_module.gethostname()[:40]}-{uuid.uuid4().hex[:8]}"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    # Workers of one collector start together and may all find no marker: each writes
-    # its own temporary file and links it into place, so the first one wins and every
-    # other reads that one back (a shared temporary name raced: CI, 2026-12-02).
-    temporary = data_dir / f".node-id.{os.getpid()}.{uuid.uuid4().hex[:8]}"
-    try:
-        temporary.write_text(node_id + "\n", encoding="ascii")
-        with contextlib.suppress(FileExistsError):
-            os.link(temporary, marker)
-    finally:
-        temporary.unlink(missing_ok=True)
+    # the workers of one collector start together: whoever links first names them all
+    create_once(marker, node_id + "\n")
     return marker.read_text(encoding="ascii").strip()
 
 

@@ -16,10 +16,8 @@ so URLs survive restarts of this collector.
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import hmac
-import os
 import secrets
 from dataclasses import dataclass
 from enum import StrEnum
@@ -29,6 +27,7 @@ from urllib.parse import urlencode
 
 from rtcstats_server.config import Config
 from rtcstats_server.exceptions import ConfigError
+from rtcstats_server.files import create_once
 from rtcstats_server.query_values import ascii_int
 
 SECRET_FILE: Final = "viewer-secret"
@@ -134,20 +133,7 @@ def load_key(config: Config) -> bytes:
     path = config.server.data_dir / SECRET_FILE
     if path.exists():
         return _read_key(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Written whole under a temporary name, then linked into place: the key file is
-    # either absent or complete, and a second process racing us keeps the first key.
-    temp = path.with_name(f".{SECRET_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_urlsafe(32) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        with contextlib.suppress(FileExistsError):
-            os.link(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
+    create_once(path, secrets.token_urlsafe(32) + "\n", 0o600)
     return _read_key(path)
 
 
