@@ -50,6 +50,20 @@ class FrameError(Exception):
         self.code = code
 
 
+def _frame_size(head: bytes) -> int:
+    """The whole size of the frame that ``head`` begins (header, mask, payload), or
+    0 while its header is not whole; ``take`` judges whether the header is valid."""
+    available = len(head)
+    if available < 2:
+        return 0
+    length = head[1] & 0x7F
+    if length == 126:
+        return 8 + _U16.unpack_from(head, 2)[0] if available >= 4 else 0
+    if length == 127:
+        return 14 + _U64.unpack_from(head, 2)[0] if available >= 10 else 0
+    return 6 + length
+
+
 def valid_close_code(code: int) -> bool:
     return code in _SENDABLE_CODES or 3000 <= code <= 4999
 
@@ -107,6 +121,8 @@ class FrameReader:
         "_fragments_size",
         "_message_opcode",
         "_need",
+        "_next",
+        "_next_pos",
         "_pending",
         "_pending_size",
         "_pos",
@@ -120,6 +136,10 @@ class FrameReader:
         self.inflater = inflater
         self._buf = b""
         self._pos = 0
+        #: A read whose first frame began in the read before: ``_buf`` then holds just
+        #: that frame, joined, and reading goes on here from ``_next_pos``.
+        self._next: bytes | None = None
+        self._next_pos = 0
         #: The parts of a large frame still arriving: joined once it is whole, not
         #: copied again with every part (``_need`` bytes in all).
         self._pending: list[bytes] | None = None
@@ -132,6 +152,17 @@ class FrameReader:
         self._rsv1 = False
 
     def feed(self, data: bytes) -> None:
+        """Keep ``data`` for ``take``.
+
+        A read mostly ends inside a frame. Joining that frame's start to the next
+        read whole copied every byte received once more (a read is up to 256 KiB
+        under load: 3.8 % of the 3.1 load's CPU); only the frame that straddles the
+        two reads is joined now, and the rest of the read is parsed where it lies.
+        """
+        if self._next is not None:  # the last read is not taken yet: keep one buffer
+            self._buf = self._buf[self._pos :] + self._next[self._next_pos :]
+            self._pos = 0
+            self._next = None
         pending = self._pending
         if pending is not None:
             pending.append(data)
@@ -141,16 +172,26 @@ class FrameReader:
                 self._pos = 0
                 self._pending = None
                 self._pending_size = 0
-        elif self._pos >= len(self._buf):
+            return
+        if self._pos >= len(self._buf):
             self._buf = data
-        else:
-            self._buf = self._buf[self._pos :] + data
+            self._pos = 0
+            return
+        left = self._buf[self._pos :]
         self._pos = 0
+        missing = _frame_size(left) - len(left)
+        if 0 < missing < len(data):
+            self._buf = left + data[:missing]
+            self._next = data
+            self._next_pos = missing
+        else:  # its header is not whole yet, or the frame goes on past this read
+            self._buf = left + data
 
     def discard(self) -> None:
         """Let go of every byte held (the connection is gone; the reader may outlive it)."""
         self._buf = b""
         self._pos = 0
+        self._next = None
         self._pending = None
         self._pending_size = 0
         self._fragments = []
@@ -165,7 +206,15 @@ class FrameReader:
             pos = self._pos
             available = len(buf) - pos
             if available < 2:
-                return None
+                if self._next is None:
+                    return None
+                if available:  # not a whole frame: cannot be, ``feed`` joined one
+                    self._next = b"".join((buf[pos:], self._next[self._next_pos :]))
+                    self._next_pos = 0
+                buf = self._buf = self._next
+                pos = self._pos = self._next_pos
+                self._next = None
+                continue
             first = buf[pos]
             second = buf[pos + 1]
             if not second & 0x80:

@@ -186,6 +186,9 @@ class IngestHandler:
         self.access = access or ClientAccess(config.auth)
         self.limits = ConnectionLimits(config.limits)
         self.mask = config.privacy.obfuscate_ip_addresses
+        #: Read for every message: kept here, a config attribute chain is two lookups.
+        self.max_session_bytes = config.ingest.max_session_bytes
+        self.max_bad_messages = config.ingest.max_bad_messages
         #: Header fields every answer to an upgrade carries (a worker names itself).
         self.answer_headers = answer_headers
         #: Every open ingest socket, so a stopping server can cut the ones left.
@@ -403,7 +406,7 @@ class Stream(Connection):
         traffic = self.traffic
         traffic.messages += 1
         traffic.bytes += size
-        if session.bytes_received > handler.config.ingest.max_session_bytes:
+        if session.bytes_received > handler.max_session_bytes:
             handler.metrics.dropped.labels("session_too_large").inc()
             return self._later(self._end(EndReason.SESSION_TOO_LARGE, 1009))
         try:
@@ -412,7 +415,7 @@ class Stream(Connection):
             handler.metrics.dropped.labels(violation.reason).inc()
             session.dropped += 1
             self.bad += 1
-            if self.bad >= handler.config.ingest.max_bad_messages:
+            if self.bad >= handler.max_bad_messages:
                 return self._later(self._end(EndReason.BAD_MESSAGES, 1007))
             return True
         manager = handler.manager

@@ -212,6 +212,9 @@ class SessionManager:
         self._finishing: set[asyncio.Future[None]] = set()
         self._loop_time = time.monotonic
         self.accepting = True
+        #: Read for every message: kept here, a config attribute chain is two lookups.
+        self._flush_bytes = config.dumps.flush_bytes
+        self._ack_every = config.ingest.ack_every_entries
 
     @property
     def unrecorded(self) -> dict[str, Session]:
@@ -494,11 +497,8 @@ class SessionManager:
         session.unacked += 1
         return (
             not session.recorded
-            or writer.buffered_bytes >= self.config.dumps.flush_bytes
-            or (
-                session.client.sends_acks
-                and session.unacked >= self.config.ingest.ack_every_entries
-            )
+            or writer.buffered_bytes >= self._flush_bytes
+            or (session.client.sends_acks and session.unacked >= self._ack_every)
         )
 
     async def settle(self, session: LiveSession) -> None:
@@ -506,8 +506,8 @@ class SessionManager:
         and flush when a size or acknowledgement threshold is met."""
         if not session.recorded:
             await self._create_record(session)
-        if session.writer.buffered_bytes >= self.config.dumps.flush_bytes or (
-            session.client.sends_acks and session.unacked >= self.config.ingest.ack_every_entries
+        if session.writer.buffered_bytes >= self._flush_bytes or (
+            session.client.sends_acks and session.unacked >= self._ack_every
         ):
             await self.flush(session)
 

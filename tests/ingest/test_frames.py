@@ -4,6 +4,7 @@ without sockets: every rule a client can break gets its close code."""
 from __future__ import annotations
 
 import os
+import random
 import struct
 import zlib
 
@@ -57,6 +58,31 @@ def test_messages_of_every_size_arrive_whole_in_any_chunking(step: int | None) -
     texts = ["a", "é" * 70, "x" * 125, "y" * 126, "z" * 65535, "w" * 65536, "v" * 300_000]
     data = b"".join(client_frame(TEXT, t.encode()) for t in texts)
     assert read_all(FrameReader(1 << 20), data, step) == [(TEXT, t) for t in texts]
+
+
+def test_reads_cut_anywhere_and_taken_late_give_every_message_once() -> None:
+    """Reads end inside frames (the frame across two reads is joined alone, the rest
+    read in place), and a paused socket's reads arrive before anything is taken."""
+    rng = random.Random(3)
+    texts = [f"m{i}:" + "x" * rng.choice([0, 5, 120, 126, 300, 2000, 70_000]) for i in range(300)]
+    data = b"".join(client_frame(TEXT, t.encode()) for t in texts)
+    for _ in range(40):
+        reader = FrameReader(1 << 20)
+        out: list[tuple[int, object]] = []
+        pos = 0
+        while pos < len(data):
+            size = rng.choice([1, 2, 3, 9, 100, 1500, 4096, 65536, 200_000])
+            reader.feed(data[pos : pos + size])
+            pos += size
+            if rng.random() < 0.3:
+                continue  # paused: the next read comes before a take
+            while (message := reader.take()) is not None:
+                out.append(message)
+                if rng.random() < 0.05:
+                    break  # paused again mid-read
+        while (message := reader.take()) is not None:
+            out.append(message)
+        assert out == [(TEXT, t) for t in texts]
 
 
 def test_a_fragmented_message_is_joined_and_control_frames_come_between() -> None:
