@@ -152,8 +152,27 @@ def _mask_sdp(text: str) -> str:
     return _SDP_ADDRESS_LINE.sub(_mask_sdp_line, text)
 
 
+#: SDP address lines masked before. The same lines come back: every m-section of a
+#: Chrome SDP holds ``c=IN IP4 0.0.0.0`` and ``a=rtcp:9 IN IP4 0.0.0.0``, each offer
+#: and answer of a connection its ``o=`` line, and its candidates come again in later
+#: descriptions. Masking a short line costs about 1.4 µs, a lookup tens of
+#: nanoseconds. Bounded like ``_VERDICTS``; long lines are not kept.
+_SDP_LINES: dict[str, str] = {}
+_SDP_LINES_MAX: Final = 4096
+_SDP_LINE_KEPT_BELOW: Final = 256
+
+
 def _mask_sdp_line(match: re.Match[str]) -> str:
-    return _mask_plain(match.group())
+    line = match.group()
+    known = _SDP_LINES.get(line)
+    if known is not None:
+        return known
+    masked = _mask_plain(line)
+    if len(line) < _SDP_LINE_KEPT_BELOW:
+        if len(_SDP_LINES) >= _SDP_LINES_MAX:
+            _SDP_LINES.clear()
+        _SDP_LINES[line] = masked
+    return masked
 
 
 def mask_text(text: str) -> str:

@@ -203,3 +203,20 @@ def test_sdp_lines_equal_the_reference() -> None:
         sdp = rng.choice(["\r\n", "\n"]).join(lines)
         line = orjson.dumps(["setLocalDescription", "PC_0", {"type": "offer", "sdp": sdp}, 3])
         assert_same(line.decode())
+
+
+def test_sdp_lines_seen_before_are_masked_the_same_and_kept_bounded() -> None:
+    """Address lines come back in every description: they are looked up, not masked
+    again, and a client sending ever new lines cannot grow what is kept."""
+    sdp = "v=0\r\no=- 7 2 IN IP4 192.0.2.9\r\nc=IN IP4 198.51.100.7\r\na=rtcp:9 IN IP4 0.0.0.0\r\n"
+    line = orjson.dumps(["setRemoteDescription", "PC_0", {"type": "answer", "sdp": sdp}, 3])
+    first = mask_line(line.decode())
+    assert first is not None and "192.0.2.9" not in first and "198.51.100.7" not in first
+    assert privacy._SDP_LINES["\nc=IN IP4 198.51.100.7\r"] == "\nc=IN IP4 x.x.x.x\r"
+    assert mask_line(line.decode()) == first
+    for index in range(privacy._SDP_LINES_MAX + 10):
+        privacy._mask_sdp(f"v=0\nc=IN IP4 10.{index >> 16 & 255}.{index >> 8 & 255}.{index & 255}")
+    assert len(privacy._SDP_LINES) <= privacy._SDP_LINES_MAX
+    long_line = "v=0\na=candidate:1 1 udp 1 203.0.113.5 9 typ host " + "x" * 300
+    assert "x.x.x.x" in privacy._mask_sdp(long_line)
+    assert not any(key.startswith("\na=candidate:1 1 udp 1 203") for key in privacy._SDP_LINES)
