@@ -114,6 +114,16 @@ class DumpWriter:
             os.close(fd)
         return len(frame)
 
+    def writes_inline(self) -> bool:
+        """Whether ``flush`` would write on the event loop without waiting: no flush
+        under way, no fsync, and a buffer below ``OFFLOAD_BYTES`` (characters: a
+        buffer of multi-byte text may encode a little past it, a short stall)."""
+        return (
+            not self.fsync
+            and self.buffered_bytes < OFFLOAD_BYTES
+            and (self._lock is None or not self._lock.locked())
+        )
+
     async def flush(self) -> None:
         """Write everything appended so far as one frame; durable on return.
 

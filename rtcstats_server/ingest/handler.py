@@ -423,7 +423,7 @@ class Stream(Connection):
             if type(result) is DumpLine:
                 if handler.mask:
                     result = handler.masked(result, self.decoder.relative_time)
-                if manager.append(session, result):
+                if manager.append(session, result) and not self._settle_now(session):
                     return self._later(self._awaited(results, index, appended=True))
             elif type(result) is Reply:
                 self.ws.send_text(result.text)
@@ -483,6 +483,18 @@ class Stream(Connection):
                 self.ws.send_text(result.text)
             elif type(result) is EndOfSession:
                 self.ended_by_client = True
+
+    def _settle_now(self, session: LiveSession) -> bool:
+        """``_settle`` without a task, when nothing must be awaited; False: await it."""
+        if session.client_session_id is None and self.decoder.client_session_id:
+            return False  # a pusher naming its session: the awaited path does it
+        try:
+            done = self.handler.manager.settle_now(session)
+        except OSError:
+            return False  # the awaited path writes again, and ends the session if it fails
+        if done:
+            self.acknowledge_now()
+        return done
 
     async def _settle(self, session: LiveSession) -> bool:
         """Create the record, flush, acknowledge; False when the dump cannot be written
