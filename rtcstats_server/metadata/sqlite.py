@@ -153,7 +153,10 @@ async def open_sqlite(path: Path, schema: Iterable[str], name: str) -> SqliteThr
             connection.execute(statement)
 
     try:
-        await db.run(prepare)
+        # Idempotent, so retried: switching a new file to WAL fails at once with
+        # "locked" (no busy wait) for all but one of the connections that try it
+        # together, as the workers of one host do when they start.
+        await retry_locked(lambda: db.run(prepare))
     except BaseException:
         await db.close()
         raise

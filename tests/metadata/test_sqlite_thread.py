@@ -198,3 +198,32 @@ async def test_a_closed_thread_refuses_work(tmp_path: Path) -> None:
     await db.close()  # twice is fine
     with pytest.raises(sqlite3.ProgrammingError):
         await db.run(lambda c: c.execute("SELECT 1"))
+
+
+def test_stores_opening_a_new_file_at_once_all_open(tmp_path: Path) -> None:
+    """Switching a new file to WAL races between connections: the loser is told
+    "database is locked" at once, without the busy wait. It once stopped a worker of
+    ``serve --workers 2`` (the workers open the host's embedded store together)."""
+    schema = ["CREATE TABLE IF NOT EXISTS t (n INTEGER)"]
+    failures: list[BaseException] = []
+    for attempt in range(40):
+        path = tmp_path / f"{attempt}.sqlite3"
+        barrier = threading.Barrier(4)
+
+        def open_one(path: Path = path, barrier: threading.Barrier = barrier) -> None:
+            async def opened() -> None:
+                barrier.wait(30)
+                db = await open_sqlite(path, schema, "race")
+                await db.close()
+
+            try:
+                asyncio.run(opened())
+            except BaseException as exc:  # collected for the assertion
+                failures.append(exc)
+
+        threads = [threading.Thread(target=open_one) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    assert failures == []
