@@ -274,6 +274,21 @@ def _mask_cluster(local: str, offset: int, v4: re.Pattern[str], v6: re.Pattern[s
     return "".join(pieces)
 
 
+def _holds_no_address(cluster: str) -> bool:
+    r"""A cluster no pattern can match in, cheaply told: a certificate fingerprint
+    (``2F:F6:...``, 31 colons; a getStats line of a new connection holds several).
+
+    Without a dot there is no dotted quad. Without ``%`` or ``-`` a colon address
+    can only start at the cluster's start, and every character of the cluster is a
+    word character or a colon, so ``(?![\w:])`` lets it end only at the cluster's
+    end: the whole cluster would be the address, and no address has more than
+    seven colons.
+    """
+    return (
+        cluster.count(":") > 7 and "." not in cluster and "%" not in cluster and "-" not in cluster
+    )
+
+
 def _mask_raw(text: str) -> str:
     """``text`` (a JSON line with plain escapes, no SDP) with every address masked that
     ``_walk`` would mask in its decoded strings, without decoding it.
@@ -316,6 +331,10 @@ def _mask_hinted(text: str, v4_pattern: re.Pattern[str], v6_pattern: re.Pattern[
         assert hint is not None
         start = _cluster_start(text, hint.start())
         end = _CLUSTER_TAIL.match(text, hint.end()).end()  # type: ignore[union-attr]
+        if _holds_no_address(text[start:end]):
+            pieces.append(text[done:end])
+            done = end
+            continue
         before = max(0, start - 3)
         after = min(size, end + 1)
         local = text[before:after]

@@ -220,3 +220,22 @@ def test_sdp_lines_seen_before_are_masked_the_same_and_kept_bounded() -> None:
     long_line = "v=0\na=candidate:1 1 udp 1 203.0.113.5 9 typ host " + "x" * 300
     assert "x.x.x.x" in privacy._mask_sdp(long_line)
     assert not any(key.startswith("\na=candidate:1 1 udp 1 203") for key in privacy._SDP_LINES)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "1:2:3:4:5:6:7:8",  # seven colons: the most an address has
+        "1:2:3:4:5:6:7:8:9",  # eight: skipped without the patterns, as they find nothing
+        "CF2F:F6:86:1F:AB:F0:17:62:B1:44:2B:2D:2A:C8:2C:23:AE:51:B9:DD:27:6C:7F:A2",
+        "2F:F6:86:1F:AB:F0:17:62:B1-fe80::1",  # a dash: an address may start after it
+        "2F:F6:86:1F:AB:F0:17:62:B1%fe80::1",
+        "1:2:3:4:5:6:7:8:9.10.0.0.1",  # a dot: a dotted quad may be inside
+        "fe80::1:2:3:4:5:6",
+    ],
+)
+def test_clusters_of_many_colons_are_masked_as_the_reference_says(value: str) -> None:
+    """Clusters with more than seven colons and no dot, ``%`` or ``-`` are passed over
+    without the patterns (a certificate's fingerprint); the rest are not."""
+    assert_same(line_with([value, "x " + value + " y"]))
+    assert privacy._mask_plain(value) == mask_plain_reference(value)
