@@ -515,8 +515,8 @@ class SessionManager:
         when ``settle`` must be awaited. Raises ``OSError`` as the write does (the
         lines stay buffered).
 
-        Every 100th 3.1 entry is such a flush: done in place, it costs no task, no
-        pause and resume of the socket and no trip around the loop.
+        Each ``ack_every_entries``-th 3.1 entry is such a flush: done in place, it
+        costs no task, no pause and resume of the socket and no trip around the loop.
         """
         if not session.recorded:
             return False
