@@ -50,18 +50,23 @@ class FrameError(Exception):
         self.code = code
 
 
+def _payload_length(buf: bytes, pos: int) -> tuple[int, int] | None:
+    """The payload length of the frame at ``pos`` (at least two bytes of it are in
+    ``buf``) and where its masking key starts; None while the length is not whole.
+    Nothing is judged here: ``take`` refuses what RFC 6455 forbids."""
+    length = buf[pos + 1] & 0x7F
+    if length == 126:
+        return (_U16.unpack_from(buf, pos + 2)[0], pos + 4) if len(buf) - pos >= 4 else None
+    if length == 127:
+        return (_U64.unpack_from(buf, pos + 2)[0], pos + 10) if len(buf) - pos >= 10 else None
+    return length, pos + 2
+
+
 def _frame_size(head: bytes) -> int:
     """The whole size of the frame that ``head`` begins (header, mask, payload), or
-    0 while its header is not whole; ``take`` judges whether the header is valid."""
-    available = len(head)
-    if available < 2:
-        return 0
-    length = head[1] & 0x7F
-    if length == 126:
-        return 8 + _U16.unpack_from(head, 2)[0] if available >= 4 else 0
-    if length == 127:
-        return 14 + _U64.unpack_from(head, 2)[0] if available >= 10 else 0
-    return 6 + length
+    0 while its header is not whole."""
+    found = _payload_length(head, 0) if len(head) >= 2 else None
+    return 0 if found is None else found[1] + 4 + found[0]
 
 
 def valid_close_code(code: int) -> bool:
@@ -220,20 +225,12 @@ class FrameReader:
             second = buf[pos + 1]
             if not second & 0x80:
                 raise FrameError(1002, "client frames must be masked")
-            length = second & 0x7F
-            start = pos + 2
-            if length == 126:
-                if available < 4:
-                    return None
-                length = _U16.unpack_from(buf, start)[0]
-                start += 2
-            elif length == 127:
-                if available < 10:
-                    return None
-                length = _U64.unpack_from(buf, start)[0]
-                if length >> 63:
-                    raise FrameError(1002, "frame length has its top bit set")
-                start += 8
+            found = _payload_length(buf, pos)
+            if found is None:
+                return None
+            length, start = found
+            if length >> 63:
+                raise FrameError(1002, "frame length has its top bit set")
             opcode = first & 0x0F
             fin = first & 0x80
             rsv = first & 0x70

@@ -495,11 +495,7 @@ class SessionManager:
         writer.append(line.text)
         session.lines += 1
         session.unacked += 1
-        return (
-            not session.recorded
-            or writer.buffered_bytes >= self._flush_bytes
-            or (session.client.sends_acks and session.unacked >= self._ack_every)
-        )
+        return not session.recorded or self._flush_due(session)
 
     async def settle(self, session: LiveSession) -> None:
         """Create the record (after the append: a racing finish still sees the line)
