@@ -23,6 +23,9 @@ class Decoder(Protocol):
     file_format: int | None
     #: Times in the dump are ms since the previous event (rtcstats-js), not epoch ms.
     relative_time: bool
+    #: getStats reports are named as the W3C names them (``3.1_STANDARD``): masking
+    #: tells the ones that can hold an address by one marker (dumps/privacy.py).
+    standard_stats: bool
 
     def opening(self, last_seq: int) -> list[Result]: ...
 

@@ -33,7 +33,7 @@ from rtcstats_server.dumps.envelopes import (
     open_envelope,
     stats_entry_seq,
 )
-from rtcstats_server.dumps.layout import JITSI_CLIENTS
+from rtcstats_server.dumps.layout import JITSI_CLIENTS, STANDARD_STATS_CLIENT
 from rtcstats_server.exceptions import HandshakeRefused, ProtocolViolation
 from rtcstats_server.metadata.record import fits_int64
 
@@ -70,6 +70,7 @@ class JitsiDecoder:
         self.handshake = handshake
         self.subprotocol = handshake.subprotocol
         self.sends_acks = self.subprotocol in JITSI_CLIENTS
+        self.standard_stats = self.subprotocol == STANDARD_STATS_CLIENT
         self.resumable = self.sends_acks
         session_id = handshake.query.get("statsSessionId")
         if session_id is None and self.sends_acks:

@@ -29,6 +29,7 @@ class ArrayDecoder:
     resumable = False
     is_reconnect = False
     relative_time = False
+    standard_stats = False
 
     def __init__(self, handshake: Handshake) -> None:
         self.handshake = handshake

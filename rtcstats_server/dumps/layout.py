@@ -21,6 +21,8 @@ CLOSE_METHOD: Final = "close"
 
 #: The jitsi browser clients (``@jitsi/rtcstats``): acknowledged, resumable.
 JITSI_CLIENTS: Final = frozenset({"3.1_STANDARD", "3.1_LEGACY"})
+#: The jitsi client that sends W3C getStats reports (``3.1_LEGACY``: Chrome's legacy ones).
+STANDARD_STATS_CLIENT: Final = "3.1_STANDARD"
 #: The jitsi backend components that push their statistics as 3.1 envelopes.
 PUSHER_APPS: Final = ("JVB", "JICOFO", "JIBRI", "JIGASI")
 #: A pusher's protocol: a version of its own, then the component (``2.1_JVB``).

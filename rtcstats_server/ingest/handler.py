@@ -207,13 +207,13 @@ class IngestHandler:
         found = self.locator.lookup(client_ip) if self.locator and client_ip else None
         return annotation(found) if found is not None else None
 
-    def masked(self, line: DumpLine, relative_time: bool) -> DumpLine:
+    def masked(self, line: DumpLine, decoder: Decoder) -> DumpLine:
         """The line with its addresses masked; a candidate's location written in first
         (geo_annotation.py: the analysis cannot look up a masked address)."""
         text = line.text
         if self.locator is not None and text.startswith(CANDIDATE_PREFIXES):
-            text = annotate_candidate(text, self.locator, relative_time) or text
-        masked = mask_line(text)
+            text = annotate_candidate(text, self.locator, decoder.relative_time) or text
+        masked = mask_line(text, decoder.standard_stats)
         if masked is not None:
             return DumpLine(masked, line.seq)
         return line if text is line.text else DumpLine(text, line.seq)
@@ -422,7 +422,7 @@ class Stream(Connection):
         for index, result in enumerate(results):
             if type(result) is DumpLine:
                 if handler.mask:
-                    result = handler.masked(result, self.decoder.relative_time)
+                    result = handler.masked(result, self.decoder)
                 if manager.append(session, result) and not self._settle_now(session):
                     return self._later(self._awaited(results, index, appended=True))
             elif type(result) is Reply:
@@ -472,7 +472,7 @@ class Stream(Connection):
             if type(result) is DumpLine:
                 if not (appended and position == index):
                     if handler.mask:
-                        result = handler.masked(result, self.decoder.relative_time)
+                        result = handler.masked(result, self.decoder)
                     if not manager.append(session, result):
                         continue
                 if not await self._settle(session):

@@ -84,6 +84,14 @@ def test_only_rtcstats_js_writes_relative_times() -> None:
     assert relative == {name: name.startswith("rtcstats#") for name in names}
 
 
+def test_only_the_standard_jitsi_client_says_it_sends_w3c_stats() -> None:
+    """Masking looks for one marker in such a client's getStats (dumps/privacy.py): a
+    legacy client's ``googCandidatePair`` addresses need the other one too."""
+    names = ("rtcstats#5.0", "rtcstats#4.0", "2.0", "3.1_STANDARD", "3.1_LEGACY", "2_JVB")
+    standard = {n: open_decoder(handshake(n, statsSessionId="s-1")).standard_stats for n in names}
+    assert standard == {name: name == "3.1_STANDARD" for name in names}
+
+
 def test_jvb_pusher_identity_object_and_session_from_messages(fixtures_dir: Path) -> None:
     stream = streams.jvb_pusher(fixtures_dir)
     decoder = open_decoder(handshake("3.1_JVB"))

@@ -239,3 +239,53 @@ def test_clusters_of_many_colons_are_masked_as_the_reference_says(value: str) ->
     without the patterns (a certificate's fingerprint); the rest are not."""
     assert_same(line_with([value, "x " + value + " y"]))
     assert privacy._mask_plain(value) == mask_plain_reference(value)
+
+
+REAL = Path(__file__).resolve().parents[2] / "../shared/fixtures/real"
+
+
+def test_the_standard_marker_is_found_wherever_a_scan_finds_it() -> None:
+    """Dashes are looked at one by one up to a bound, then the scan takes the rest:
+    the marker is found at every position, before, at and past the bound."""
+    bound = privacy._DASHES_TRIED
+    for dashes in range(bound + 3):
+        for marked in (False, True):
+            text = "x-" * dashes + ('{"type":"local-candidate"}' if marked else '"local"')
+            assert privacy._names_standard_candidate(text) is marked, (dashes, marked)
+            text = ('"remote-candidate"' if marked else "candidate") + "-y" * dashes
+            assert privacy._names_standard_candidate(text) is marked, (dashes, marked)
+    parts = ["-", '-candidate"', 'candidate"', "a", '"', "--", "local-candidat", 'e"', "-c"]
+    rng = random.Random(11)
+    for _ in range(5000):
+        text = "".join(rng.choices(parts, k=rng.randint(0, 3 * bound)))
+        found = privacy._names_standard_candidate(text)
+        assert found is (privacy.STANDARD_MARKER in text), text
+
+
+def test_standard_stats_lose_no_address_to_the_one_marker() -> None:
+    """Real W3C stats of Chrome, Firefox and Safari: with ``standard_stats`` every line
+    is masked as the two full-name markers would have it masked."""
+    stats_masked = 0
+    for name in (
+        "jitsi-chrome-standard-pc-failed.jsonl",
+        "jitsi-firefox97-standard-stats-sfu.jsonl",
+        "jitsi-google-standard-stats-sfu.jsonl",
+        "jitsi-safari-standard-stats.jsonl",
+    ):
+        lines = [line for line in (REAL / name).read_text().splitlines() if line.strip()]
+        assert orjson.loads(lines[0])[2]["clientProtocol"] == "3.1_STANDARD"
+        stats = [line for line in lines if line.startswith('["getstats"')]
+        assert any(privacy.STANDARD_MARKER in line for line in stats), name
+        for line in lines[1:]:
+            assert mask_line(line, standard_stats=True) == mask_line(line), (name, line[:200])
+        stats_masked += sum(mask_line(line, standard_stats=True) is not None for line in stats)
+    assert stats_masked >= 2
+
+
+def test_legacy_stats_are_masked_by_their_own_marker() -> None:
+    """Legacy reports name an address ``googLocalAddress`` without a candidate type:
+    the full-name markers (the default) catch them."""
+    report = {"googLocalAddress": "192.0.2.7:5000", "googRemoteAddress": "198.51.100.2:9"}
+    line = orjson.dumps(["getstats", "PC_0", {"Conn-audio-1-0": report}, 5]).decode()
+    masked = mask_line(line)
+    assert masked is not None and "192.0.2.7" not in masked and "198.51.100.2" not in masked
