@@ -529,10 +529,17 @@ class PrivacyConfig(Section):
 
 
 class LimitsConfig(Section):
-    """Flood limits, enforced before the websocket upgrade (429/503 with a metric)."""
+    """Flood limits, enforced before the websocket upgrade (429/503 with a metric).
+
+    They are the host's: with ``server.workers`` above 1 each worker enforces its share
+    (1/N, rounded up) of the counts and the rate.
+    """
 
     max_connections: int = Field(
-        20000, ge=0, description="Open ingest connections at once; beyond: 503. 0: no limit."
+        20000,
+        ge=0,
+        description="Open ingest connections at once; beyond: 503. 0: no limit. This and "
+        "the per-address limits are the host's: each of server.workers enforces 1/N of them.",
     )
     max_connections_per_ip: int = Field(
         256, ge=0, description="Open ingest connections per client address; beyond: 429. 0: none."

@@ -176,7 +176,7 @@ def serve(config: Config, args: argparse.Namespace | None = None, argv: Sequence
             watch_parent(args.worker_of)
             worker = WorkerInfo(args.worker_index, args.worker_count, str(args.worker_of))
             ready_fd = args.ready_fd
-            config = worker_config(config, worker.index)
+            config = worker_config(config, worker.index, worker.count)
         else:
             count = worker_count(config)
             ensure_writable(config.server.data_dir)

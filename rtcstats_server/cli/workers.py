@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from rtcstats_server.config import Config
+from rtcstats_server.config import Config, LimitsConfig
 from rtcstats_server.http.viewer.signing import load_key
 from rtcstats_server.sessions.live import default_node_id
 from rtcstats_server.sessions.segments import SEGMENT_SUFFIX
@@ -76,8 +76,36 @@ def node_id(config: Config, index: int) -> str:
     return base if index == 0 else f"{base}-w{index}"
 
 
-def worker_config(config: Config, index: int) -> Config:
-    """The configuration worker ``index`` runs with (blocking: reads/makes files)."""
+def limits_share(limits: LimitsConfig, count: int) -> LimitsConfig:
+    """What one of ``count`` workers enforces of the host's connection limits.
+
+    Each worker counts only the sockets it accepted, so with whole limits the host
+    would take ``count`` times what ``limits.*`` says. The kernel spreads a client's
+    connections over the workers by a hash of their ports, evenly over many of them,
+    so a share each (rounded up; 0, no limit, stays 0) holds the host near the
+    configured figure: a worker that drew more than its share refuses a little early
+    (with two workers, one address meets its first refusal after 244 of 256 sockets
+    on average).
+    """
+    if count <= 1:
+        return limits
+
+    def share(value: int) -> int:
+        return math.ceil(value / count)
+
+    return limits.model_copy(
+        update={
+            "max_connections": share(limits.max_connections),
+            "max_connections_per_ip": share(limits.max_connections_per_ip),
+            "connections_per_ip_per_s": limits.connections_per_ip_per_s / count,
+            "connection_burst_per_ip": max(1, share(limits.connection_burst_per_ip)),
+        }
+    )
+
+
+def worker_config(config: Config, index: int, count: int) -> Config:
+    """The configuration worker ``index`` of ``count`` runs with (blocking: reads/makes
+    files)."""
     server = config.server.model_copy(
         update={
             "data_dir": worker_dir(config.server.data_dir, index),
@@ -93,7 +121,13 @@ def worker_config(config: Config, index: int) -> Config:
     if not viewer.secret.get_secret_value():
         viewer = viewer.model_copy(update={"secret": SecretStr(load_key(config).decode())})
     return config.model_copy(
-        update={"server": server, "storage": storage, "metadata": metadata, "viewer": viewer}
+        update={
+            "server": server,
+            "storage": storage,
+            "metadata": metadata,
+            "viewer": viewer,
+            "limits": limits_share(config.limits, count),
+        }
     )
 
 

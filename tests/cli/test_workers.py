@@ -12,6 +12,7 @@ from rtcstats_server.cli.workers import (
     adopt_orphans,
     cgroup_cpu_limit,
     default_workers,
+    limits_share,
     worker_config,
     worker_count,
 )
@@ -65,7 +66,7 @@ def test_server_workers_zero_means_the_default(tmp_path: Path) -> None:
 def test_a_worker_keeps_its_own_files_and_shares_the_store(tmp_path: Path) -> None:
     data = tmp_path / "data"
     config = build_config({"server": {"data_dir": str(data), "node_id": "host-a"}}, environ={})
-    first, second = worker_config(config, 0), worker_config(config, 1)
+    first, second = worker_config(config, 0, 2), worker_config(config, 1, 2)
     assert first.live_dir == data / "workers" / "0" / "live"
     assert second.outbox_dir == data / "workers" / "1" / "outbox"
     assert first.embedded_path == second.embedded_path == data / "sessions.sqlite3"
@@ -75,6 +76,28 @@ def test_a_worker_keeps_its_own_files_and_shares_the_store(tmp_path: Path) -> No
     key = first.viewer.secret.get_secret_value()
     assert key and key == second.viewer.secret.get_secret_value()
     assert key == (data / "viewer-secret").read_text().strip()
+
+
+def test_each_worker_enforces_its_share_of_the_connection_limits(tmp_path: Path) -> None:
+    """Each worker counts only its own sockets: shares keep the host near the limits
+    configured (0, no limit, stays 0; a single process keeps them whole)."""
+    limits = {
+        "max_connections": 20001,
+        "max_connections_per_ip": 0,
+        "connections_per_ip_per_s": 30.0,
+        "connection_burst_per_ip": 1,
+    }
+    settings = {"server": {"data_dir": str(tmp_path / "data")}, "limits": limits}
+    config = build_config(settings, environ={})
+    shares = [worker_config(config, index, 3).limits for index in range(3)]
+    assert {share.max_connections for share in shares} == {6667}
+    assert {share.max_connections_per_ip for share in shares} == {0}
+    assert {share.connections_per_ip_per_s for share in shares} == {10.0}
+    assert {share.connection_burst_per_ip for share in shares} == {1}
+    assert limits_share(config.limits, 1) == config.limits
+    assert limits_share(config.limits, 2).max_connections_per_ip == 0
+    config = build_config({"limits": {"max_connections_per_ip": 256}}, environ={})
+    assert limits_share(config.limits, 2).max_connections_per_ip == 128
 
 
 def _node_id_of(data_dir: str) -> str:

@@ -8,6 +8,7 @@ any crash); SIGTERM drains every worker; ``/metrics`` on either answers for both
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -78,12 +79,19 @@ async def records(http: aiohttp.ClientSession, server: CollectorProcess) -> list
 
 @pytest.fixture
 async def supervised(tmp_path: Path) -> AsyncIterator[CollectorProcess]:
+    async with supervised_with(tmp_path, {}) as server:
+        yield server
+
+
+@contextlib.asynccontextmanager
+async def supervised_with(tmp_path: Path, env: dict[str, str]) -> AsyncIterator[CollectorProcess]:
     server = CollectorProcess(
         tmp_path / "data",
         env={
             "RTCSTATS_SERVER__WORKERS": str(WORKERS),
             "RTCSTATS_INGEST__ACK_EVERY_ENTRIES": "10",
             "RTCSTATS_SERVER__SHUTDOWN_GRACE_S": "10",
+            **env,
         },
     )
     server.start()
@@ -159,6 +167,32 @@ async def test_both_workers_take_connections_and_metrics_add_up(
     log = server.log()
     assert "INFO [w0] rtcstats_server.http.app: rtcstats-collector" in log
     assert "INFO [w1] rtcstats_server.http.app: rtcstats-collector" in log
+
+
+async def test_the_workers_hold_the_host_to_the_connection_limit(tmp_path: Path) -> None:
+    """``limits.max_connections: 2`` with two workers: each takes one socket, so the
+    host holds two at most (whole limits per worker let it hold four); the rest are
+    refused with 503 and counted."""
+    async with supervised_with(tmp_path, {"RTCSTATS_LIMITS__MAX_CONNECTIONS": "2"}) as server:
+        async with aiohttp.ClientSession() as http:
+            held: list[aiohttp.ClientWebSocketResponse] = []
+            refused = 0
+            for i in range(12):  # a new source port each: the kernel picks a worker
+                try:
+                    ws = await http.ws_connect(f"{server.ws_url}/r{i}", protocols=("rtcstats#5.0",))
+                except aiohttp.WSServerHandshakeError as error:
+                    assert error.status == 503
+                    refused += 1
+                else:
+                    held.append(ws)
+            assert 1 <= len(held) <= 2, len(held)
+            assert refused == 12 - len(held)
+            text = await metrics(http, server)
+            assert samples(text, "rtcstats_connections_refused_total") == {
+                (("reason", "server_full"),): float(refused)
+            }
+            for ws in held:
+                await ws.close()
 
 
 async def test_a_killed_worker_is_restarted_and_loses_nothing_acknowledged(
