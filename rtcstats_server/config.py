@@ -524,7 +524,8 @@ class PrivacyConfig(Section):
         True,
         description="Mask IP addresses in ICE candidates, SDP, candidate stats and the "
         "record's remote address before anything is stored (as rtcstats-server does); "
-        "masked events are re-encoded, so they are no longer byte-for-byte.",
+        "a masked event keeps its other bytes, except one holding an SDP description, "
+        "which is re-encoded.",
     )
 
 
