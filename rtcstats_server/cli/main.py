@@ -223,6 +223,7 @@ def _iso_date(flag: str, value: str) -> datetime | None:
 def _supervise(config: Config, count: int, argv: Sequence[str]) -> int:
     """Start ``count`` workers running this same command line (cli/supervisor.py)."""
     from rtcstats_server.cli.supervisor import supervise
+    from rtcstats_server.cli.workers import limits_share
 
     command = [sys.executable, "-m", "rtcstats_server", *argv]
     log.info(
@@ -232,6 +233,16 @@ def _supervise(config: Config, count: int, argv: Sequence[str]) -> int:
         config.server.port,
         config.server.data_dir.resolve(),
         analysis_build(),
+    )
+    share = limits_share(config.limits, count)
+    log.info(
+        "connection limits per worker (1/%d of limits.*, rounded up; 0: none): "
+        "%d open, %d per address, %g new per address per s (burst %d)",
+        count,
+        share.max_connections,
+        share.max_connections_per_ip,
+        share.connections_per_ip_per_s,
+        share.connection_burst_per_ip,
     )
     return supervise(command, count, config.server.shutdown_grace_s)
 

@@ -167,6 +167,9 @@ async def test_both_workers_take_connections_and_metrics_add_up(
     log = server.log()
     assert "INFO [w0] rtcstats_server.http.app: rtcstats-collector" in log
     assert "INFO [w1] rtcstats_server.http.app: rtcstats-collector" in log
+    # the supervisor says what each worker enforces of the host's limits
+    assert "connection limits per worker (1/2 of limits.*" in log
+    assert "10000 open, 128 per address, 10 new per address per s (burst 50)" in log
 
 
 async def test_the_workers_hold_the_host_to_the_connection_limit(tmp_path: Path) -> None:
