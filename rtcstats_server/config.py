@@ -530,11 +530,8 @@ class PrivacyConfig(Section):
 
 
 class LimitsConfig(Section):
-    """Flood limits, enforced before the websocket upgrade (429/503 with a metric).
-
-    They are the host's: with ``server.workers`` above 1 each worker enforces its share
-    (1/N, rounded up) of the counts and the rate.
-    """
+    """Flood limits, enforced before the websocket upgrade (429/503 with a metric); the
+    host's, shared out among workers by ``cli/workers.limits_share``."""
 
     max_connections: int = Field(
         20000,

@@ -74,6 +74,9 @@ STATS_METHODS: Final = _codes_for(_STATS_NAMES)
 #: substring scan costs about 0.4 ns per byte, a tenth of parsing the message.
 FULL_NAME_MARKERS: Final = ('candidate"', 'ddress"')
 CODED_MARKER: Final = f'"{STAT_PROPERTY_CODES["address"]}"'
+CODED_STATS_METHODS: Final = frozenset(
+    str(code) for code, name in METHODS.items() if name in _STATS_NAMES
+)
 #: The one marker of W3C stats (``standard_stats``): their candidate reports are typed
 #: ``local-candidate`` or ``remote-candidate``, and no other report holds an address
 #: (``address``, ``relatedAddress``, ``url``); ``ddress"`` only adds the legacy
@@ -82,9 +85,6 @@ STANDARD_MARKER: Final = '-candidate"'
 #: Dashes ``_names_standard_candidate`` looks behind one by one before it scans for the
 #: marker instead: a getStats line of the jitsi capture holds 0 to 9 after the first.
 _DASHES_TRIED: Final = 8
-CODED_STATS_METHODS: Final = frozenset(
-    str(code) for code, name in METHODS.items() if name in _STATS_NAMES
-)
 
 
 #: Verdicts on address-like texts seen before (the same candidates come back in every
